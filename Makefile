@@ -1,0 +1,31 @@
+# Quick start: `make demo` runs dmops on the sample workspace; `make test` runs the tests.
+# Both create .venv from nothing the first time.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint samples clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	bash scripts/demo.sh
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check dmops tests scripts
+	$(BIN)/ruff format --check dmops tests scripts
+	$(BIN)/mypy
+
+samples: $(STAMP)
+	$(BIN)/python scripts/make_samples.py
+
+clean:
+	rm -rf $(VENV) .dmops outbox demo-workspace .pytest_cache .mypy_cache .ruff_cache

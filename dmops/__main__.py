@@ -1,0 +1,3 @@
+from dmops.cli import main
+
+main()

@@ -1,0 +1,128 @@
+"""The DmopsError family and the exit codes of SPEC §10."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+
+class ExitCode(IntEnum):
+    """Process exit codes (SPEC §10), named after their sysexits.h meaning."""
+
+    OK = 0
+    FAILURE = 1  # goal missed / generic failure
+    USAGE = 2  # malformed option or argument
+    DATAERR = 65  # bad input data
+    NOINPUT = 66  # missing input file
+    CANTCREAT = 73  # cannot create output
+    IOERR = 74  # I/O error
+    TEMPFAIL = 75  # temporary failure: locked, stopped
+    CONFIG = 78  # bad configuration
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a problem is: a file, and optionally a line and a dotted key."""
+
+    file: Path | None = None
+    line: int | None = None
+    key: str | None = None
+
+    def render(self, root: Path | None = None) -> str:
+        parts: list[str] = []
+        if self.file is not None:
+            shown = self.file
+            if root is not None:
+                try:
+                    shown = self.file.resolve().relative_to(root.resolve())
+                except ValueError:
+                    shown = self.file
+            parts.append(str(shown) + (f":{self.line}" if self.line else ""))
+        elif self.line:
+            parts.append(f"line {self.line}")
+        if self.key:
+            parts.append(f"key '{self.key}'")
+        return ", ".join(parts)
+
+
+class DmopsError(Exception):
+    """Base of every error dmops reports to a user."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: Path | str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.location = Location(Path(file) if file is not None else None, line, key)
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def render(self, root: Path | None = None) -> str:
+        where = self.location.render(root)
+        text = f"{where}: {self.message}" if where else self.message
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+class UsageError(DmopsError):
+    """A malformed option or argument."""
+
+    exit_code = ExitCode.USAGE
+
+
+class DataError(DmopsError):
+    """Input data that cannot be used as it is."""
+
+    exit_code = ExitCode.DATAERR
+
+
+class MissingInputError(DmopsError):
+    """An input file that does not exist or cannot be read."""
+
+    exit_code = ExitCode.NOINPUT
+
+
+class OutputError(DmopsError):
+    """An output that cannot be created."""
+
+    exit_code = ExitCode.CANTCREAT
+
+
+class IOFailure(DmopsError):
+    """An I/O error while reading or writing."""
+
+    exit_code = ExitCode.IOERR
+
+
+class TemporaryFailure(DmopsError):
+    """A condition that a later retry may clear: a lock held, a stop requested."""
+
+    exit_code = ExitCode.TEMPFAIL
+
+
+class ConfigError(DmopsError):
+    """A workspace or campaign file that is not valid configuration."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class ProblemsFound(DmopsError):
+    """Several problems at once, as collected by a validation pass."""
+
+    def __init__(self, problems: list[DmopsError]) -> None:
+        first = problems[0]
+        super().__init__(f"{len(problems)} problem(s) found; first: {first}")
+        self.problems = problems
+        self.exit_code = first.exit_code

@@ -1,0 +1,127 @@
+"""Campaign ``where`` expressions: one DuckDB boolean expression over contact columns (SPEC §4).
+
+An expression is checked before it runs: DuckDB parses ``SELECT 1 FROM <source>
+WHERE (<expression>)``; the parse tree must be that statement and nothing else
+(so ``x) UNION SELECT …`` or a second statement cannot slip in), the
+expression may hold no subquery, every column it names must be a contact
+column or a built-in, and its type must be BOOLEAN. Expressions run only on
+connections whose external access is disabled (see ``db.lock_down``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import duckdb
+
+from dmops.errors import ConfigError
+
+SOURCE = "_dm_where_source"  # the relation an expression is checked against
+
+
+def _parse(con: duckdb.DuckDBPyConnection, expression: str) -> dict[str, Any]:
+    row = con.execute("SELECT json_serialize_sql($sql)", {"sql": f"SELECT 1 FROM {SOURCE} WHERE ({expression})"}).fetchone()
+    assert row is not None
+    parsed: dict[str, Any] = json.loads(row[0])
+    return parsed
+
+
+def _strip_locations(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_locations(v) for k, v in node.items() if not k.startswith("query_location")}
+    if isinstance(node, list):
+        return [_strip_locations(v) for v in node]
+    return node
+
+
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        if "class" in node:
+            yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def referenced_columns(con: duckdb.DuckDBPyConnection, expression: str) -> list[str]:
+    """Column names the expression reads, in order of first use (after the structure check)."""
+    tree = _checked_tree(con, expression)
+    names: list[str] = []
+    for node in _walk(tree):
+        if node.get("class") == "COLUMN_REF":
+            name = node["column_names"][-1]
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _checked_tree(con: duckdb.DuckDBPyConnection, expression: str) -> dict[str, Any]:
+    if not expression.strip():
+        raise ConfigError("the expression is empty", hint="write a condition such as tier = 'gold'")
+    parsed = _parse(con, expression)
+    if parsed.get("error"):
+        detail = parsed.get("error_message", "cannot parse it")
+        raise ConfigError(
+            f"not a valid expression: {detail}",
+            hint="write one SQL boolean condition, e.g. tier IN ('gold','silver') AND orders > 2",
+        )
+    reference = _parse(con, "TRUE")
+    statements = parsed.get("statements", [])
+    if len(statements) != 1:
+        raise ConfigError("the expression must be a single condition, not statements")
+    node = dict(statements[0]["node"])
+    expected = dict(reference["statements"][0]["node"])
+    where = node.pop("where_clause", None)
+    expected.pop("where_clause", None)
+    if _strip_locations(node) != _strip_locations(expected) or where is None:
+        raise ConfigError(
+            "the expression must be a single condition over contact columns",
+            hint="no UNION, ORDER BY, LIMIT or other clauses",
+        )
+    for inner in _walk(where):
+        if "SUBQUERY" in str(inner.get("class", "")) or "SUBQUERY" in str(inner.get("type", "")):
+            raise ConfigError(
+                "subqueries are not allowed in an expression",
+                hint="use contact columns only; campaign expressions cannot read other tables or files",
+            )
+    return where
+
+
+def check_expression(con: duckdb.DuckDBPyConnection, expression: str, columns: Iterable[str]) -> None:
+    """Raise ConfigError (no file attached) unless ``expression`` is a valid boolean over ``columns``.
+
+    ``con`` must hold a relation named ``SOURCE`` with exactly those columns.
+    """
+    known = {c.lower(): c for c in columns}
+    for name in referenced_columns(con, expression):
+        if name.lower() not in known:
+            close = difflib.get_close_matches(name.lower(), list(known), n=1)
+            raise ConfigError(
+                f"unknown column '{name}' in expression",
+                hint=f"did you mean '{known[close[0]]}'?" if close else "use a column of the contacts file",
+            )
+    try:
+        described = con.execute(f"DESCRIBE SELECT ({expression}) AS v FROM {SOURCE}").fetchall()
+    except duckdb.Error as exc:
+        message = str(exc).splitlines()[0]
+        raise ConfigError(f"the expression does not fit the contact columns: {message}") from None
+    kind = described[0][1]
+    if kind != "BOOLEAN":
+        raise ConfigError(
+            f"the expression is {kind}, not a true/false condition",
+            hint="compare it with something, e.g. orders > 0",
+        )
+
+
+def create_source(con: duckdb.DuckDBPyConnection, at_utc: str | None = None, local_date: str | None = None) -> None:
+    """The relation expressions are checked and run against: contacts plus ``run_at``/``run_date``."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _dm_run AS SELECT CAST($at AS TIMESTAMPTZ) AS run_at, CAST($date AS DATE) AS run_date",
+        {"at": at_utc or "1970-01-01 00:00:00+00", "date": local_date or "1970-01-01"},
+    )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {SOURCE} AS SELECT * FROM contacts CROSS JOIN _dm_run")

@@ -1,0 +1,151 @@
+"""``dmops validate``: check a workspace, its contacts and campaigns without sending anything."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from dmops import expressions, render
+from dmops.campaign import Campaign, campaign_files, find_campaign_file, load_campaign
+from dmops.contacts import ContactsInfo, load_contacts
+from dmops.db import connect
+from dmops.errors import ConfigError, DmopsError, ExitCode, MissingInputError, ProblemsFound
+from dmops.workspace import Workspace, load_workspace
+
+
+@dataclass
+class ValidationReport:
+    """Everything ``validate`` found: errors fail it, warnings do not."""
+
+    root: Path
+    errors: list[DmopsError] = field(default_factory=list)
+    warnings: list[DmopsError] = field(default_factory=list)
+    campaigns: list[str] = field(default_factory=list)
+    contacts: ContactsInfo | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return self.errors[0].exit_code if self.errors else ExitCode.OK
+
+    def add(self, exc: DmopsError) -> None:
+        self.errors.extend(exc.problems if isinstance(exc, ProblemsFound) else [exc])
+
+
+def _located(exc: ConfigError, campaign: Campaign, key: str, line: int | None = None) -> ConfigError:
+    return ConfigError(exc.message, file=campaign.path, line=line or campaign.doc.line_of(_key_path(key)), key=key, hint=exc.hint)
+
+
+def _key_path(key: str) -> tuple[str | int, ...]:
+    parts: list[str | int] = []
+    for piece in key.replace("]", "").split("."):
+        name, *indexes = piece.split("[")
+        parts.append(name)
+        parts.extend(int(i) for i in indexes)
+    return tuple(parts)
+
+
+def _check_campaign(con: duckdb.DuckDBPyConnection, campaign: Campaign, ws: Workspace, columns: list[str], report: ValidationReport) -> None:
+    expression_columns = [*columns, "run_at", "run_date"]
+    for key, expression in campaign.where_clauses():
+        try:
+            expressions.check_expression(con, expression, expression_columns)
+        except ConfigError as exc:
+            report.errors.append(_located(exc, campaign, key))
+    known = {c.lower() for c in columns} | render.TEMPLATE_BUILTINS
+    templates = list(campaign.templates.items())
+    if campaign.unsubscribe_url is not None:
+        templates.append((("", "unsubscribe_url"), campaign.unsubscribe_url))
+    for (_, part), template in templates:
+        try:
+            used = render.variables(template, html=(part == "html"))
+        except ConfigError as exc:
+            report.errors.append(exc)
+            continue
+        for name, line in used.items():
+            if name.lower() not in known:
+                report.errors.append(
+                    ConfigError(
+                        f"template variable '{name}' is not a contact column",
+                        file=template.file,
+                        line=line,
+                        key=template.key,
+                        hint="use a column of the contacts file, or a built-in: " + ", ".join(sorted(render.TEMPLATE_BUILTINS)),
+                    )
+                )
+    config = campaign.config
+    if config.purpose == "marketing" and config.channel not in ws.config.consent:
+        report.warnings.append(
+            ConfigError(
+                f"no consent column is configured for {config.channel}: this marketing campaign has no consent check",
+                file=campaign.path,
+                line=campaign.line_of("channel"),
+                key="channel",
+                hint=f"add consent: {{{config.channel}: <column>}} to dmops.yaml",
+            )
+        )
+
+
+def validate(root: Path, names: Sequence[str] = ()) -> ValidationReport:
+    """Validate the workspace at ``root`` and the named campaigns (all when none are named)."""
+    report = ValidationReport(root=root)
+    try:
+        ws = load_workspace(root)
+    except DmopsError as exc:
+        report.add(exc)
+        return report
+    for index, path in enumerate(ws.suppression_paths):
+        if not path.is_file():
+            report.errors.append(
+                MissingInputError(
+                    f"suppression file '{ws.config.suppressions[index]}' not found",
+                    file=ws.file,
+                    line=ws.line_of("suppressions", index),
+                    key=f"suppressions[{index}]",
+                    hint="a listed suppression file must exist; it is never treated as empty",
+                )
+            )
+    con = connect()
+    columns: list[str] | None = None
+    try:
+        report.contacts = load_contacts(con, ws)
+        columns = list(report.contacts.columns)
+        expressions.create_source(con)
+    except DmopsError as exc:
+        report.add(exc)
+    paths: list[Path] = []
+    if names:
+        for name in names:
+            try:
+                paths.append(find_campaign_file(ws, name))
+            except DmopsError as exc:
+                report.add(exc)
+    else:
+        paths = campaign_files(ws)
+        if not paths:
+            report.warnings.append(ConfigError(f"no campaign files in {ws.config.campaigns_dir}/", file=ws.file))
+    seen: dict[str, Path] = {}
+    for path in paths:
+        try:
+            campaign = load_campaign(path, ws)
+        except DmopsError as exc:
+            report.add(exc)
+            continue
+        if campaign.id in seen:
+            report.errors.append(
+                ConfigError(
+                    f"campaign id '{campaign.id}' is also used by {seen[campaign.id].name}",
+                    file=path,
+                    line=campaign.line_of("id"),
+                    key="id",
+                    hint="campaign ids must be unique in a workspace",
+                )
+            )
+        seen.setdefault(campaign.id, path)
+        report.campaigns.append(campaign.id)
+        if columns is not None:
+            _check_campaign(con, campaign, ws, columns, report)
+    con.close()
+    return report

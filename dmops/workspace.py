@@ -1,0 +1,192 @@
+"""Find, read and validate the workspace file ``dmops.yaml`` (SPEC §2)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+import phonenumbers
+from pydantic import Field, field_validator
+
+from dmops.errors import ConfigError, DmopsError, MissingInputError, ProblemsFound
+from dmops.schema import Strict, hinted, validate_doc
+from dmops.timeutil import parse_clock, parse_duration, timezone_problem
+from dmops.yamlio import YamlDoc, dotted, load_yaml
+
+WORKSPACE_FILE = "dmops.yaml"
+ENV_VAR = "DMOPS_WORKSPACE"
+
+Channel = Literal["email", "sms", "dm"]
+CHANNELS: tuple[Channel, ...] = ("email", "sms", "dm")
+
+
+class Cap(Strict):
+    """A marketing frequency cap: at most ``max`` messages within ``per`` (SPEC §6)."""
+
+    max: int = Field(ge=1)
+    per: str
+    channel: Channel | None = None
+
+    @field_validator("per")
+    @classmethod
+    def _per(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def window(self) -> timedelta:
+        return parse_duration(self.per)
+
+
+class QuietHours(Strict):
+    """Recipient-local ``[start, end)`` in which marketing is not delivered."""
+
+    start: str
+    end: str
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        parse_clock(value)
+        return value
+
+
+class WorkspaceConfig(Strict):
+    """The schema of ``dmops.yaml``."""
+
+    version: Literal[1]
+    timezone: str
+    contacts: str
+    suppressions: list[str] = []
+    consent: dict[Channel, str] = {}
+    caps: list[Cap] = []
+    quiet_hours: QuietHours | None = None
+    state_dir: str = ".dmops"
+    outbox_dir: str = "outbox"
+    campaigns_dir: str = "campaigns"
+    phone_region: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        problem = timezone_problem(value)
+        if problem:
+            raise hinted(*problem)
+        return value
+
+    @field_validator("phone_region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and value not in phonenumbers.SUPPORTED_REGIONS:
+            raise hinted(f"unknown phone region '{value}'", "use a two-letter ISO 3166 code such as CN or US")
+        return value
+
+    @field_validator("contacts")
+    @classmethod
+    def _contacts(cls, value: str) -> str:
+        if not value.lower().endswith((".csv", ".parquet")):
+            raise hinted(f"'{value}' is neither .csv nor .parquet", "point contacts at a CSV or Parquet file")
+        return value
+
+
+def find_workspace(explicit: Path | None, env: Mapping[str, str], cwd: Path) -> Path:
+    """The workspace root: ``--workspace``, then ``DMOPS_WORKSPACE``, then up from ``cwd``."""
+    for given, source in ((explicit, "--workspace"), (env.get(ENV_VAR) or None, ENV_VAR)):
+        if given is not None:
+            root = Path(given)
+            if root.name == WORKSPACE_FILE and root.is_file():
+                root = root.parent
+            if not (root / WORKSPACE_FILE).is_file():
+                raise MissingInputError(
+                    f"no {WORKSPACE_FILE} in {root} (from {source})",
+                    file=root / WORKSPACE_FILE,
+                    hint="create one with `dmops init DIR`, or point at the folder that has it",
+                )
+            return root.resolve()
+    here = cwd.resolve()
+    for folder in (here, *here.parents):
+        if (folder / WORKSPACE_FILE).is_file():
+            return folder
+    raise MissingInputError(
+        f"no {WORKSPACE_FILE} found in {here} or any folder above it",
+        hint=f"run inside a workspace, pass --workspace DIR or set {ENV_VAR}; `dmops init DIR` makes one",
+    )
+
+
+def resolve_inside(root: Path, relative: str, *, file: Path, line: int | None, key: str) -> Path:
+    """``root / relative`` resolved, or ConfigError if it leaves the workspace."""
+    candidate = Path(relative)
+    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise ConfigError(
+            f"path '{relative}' resolves outside the workspace",
+            file=file,
+            line=line,
+            key=key,
+            hint="keep data, templates and state inside the workspace folder",
+        )
+    return resolved
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A validated workspace: its root, its config and its resolved paths."""
+
+    root: Path
+    config: WorkspaceConfig
+    doc: YamlDoc
+    contacts_path: Path
+    suppression_paths: tuple[Path, ...]
+    state_dir: Path
+    outbox_dir: Path
+    campaigns_dir: Path
+
+    @property
+    def file(self) -> Path:
+        return self.root / WORKSPACE_FILE
+
+    def line_of(self, *key: str | int) -> int | None:
+        return self.doc.line_of(key)
+
+
+def load_workspace(root: Path) -> Workspace:
+    """Read and validate ``root/dmops.yaml``; raise ConfigError(s) naming file, line and key."""
+    path = root / WORKSPACE_FILE
+    doc = load_yaml(path)
+    config = validate_doc(WorkspaceConfig, doc)
+    problems: list[DmopsError] = []
+
+    def inside(relative: str, *key: str | int) -> Path:
+        try:
+            return resolve_inside(root, relative, file=path, line=doc.line_of(key), key=dotted(key))
+        except ConfigError as exc:
+            problems.append(exc)
+            return root
+
+    contacts = inside(config.contacts, "contacts")
+    suppressions = tuple(inside(p, "suppressions", i) for i, p in enumerate(config.suppressions))
+    state_dir = inside(config.state_dir, "state_dir")
+    outbox_dir = inside(config.outbox_dir, "outbox_dir")
+    campaigns_dir = inside(config.campaigns_dir, "campaigns_dir")
+    if problems:
+        raise problems[0] if len(problems) == 1 else ProblemsFound(problems)
+    return Workspace(
+        root=root,
+        config=config,
+        doc=doc,
+        contacts_path=contacts,
+        suppression_paths=suppressions,
+        state_dir=state_dir,
+        outbox_dir=outbox_dir,
+        campaigns_dir=campaigns_dir,
+    )
+
+
+def open_workspace(explicit: Path | None = None, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Workspace:
+    """Find and load the workspace in one step."""
+    root = find_workspace(explicit, os.environ if env is None else env, Path.cwd() if cwd is None else cwd)
+    return load_workspace(root)
