@@ -120,14 +120,14 @@ class CampaignConfig(Strict):
     @classmethod
     def _holdout(cls, value: Any) -> float | Cell:
         if isinstance(value, bool) or value is None:
-            raise hinted("expected a fraction such as 0.1, or {where: \"<expression>\"}")
+            raise hinted('expected a fraction such as 0.1, or {where: "<expression>"}')
         if isinstance(value, (int, float)):
             if not 0 <= value < 1:
                 raise hinted(f"holdout {value} is not a fraction in [0, 1)", "write e.g. 0.1 for 10%")
             return float(value)
         if isinstance(value, dict):
             return Cell.model_validate(value)
-        raise hinted("expected a fraction such as 0.1, or {where: \"<expression>\"}")
+        raise hinted('expected a fraction such as 0.1, or {where: "<expression>"}')
 
     @field_validator("goals")
     @classmethod
@@ -154,7 +154,7 @@ def parse_send_at(value: str) -> datetime:
         return datetime.fromisoformat(value)
     except ValueError:
         raise hinted(
-            f"'{value}' is not a date and time", "write \"YYYY-MM-DD HH:MM\", quoted, optionally with an offset"
+            f"'{value}' is not a date and time", 'write "YYYY-MM-DD HH:MM", quoted, optionally with an offset'
         ) from None
 
 
@@ -223,17 +223,21 @@ def _rules(config: CampaignConfig, doc: YamlDoc) -> list[DmopsError]:
 
     if config.channel == "email":
         if config.sender is None:
-            problem("an email campaign needs sender.from", ("channel",), "add sender: {from: \"Shop <news@shop.example>\"}")
+            problem(
+                "an email campaign needs sender.from", ("channel",), 'add sender: {from: "Shop <news@shop.example>"}'
+            )
         if config.purpose == "marketing" and not config.unsubscribe_url:
             problem(
                 "marketing email needs unsubscribe_url",
                 ("purpose",),
-                "add unsubscribe_url: \"https://…/u/{{ unsubscribe_token }}\"",
+                'add unsubscribe_url: "https://…/u/{{ unsubscribe_token }}"',
             )
     seen: dict[str, int] = {}
     for index, variant in enumerate(config.variants):
         if variant.id in seen:
-            problem(f"variant id '{variant.id}' is used twice", ("variants", index, "id"), "give each variant its own id")
+            problem(
+                f"variant id '{variant.id}' is used twice", ("variants", index, "id"), "give each variant its own id"
+            )
         seen[variant.id] = index
         if config.channel != "email":
             for part in ("subject", "html"):
@@ -267,12 +271,18 @@ def _template(value: str, ws: Workspace, doc: YamlDoc, key: KeyPath) -> Template
         source = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise MissingInputError(
-            f"template file '{value}' not found", file=doc.path, line=line, key=dotted(key), hint="check the path; it is relative to the workspace root"
+            f"template file '{value}' not found",
+            file=doc.path,
+            line=line,
+            key=dotted(key),
+            hint="check the path; it is relative to the workspace root",
         ) from None
     except UnicodeDecodeError:
         raise ConfigError(f"template file '{value}' is not UTF-8", file=path, hint="save it as UTF-8") from None
     except OSError as exc:
-        raise MissingInputError(f"cannot read template '{value}': {exc.strerror}", file=doc.path, line=line, key=dotted(key)) from None
+        raise MissingInputError(
+            f"cannot read template '{value}': {exc.strerror}", file=doc.path, line=line, key=dotted(key)
+        ) from None
     return Template(source=source, file=path, first_line=1, key=dotted(key), inline=False)
 
 

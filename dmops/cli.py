@@ -61,10 +61,18 @@ def main_options(
     ctx: typer.Context,
     workspace: Annotated[
         Path | None,
-        typer.Option("--workspace", "-w", help="Workspace folder (default: $DMOPS_WORKSPACE, else the nearest dmops.yaml above the current folder)."),
+        typer.Option(
+            "--workspace",
+            "-w",
+            help="Workspace folder (default: $DMOPS_WORKSPACE, else the nearest dmops.yaml above the current folder).",
+        ),
     ] = None,
-    show_pii: Annotated[bool, typer.Option("--show-pii", help="Show emails, phones and names unmasked in messages.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    show_pii: Annotated[
+        bool, typer.Option("--show-pii", help="Show emails, phones and names unmasked in messages.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """dmops: direct-message campaigns over local files."""
     ctx.obj = Options(workspace=workspace, show_pii=show_pii)
@@ -106,7 +114,12 @@ def _print_report(report: ValidationReport, fmt: str) -> None:
             "campaigns": report.campaigns,
             "contacts": None
             if report.contacts is None
-            else {"file": report.contacts.path.name, "rows": report.contacts.rows, "columns": report.contacts.columns},
+            else {
+                "file": report.contacts.path.name,
+                "rows": report.contacts.rows,
+                "columns": report.contacts.columns,
+                "quality": report.quality,
+            },
             "errors": [_finding(e, "error", report.root) for e in report.errors],
             "warnings": [_finding(w, "warning", report.root) for w in report.warnings],
         }
@@ -118,7 +131,12 @@ def _print_report(report: ValidationReport, fmt: str) -> None:
     for warning in report.warnings:
         out.print(f"[yellow]warning:[/yellow] {escape(warning.render(report.root))}")
     if report.contacts is not None:
-        out.print(f"contacts: {report.contacts.rows:,} rows, {len(report.contacts.columns)} columns ({report.contacts.path.name})")
+        out.print(
+            f"contacts: {report.contacts.rows:,} rows, {len(report.contacts.columns)} columns ({report.contacts.path.name})"
+        )
+        counted = ", ".join(f"{name.replace('_', ' ')} {count:,}" for name, count in report.quality.items() if count)
+        if counted:
+            out.print(f"  not reachable or not consenting on some channel: {counted}")
     if report.campaigns:
         out.print(f"campaigns: {', '.join(report.campaigns)}")
     if report.errors:
@@ -130,7 +148,9 @@ def _print_report(report: ValidationReport, fmt: str) -> None:
 @app.command("validate")
 def validate_command(
     ctx: typer.Context,
-    campaigns: Annotated[list[str] | None, typer.Argument(help="Campaign ids or files (default: all in campaigns/).")] = None,
+    campaigns: Annotated[
+        list[str] | None, typer.Argument(help="Campaign ids or files (default: all in campaigns/).")
+    ] = None,
     fmt: Annotated[Literal["table", "json"], typer.Option("--format", help="Output format.")] = "table",
 ) -> None:
     """Check the workspace, contacts, campaigns and templates; exit 0 when all is valid."""
@@ -165,4 +185,4 @@ def main() -> None:
         sys.exit(int(exc.exit_code))
 
 
-__all__ = ["app", "main", "ExitCode"]
+__all__ = ["ExitCode", "app", "main"]

@@ -77,7 +77,9 @@ def _check_columns(names: Iterable[str], path: Path, consent_columns: Iterable[s
             problems.append(DataError(f"column {position} has no name", file=path, line=1))
         elif name.lower() in seen:
             problems.append(
-                DataError(f"column '{name}' appears twice (columns {seen[name.lower()]} and {position})", file=path, line=1)
+                DataError(
+                    f"column '{name}' appears twice (columns {seen[name.lower()]} and {position})", file=path, line=1
+                )
             )
         elif name in BUILTIN_NAMES or name.startswith("_dm"):
             problems.append(
@@ -85,7 +87,9 @@ def _check_columns(names: Iterable[str], path: Path, consent_columns: Iterable[s
             )
         seen.setdefault(name.lower(), position)
     if "contact_id" not in seen:
-        problems.append(DataError("no contact_id column", file=path, line=1, hint="the key column must be named contact_id"))
+        problems.append(
+            DataError("no contact_id column", file=path, line=1, hint="the key column must be named contact_id")
+        )
     if problems:
         raise problems[0] if len(problems) == 1 else ProblemsFound(problems)
 
@@ -118,7 +122,9 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, consent_columns: tuple
         )
     except duckdb.Error as exc:  # the message may quote a row: do not show it
         raise DataError(
-            f"cannot read the CSV ({type(exc).__name__})", file=path, hint="check that it is a comma-separated UTF-8 file"
+            f"cannot read the CSV ({type(exc).__name__})",
+            file=path,
+            hint="check that it is a comma-separated UTF-8 file",
         ) from None
     rejects = con.execute(
         "SELECT line, list(DISTINCT error_type ORDER BY error_type) FROM _dm_rejects GROUP BY line ORDER BY line"
@@ -153,7 +159,10 @@ def _read_parquet(con: duckdb.DuckDBPyConnection, path: Path, consent_columns: t
         )
     except duckdb.Error as exc:
         raise DataError(f"cannot read the Parquet file ({type(exc).__name__})", file=path) from None
-    names = [row[0] for row in con.execute("SELECT column_name FROM (DESCRIBE _dm_raw) WHERE column_name <> '_dm_line'").fetchall()]
+    names = [
+        row[0]
+        for row in con.execute("SELECT column_name FROM (DESCRIBE _dm_raw) WHERE column_name <> '_dm_line'").fetchall()
+    ]
     _check_columns(names, path, consent_columns)
     return names
 
@@ -189,7 +198,13 @@ def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str], text_columns:
         is_int, is_double, is_date, is_ts, is_bool, any_value = row[index * 6 : index * 6 + 6]
         if not any_value:
             continue
-        for flag, kind in ((is_int, "BIGINT"), (is_double, "DOUBLE"), (is_date, "DATE"), (is_ts, "TIMESTAMP"), (is_bool, "BOOLEAN")):
+        for flag, kind in (
+            (is_int, "BIGINT"),
+            (is_double, "DOUBLE"),
+            (is_date, "DATE"),
+            (is_ts, "TIMESTAMP"),
+            (is_bool, "BOOLEAN"),
+        ):
             if flag:
                 types[name] = kind
                 break
@@ -228,12 +243,17 @@ def _check_ids(con: duckdb.DuckDBPyConnection, path: Path, row_word: str) -> Non
 
 
 def normalise_email(raw: str) -> str | None:
-    """The address as dmops sends to it (trimmed), or None if its syntax is invalid."""
-    text = raw.strip()
+    """The address as dmops sends to it, or None if its syntax is invalid.
+
+    Spaces and tabs around it are trimmed (SPEC §3); a CR or LF anywhere makes it
+    invalid (it could inject mail headers). Syntax is email-validator's in strict
+    mode, without DNS: no display names, quoted local parts or domain literals.
+    """
+    text = raw.strip(" \t")
     if not text:
         return None
     try:
-        validate_email(text, check_deliverability=False)
+        validate_email(text, check_deliverability=False, strict=True)
     except EmailNotValidError:
         return None
     return text
@@ -241,7 +261,7 @@ def normalise_email(raw: str) -> str | None:
 
 def normalise_phone(raw: str, region: str | None) -> str | None:
     """The number in E.164, or None if it is not a valid number (no ``+`` needs ``region``)."""
-    text = raw.strip()
+    text = raw.strip(" \t")
     if not text or (not text.startswith("+") and region is None):
         return None
     try:
@@ -253,9 +273,13 @@ def normalise_phone(raw: str, region: str | None) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _checked_values(con: duckdb.DuckDBPyConnection, table: str, column: str, check: Callable[[str], str | None]) -> None:
+def _checked_values(
+    con: duckdb.DuckDBPyConnection, table: str, column: str, check: Callable[[str], str | None]
+) -> None:
     """Create ``table(raw, norm)`` from the distinct values of ``column``, normalised by ``check``."""
-    values = [row[0] for row in con.execute(f"SELECT DISTINCT {column} FROM contacts WHERE {column} IS NOT NULL").fetchall()]
+    values = [
+        row[0] for row in con.execute(f"SELECT DISTINCT {column} FROM contacts WHERE {column} IS NOT NULL").fetchall()
+    ]
     normalised = [check(value) for value in values]
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT unnest($1::VARCHAR[]) AS raw, unnest($2::VARCHAR[]) AS norm",
@@ -277,7 +301,9 @@ def load_contacts(con: duckdb.DuckDBPyConnection, ws: Workspace) -> ContactsInfo
         for n in names
     )
     con.execute(f"CREATE OR REPLACE TEMP TABLE contacts AS SELECT {select} FROM _dm_raw ORDER BY _dm_line")
-    con.execute("CREATE OR REPLACE TEMP TABLE contact_lines AS SELECT CAST(contact_id AS VARCHAR) AS contact_id, _dm_line AS line FROM _dm_raw")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE contact_lines AS SELECT CAST(contact_id AS VARCHAR) AS contact_id, _dm_line AS line FROM _dm_raw"
+    )
     con.execute("DROP TABLE _dm_raw")
     _derive_channels(con, ws, {n.lower(): n for n in names})
     rows = con.execute("SELECT count(*) FROM contacts").fetchone()
@@ -298,7 +324,9 @@ def _derive_channels(con: duckdb.DuckDBPyConnection, ws: Workspace, present: dic
         _checked_values(con, "_dm_phone_check", column("phone"), lambda raw: normalise_phone(raw, region))
     else:
         con.execute("CREATE OR REPLACE TEMP TABLE _dm_phone_check (raw VARCHAR, norm VARCHAR)")
-    con.execute("CREATE OR REPLACE TEMP TABLE _dm_zones AS SELECT unnest($1::VARCHAR[]) AS name", [sorted(accepted_timezones())])
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _dm_zones AS SELECT unnest($1::VARCHAR[]) AS name", [sorted(accepted_timezones())]
+    )
     consent_sql = []
     for channel in CHANNELS:
         source = ws.config.consent.get(channel)
@@ -328,3 +356,27 @@ def _derive_channels(con: duckdb.DuckDBPyConnection, ws: Workspace, present: dic
         """
     )
     con.execute("DROP TABLE _dm_email_check; DROP TABLE _dm_phone_check; DROP TABLE _dm_zones")
+
+
+def address_quality(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Counts a marketer should see before planning: unusable addresses and zones, missing consent."""
+    row = con.execute(
+        """
+        SELECT count(*) FILTER (WHERE NOT email_ok), count(*) FILTER (WHERE NOT phone_ok),
+               count(*) FILTER (WHERE NOT dm_ok), count(*) FILTER (WHERE tz IS NULL),
+               count(*) FILTER (WHERE NOT consent_email), count(*) FILTER (WHERE NOT consent_sms),
+               count(*) FILTER (WHERE NOT consent_dm)
+        FROM contact_channels
+        """
+    ).fetchone()
+    assert row is not None
+    keys = (
+        "no_valid_email",
+        "no_valid_phone",
+        "no_dm_handle",
+        "timezone_missing_or_invalid",
+        "no_email_consent",
+        "no_sms_consent",
+        "no_dm_consent",
+    )
+    return dict(zip(keys, (int(v) for v in row), strict=True))

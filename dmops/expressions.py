@@ -23,7 +23,9 @@ SOURCE = "_dm_where_source"  # the relation an expression is checked against
 
 
 def _parse(con: duckdb.DuckDBPyConnection, expression: str) -> dict[str, Any]:
-    row = con.execute("SELECT json_serialize_sql($sql)", {"sql": f"SELECT 1 FROM {SOURCE} WHERE ({expression})"}).fetchone()
+    row = con.execute(
+        "SELECT json_serialize_sql($sql)", {"sql": f"SELECT 1 FROM {SOURCE} WHERE ({expression})"}
+    ).fetchone()
     assert row is not None
     parsed: dict[str, Any] = json.loads(row[0])
     return parsed
@@ -89,7 +91,8 @@ def _checked_tree(con: duckdb.DuckDBPyConnection, expression: str) -> dict[str, 
                 "subqueries are not allowed in an expression",
                 hint="use contact columns only; campaign expressions cannot read other tables or files",
             )
-    return where
+    checked: dict[str, Any] = where
+    return checked
 
 
 def check_expression(con: duckdb.DuckDBPyConnection, expression: str, columns: Iterable[str]) -> None:

@@ -10,7 +10,7 @@ import duckdb
 
 from dmops import expressions, render
 from dmops.campaign import Campaign, campaign_files, find_campaign_file, load_campaign
-from dmops.contacts import ContactsInfo, load_contacts
+from dmops.contacts import ContactsInfo, address_quality, load_contacts
 from dmops.db import connect
 from dmops.errors import ConfigError, DmopsError, ExitCode, MissingInputError, ProblemsFound
 from dmops.workspace import Workspace, load_workspace
@@ -25,6 +25,7 @@ class ValidationReport:
     warnings: list[DmopsError] = field(default_factory=list)
     campaigns: list[str] = field(default_factory=list)
     contacts: ContactsInfo | None = None
+    quality: dict[str, int] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -35,7 +36,9 @@ class ValidationReport:
 
 
 def _located(exc: ConfigError, campaign: Campaign, key: str, line: int | None = None) -> ConfigError:
-    return ConfigError(exc.message, file=campaign.path, line=line or campaign.doc.line_of(_key_path(key)), key=key, hint=exc.hint)
+    return ConfigError(
+        exc.message, file=campaign.path, line=line or campaign.doc.line_of(_key_path(key)), key=key, hint=exc.hint
+    )
 
 
 def _key_path(key: str) -> tuple[str | int, ...]:
@@ -47,7 +50,9 @@ def _key_path(key: str) -> tuple[str | int, ...]:
     return tuple(parts)
 
 
-def _check_campaign(con: duckdb.DuckDBPyConnection, campaign: Campaign, ws: Workspace, columns: list[str], report: ValidationReport) -> None:
+def _check_campaign(
+    con: duckdb.DuckDBPyConnection, campaign: Campaign, ws: Workspace, columns: list[str], report: ValidationReport
+) -> None:
     expression_columns = [*columns, "run_at", "run_date"]
     for key, expression in campaign.where_clauses():
         try:
@@ -72,7 +77,8 @@ def _check_campaign(con: duckdb.DuckDBPyConnection, campaign: Campaign, ws: Work
                         file=template.file,
                         line=line,
                         key=template.key,
-                        hint="use a column of the contacts file, or a built-in: " + ", ".join(sorted(render.TEMPLATE_BUILTINS)),
+                        hint="use a column of the contacts file, or a built-in: "
+                        + ", ".join(sorted(render.TEMPLATE_BUILTINS)),
                     )
                 )
     config = campaign.config
@@ -112,6 +118,7 @@ def validate(root: Path, names: Sequence[str] = ()) -> ValidationReport:
     try:
         report.contacts = load_contacts(con, ws)
         columns = list(report.contacts.columns)
+        report.quality = address_quality(con)
         expressions.create_source(con)
     except DmopsError as exc:
         report.add(exc)

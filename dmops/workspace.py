@@ -186,7 +186,9 @@ def load_workspace(root: Path) -> Workspace:
     )
 
 
-def open_workspace(explicit: Path | None = None, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Workspace:
+def open_workspace(
+    explicit: Path | None = None, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> Workspace:
     """Find and load the workspace in one step."""
     root = find_workspace(explicit, os.environ if env is None else env, Path.cwd() if cwd is None else cwd)
     return load_workspace(root)

@@ -58,20 +58,21 @@ class YamlDoc:
 class _NoAliasLoader(yaml.SafeLoader):
     """SafeLoader whose composer refuses aliases (no billion-laughs expansion)."""
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node | None:  # type: ignore[override]
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise ConfigError(
                 "YAML aliases (*name) are not supported",
                 line=event.start_mark.line + 1,
                 hint="write the value out in full",
             )
-        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        return super().compose_node(parent, index)
 
-    def resolve(self, kind: type, value: Any, implicit: Any) -> str:  # type: ignore[override]
+    def resolve(self, kind: type, value: Any, implicit: Any) -> str:
         if kind is ScalarNode and implicit[0]:
             return _PLAIN
-        return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
+        resolved: str = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+        return resolved
 
 
 def dotted(key: KeyPath) -> str:
@@ -91,9 +92,7 @@ class _Builder:
         self.lines: dict[KeyPath, int] = {}
 
     def error(self, message: str, node: Node, key: KeyPath, hint: str | None = None) -> ConfigError:
-        return ConfigError(
-            message, file=self.path, line=node.start_mark.line + 1, key=dotted(key) or None, hint=hint
-        )
+        return ConfigError(message, file=self.path, line=node.start_mark.line + 1, key=dotted(key) or None, hint=hint)
 
     def build(self, node: Node, key: KeyPath) -> Any:
         self.lines.setdefault(key, node.start_mark.line + 1)
@@ -113,21 +112,21 @@ class _Builder:
                 if name == "<<":
                     raise self.error("YAML merge keys (<<) are not supported", key_node, key)
                 if name in result:
-                    first = self.lines.get(key + (name,))
+                    first = self.lines.get((*key, name))
                     raise self.error(
                         f"duplicate key '{name}' (first given on line {first})",
                         key_node,
-                        key + (name,),
+                        (*key, name),
                         "keep one of them",
                     )
-                self.lines[key + (name,)] = key_node.start_mark.line + 1
-                result[name] = self.build(value_node, key + (name,))
+                self.lines[(*key, name)] = key_node.start_mark.line + 1
+                result[name] = self.build(value_node, (*key, name))
             return result
         if isinstance(node, SequenceNode):
             items = []
             for index, item in enumerate(node.value):
-                self.lines[key + (index,)] = item.start_mark.line + 1
-                items.append(self.build(item, key + (index,)))
+                self.lines[(*key, index)] = item.start_mark.line + 1
+                items.append(self.build(item, (*key, index)))
             return items
         assert isinstance(node, ScalarNode)
         return self.scalar(node, key)
@@ -149,21 +148,21 @@ class _Builder:
                 f"ambiguous value {text}: YAML 1.1 reads it as a boolean",
                 node,
                 key,
-                f"write true or false, or quote it as \"{text}\" if you mean the text",
+                f'write true or false, or quote it as "{text}" if you mean the text',
             )
         if _SEXAGESIMAL.match(text):
             raise self.error(
                 f"ambiguous value {text}: YAML 1.1 reads it as a base-60 number",
                 node,
                 key,
-                f"quote it: \"{text}\"",
+                f'quote it: "{text}"',
             )
         if _NUMBERISH.match(text):
             raise self.error(
                 f"ambiguous value {text}: it looks like a number but is not a plain decimal",
                 node,
                 key,
-                f"quote it as \"{text}\" if it is text (ids, phones), or write a plain decimal number",
+                f'quote it as "{text}" if it is text (ids, phones), or write a plain decimal number',
             )
         return text
 
@@ -185,9 +184,7 @@ def parse_yaml(raw: bytes | str, path: Path) -> YamlDoc:
         try:
             raw = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise DataError(
-                f"not valid UTF-8 (byte {exc.start})", file=path, hint="save the file as UTF-8"
-            ) from None
+            raise DataError(f"not valid UTF-8 (byte {exc.start})", file=path, hint="save the file as UTF-8") from None
     try:
         loader = _NoAliasLoader(raw)
         try:
@@ -195,9 +192,7 @@ def parse_yaml(raw: bytes | str, path: Path) -> YamlDoc:
         finally:
             loader.dispose()
     except ConfigError as exc:
-        raise ConfigError(
-            exc.message, file=path, line=exc.location.line, key=exc.location.key, hint=exc.hint
-        ) from None
+        raise ConfigError(exc.message, file=path, line=exc.location.line, key=exc.location.key, hint=exc.hint) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise ConfigError(

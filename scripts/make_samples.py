@@ -19,11 +19,113 @@ from pathlib import Path
 
 import duckdb
 
-SURNAMES = "王 李 张 刘 陈 杨 黄 赵 吴 周 徐 孙 马 朱 胡 郭 何 高 林 罗".split()
-GIVEN = "伟 芳 娜 敏 静 丽 强 磊 军 洋 勇 艳 杰 娟 涛 明 超 秀英 霞 平 刚 桂英 晓明 思远 雨桐 子涵 浩然".split()
-PINYIN = "wang li zhang liu chen yang huang zhao wu zhou xu sun ma zhu hu guo he gao lin luo".split()
-LATIN_FIRST = "Emma Olivia Liam Noah Ava Mia Lucas Sophia James Amelia Ethan Chloe Daniel Grace Ryan Zoe".split()
-LATIN_LAST = "Smith Brown Wilson Taylor Martin Lee Walker Hall Young King Wright Green Baker Adams".split()
+SURNAMES = [
+    "王",
+    "李",
+    "张",
+    "刘",
+    "陈",
+    "杨",
+    "黄",
+    "赵",
+    "吴",
+    "周",
+    "徐",
+    "孙",
+    "马",
+    "朱",
+    "胡",
+    "郭",
+    "何",
+    "高",
+    "林",
+    "罗",
+]
+GIVEN = [
+    "伟",
+    "芳",
+    "娜",
+    "敏",
+    "静",
+    "丽",
+    "强",
+    "磊",
+    "军",
+    "洋",
+    "勇",
+    "艳",
+    "杰",
+    "娟",
+    "涛",
+    "明",
+    "超",
+    "秀英",
+    "霞",
+    "平",
+    "刚",
+    "桂英",
+    "晓明",
+    "思远",
+    "雨桐",
+    "子涵",
+    "浩然",
+]
+PINYIN = [
+    "wang",
+    "li",
+    "zhang",
+    "liu",
+    "chen",
+    "yang",
+    "huang",
+    "zhao",
+    "wu",
+    "zhou",
+    "xu",
+    "sun",
+    "ma",
+    "zhu",
+    "hu",
+    "guo",
+    "he",
+    "gao",
+    "lin",
+    "luo",
+]
+LATIN_FIRST = [
+    "Emma",
+    "Olivia",
+    "Liam",
+    "Noah",
+    "Ava",
+    "Mia",
+    "Lucas",
+    "Sophia",
+    "James",
+    "Amelia",
+    "Ethan",
+    "Chloe",
+    "Daniel",
+    "Grace",
+    "Ryan",
+    "Zoe",
+]
+LATIN_LAST = [
+    "Smith",
+    "Brown",
+    "Wilson",
+    "Taylor",
+    "Martin",
+    "Lee",
+    "Walker",
+    "Hall",
+    "Young",
+    "King",
+    "Wright",
+    "Green",
+    "Baker",
+    "Adams",
+]
 DOMAINS = ["example.com", "example.net", "example.org", "mail.example.cn"]
 ZONES = [
     ("Asia/Shanghai", 55),
@@ -41,6 +143,11 @@ ZONES = [
 ]
 CONSENT_YES = ["yes", "true", "1", "Y", "TRUE", "t"]
 CONSENT_NO = ["no", "false", "0", "", "N"]
+# Allocated Chinese mobile prefixes (a random 1xx would often be an unallocated, invalid number).
+MOBILE_PREFIXES = [
+    str(p)
+    for p in (*range(130, 140), 150, 151, 152, 155, 156, 157, 158, 159, 166, 176, 177, 178, *range(180, 190), 198, 199)
+]
 TIERS = [("gold", 15), ("silver", 30), ("bronze", 55)]
 CITIES = ["上海", "北京", "深圳", "杭州", "广州", "成都", "Hong Kong", "Singapore", "London", "New York"]
 TODAY = date(2026, 11, 22)
@@ -94,7 +201,7 @@ def make_contacts(rng: random.Random, count: int) -> list[dict[str, str]]:
             email = ""
         elif roll < 0.08:
             email = f"  {email.upper()} "  # duplicate-looking: case and spaces
-        mobile = f"1{rng.choice('3456789')}{rng.randrange(0, 10**9):09d}"
+        mobile = f"{rng.choice(MOBILE_PREFIXES)}{rng.randrange(0, 10**8):08d}"
         roll = rng.random()
         if roll < 0.4:
             phone = "+86" + mobile
@@ -121,7 +228,9 @@ def make_contacts(rng: random.Random, count: int) -> list[dict[str, str]]:
                 "email": email,
                 "phone": phone,
                 "dm_handle": f"wx_{local.replace('.', '_')}" if rng.random() < 0.5 else "",
-                "timezone": weighted(rng, ZONES) if chinese or rng.random() < 0.5 else rng.choice(["Europe/London", "America/New_York", ""]),
+                "timezone": weighted(rng, ZONES)
+                if chinese or rng.random() < 0.5
+                else rng.choice(["Europe/London", "America/New_York", ""]),
                 "locale": locale,
                 "email_opt_in": rng.choice(CONSENT_YES) if rng.random() < 0.8 else rng.choice(CONSENT_NO),
                 "sms_opt_in": rng.choice(CONSENT_YES) if rng.random() < 0.6 else rng.choice(CONSENT_NO),
