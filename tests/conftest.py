@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from dmops.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
-REFERENCE = REPO.parent / "shared" / "reference-data"
+REFERENCE = Path(__file__).resolve().parent / "reference-data"
 
 BASIC_WORKSPACE = """\
 version: 1
