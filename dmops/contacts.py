@@ -17,27 +17,23 @@ After :func:`load_contacts` the connection holds two tables:
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import phonenumbers
-from email_validator import EmailNotValidError, validate_email
 
+from dmops.addresses import normalise_email, normalise_phone, normalise_values
 from dmops.db import quote_ident
-from dmops.errors import DataError, DmopsError, MissingInputError, ProblemsFound
+from dmops.errors import DataError, DmopsError
+from dmops.tabular import MAX_LISTED, raise_all, read_table, row_word
 from dmops.timeutil import accepted_timezones
 from dmops.workspace import CHANNELS, Workspace
 
 ADDRESS_COLUMNS = ("email", "phone", "dm_handle")
 TEXT_COLUMNS = ("contact_id", *ADDRESS_COLUMNS, "timezone", "locale")
 # Names that templates and expressions get from dmops itself, never from a contacts file.
-BUILTIN_NAMES = frozenset({"unsubscribe_token", "campaign", "variant", "run_at", "run_date"})
+BUILTIN_NAMES = frozenset({"unsubscribe_token", "unsubscribe_url", "campaign", "variant", "run_at", "run_date"})
 CONSENT_TRUE = ("true", "t", "1", "yes", "y")
-MAX_LISTED = 20  # problems listed per kind before "and N more"
 
 
 @dataclass(frozen=True)
@@ -49,122 +45,17 @@ class ContactsInfo:
     columns: dict[str, str]
 
 
-def _header(path: Path) -> tuple[list[str], str]:
-    """The CSV header's column names and delimiter, read strictly."""
-    try:
-        with path.open("rb") as handle:
-            first = handle.readline(1 << 20)
-    except FileNotFoundError:
-        raise MissingInputError("contacts file not found", file=path, hint="check `contacts:` in dmops.yaml") from None
-    except OSError as exc:
-        raise MissingInputError(f"cannot read contacts file: {exc.strerror}", file=path) from None
-    try:
-        text = first.decode("utf-8-sig").rstrip("\r\n")
-    except UnicodeDecodeError:
-        raise DataError("header is not UTF-8", file=path, line=1, hint="save the file as UTF-8") from None
-    if not text.strip():
-        raise DataError("the file has no header row", file=path, line=1, hint="the first row must name the columns")
-    delimiter = max((",", ";", "\t", "|"), key=text.count)
-    names = next(csv.reader(io.StringIO(text), delimiter=delimiter))
-    return [name.strip() for name in names], delimiter
-
-
-def _check_columns(names: Iterable[str], path: Path, consent_columns: Iterable[str]) -> None:
-    seen: dict[str, int] = {}
-    problems: list[DmopsError] = []
-    for position, name in enumerate(names, start=1):
-        if not name:
-            problems.append(DataError(f"column {position} has no name", file=path, line=1))
-        elif name.lower() in seen:
-            problems.append(
-                DataError(
-                    f"column '{name}' appears twice (columns {seen[name.lower()]} and {position})", file=path, line=1
-                )
-            )
-        elif name in BUILTIN_NAMES or name.startswith("_dm"):
-            problems.append(
-                DataError(f"column '{name}' is a name dmops reserves", file=path, line=1, hint="rename the column")
-            )
-        seen.setdefault(name.lower(), position)
-    if "contact_id" not in seen:
+def _check_columns(names: list[str], path: Path) -> None:
+    problems: list[DmopsError] = [
+        DataError(f"column '{name}' is a name dmops reserves", file=path, line=1, hint="rename the column")
+        for name in names
+        if name.lower() in BUILTIN_NAMES or name.lower().startswith("_dm")
+    ]
+    if "contact_id" not in {name.lower() for name in names}:
         problems.append(
             DataError("no contact_id column", file=path, line=1, hint="the key column must be named contact_id")
         )
-    if problems:
-        raise problems[0] if len(problems) == 1 else ProblemsFound(problems)
-
-
-_REJECT_MEANING = {
-    "TOO MANY COLUMNS": "more fields than the header",
-    "MISSING COLUMNS": "fewer fields than the header",
-    "INVALID ENCODING": "not valid UTF-8",
-    "INVALID UNICODE": "not valid UTF-8",
-    "UNQUOTED VALUE": "a quote inside an unquoted field",
-    "LINE SIZE OVER MAXIMUM": "a line longer than 2 MB",
-}
-
-
-def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, consent_columns: tuple[str, ...]) -> list[str]:
-    names, delimiter = _header(path)
-    _check_columns(names, path, consent_columns)
-    columns = {name: "VARCHAR" for name in names}
-    con.execute("DROP TABLE IF EXISTS _dm_rejects; DROP TABLE IF EXISTS _dm_reject_scans")
-    try:
-        con.execute(
-            """
-            CREATE OR REPLACE TEMP TABLE _dm_raw AS
-            SELECT *, CAST(row_number() OVER () + 1 AS BIGINT) AS _dm_line
-            FROM read_csv($path, header = true, auto_detect = false, delim = $delim, quote = '"', escape = '"',
-                          columns = $columns, strict_mode = true, encoding = 'utf-8',
-                          store_rejects = true, rejects_table = '_dm_rejects', rejects_scan = '_dm_reject_scans')
-            """,
-            {"path": str(path), "delim": delimiter, "columns": columns},
-        )
-    except duckdb.Error as exc:  # the message may quote a row: do not show it
-        raise DataError(
-            f"cannot read the CSV ({type(exc).__name__})",
-            file=path,
-            hint="check that it is a comma-separated UTF-8 file",
-        ) from None
-    rejects = con.execute(
-        "SELECT line, list(DISTINCT error_type ORDER BY error_type) FROM _dm_rejects GROUP BY line ORDER BY line"
-    ).fetchall()
-    if rejects:
-        problems: list[DmopsError] = [
-            DataError(
-                "; ".join(_REJECT_MEANING.get(kind, kind.lower()) for kind in kinds),
-                file=path,
-                line=int(line),
-                hint="fix or remove this row; rows are never dropped silently",
-            )
-            for line, kinds in rejects[:MAX_LISTED]
-        ]
-        if len(rejects) > MAX_LISTED:
-            problems.append(DataError(f"and {len(rejects) - MAX_LISTED} more bad rows", file=path))
-        raise problems[0] if len(problems) == 1 else ProblemsFound(problems)
-    return names
-
-
-def _read_parquet(con: duckdb.DuckDBPyConnection, path: Path, consent_columns: tuple[str, ...]) -> list[str]:
-    if not path.is_file():
-        raise MissingInputError("contacts file not found", file=path, hint="check `contacts:` in dmops.yaml")
-    try:
-        con.execute(
-            """
-            CREATE OR REPLACE TEMP TABLE _dm_raw AS
-            SELECT * EXCLUDE (file_row_number), CAST(file_row_number + 1 AS BIGINT) AS _dm_line
-            FROM read_parquet($path, file_row_number = true)
-            """,
-            {"path": str(path)},
-        )
-    except duckdb.Error as exc:
-        raise DataError(f"cannot read the Parquet file ({type(exc).__name__})", file=path) from None
-    names = [
-        row[0]
-        for row in con.execute("SELECT column_name FROM (DESCRIBE _dm_raw) WHERE column_name <> '_dm_line'").fetchall()
-    ]
-    _check_columns(names, path, consent_columns)
-    return names
+    raise_all(problems)
 
 
 def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str], text_columns: set[str]) -> dict[str, str]:
@@ -211,7 +102,7 @@ def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str], text_columns:
     return types
 
 
-def _check_ids(con: duckdb.DuckDBPyConnection, path: Path, row_word: str) -> None:
+def _check_ids(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     problems: list[DmopsError] = []
     blank = con.execute(
         "SELECT _dm_line FROM _dm_raw WHERE contact_id IS NULL OR trim(CAST(contact_id AS VARCHAR)) = '' ORDER BY _dm_line LIMIT $n",
@@ -231,7 +122,7 @@ def _check_ids(con: duckdb.DuckDBPyConnection, path: Path, row_word: str) -> Non
         others = ", ".join(str(n) for n in lines[1:])
         problems.append(
             DataError(
-                f"duplicate contact_id '{contact_id}' ({row_word}s {lines[0]} and {others})",
+                f"duplicate contact_id '{contact_id}' ({row_word(path)}s {lines[0]} and {others})",
                 file=path,
                 line=int(lines[1]),
                 key="contact_id",
@@ -239,61 +130,16 @@ def _check_ids(con: duckdb.DuckDBPyConnection, path: Path, row_word: str) -> Non
             )
         )
     if problems:
-        raise problems[0] if len(problems) == 1 else ProblemsFound(problems)
-
-
-def normalise_email(raw: str) -> str | None:
-    """The address as dmops sends to it, or None if its syntax is invalid.
-
-    Spaces and tabs around it are trimmed (SPEC §3); a CR or LF anywhere makes it
-    invalid (it could inject mail headers). Syntax is email-validator's in strict
-    mode, without DNS: no display names, quoted local parts or domain literals.
-    """
-    text = raw.strip(" \t")
-    if not text:
-        return None
-    try:
-        validate_email(text, check_deliverability=False, strict=True)
-    except EmailNotValidError:
-        return None
-    return text
-
-
-def normalise_phone(raw: str, region: str | None) -> str | None:
-    """The number in E.164, or None if it is not a valid number (no ``+`` needs ``region``)."""
-    text = raw.strip(" \t")
-    if not text or (not text.startswith("+") and region is None):
-        return None
-    try:
-        number = phonenumbers.parse(text, None if text.startswith("+") else region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def _checked_values(
-    con: duckdb.DuckDBPyConnection, table: str, column: str, check: Callable[[str], str | None]
-) -> None:
-    """Create ``table(raw, norm)`` from the distinct values of ``column``, normalised by ``check``."""
-    values = [
-        row[0] for row in con.execute(f"SELECT DISTINCT {column} FROM contacts WHERE {column} IS NOT NULL").fetchall()
-    ]
-    normalised = [check(value) for value in values]
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT unnest($1::VARCHAR[]) AS raw, unnest($2::VARCHAR[]) AS norm",
-        [values, normalised],
-    )
+        raise_all(problems)
 
 
 def load_contacts(con: duckdb.DuckDBPyConnection, ws: Workspace) -> ContactsInfo:
     """Load the workspace's contacts into ``contacts`` and ``contact_channels`` (module docs)."""
     path = ws.contacts_path
     consent = tuple(ws.config.consent.values())
-    parquet = path.suffix.lower() == ".parquet"
-    names = _read_parquet(con, path, consent) if parquet else _read_csv(con, path, consent)
-    _check_ids(con, path, "row" if parquet else "line")
+    names = read_table(con, path, "_dm_raw", "contacts")
+    _check_columns(names, path)
+    _check_ids(con, path)
     text_columns = {c.lower() for c in (*TEXT_COLUMNS, *consent)}
     types = _infer_types(con, names, text_columns)
     select = ", ".join(
@@ -317,11 +163,13 @@ def _derive_channels(con: duckdb.DuckDBPyConnection, ws: Workspace, present: dic
         return quote_ident(present[name]) if name in present else "CAST(NULL AS VARCHAR)"
 
     if "email" in present:
-        _checked_values(con, "_dm_email_check", column("email"), normalise_email)
+        normalise_values(con, "_dm_email_check", f"SELECT {column('email')} FROM contacts", normalise_email)
     else:
         con.execute("CREATE OR REPLACE TEMP TABLE _dm_email_check (raw VARCHAR, norm VARCHAR)")
     if "phone" in present:
-        _checked_values(con, "_dm_phone_check", column("phone"), lambda raw: normalise_phone(raw, region))
+        normalise_values(
+            con, "_dm_phone_check", f"SELECT {column('phone')} FROM contacts", lambda raw: normalise_phone(raw, region)
+        )
     else:
         con.execute("CREATE OR REPLACE TEMP TABLE _dm_phone_check (raw VARCHAR, norm VARCHAR)")
     con.execute(

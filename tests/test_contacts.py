@@ -8,7 +8,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dmops.contacts import load_contacts, normalise_email, normalise_phone
+from dmops.addresses import normalise_email, normalise_phone
+from dmops.contacts import load_contacts
 from dmops.db import connect
 from dmops.errors import DataError, DmopsError, MissingInputError, ProblemsFound
 from dmops.workspace import load_workspace
@@ -103,8 +104,10 @@ def test_empty_contact_id_is_an_error(workspace) -> None:
 
 
 def test_missing_contact_id_column_and_duplicate_columns(workspace) -> None:
-    found = problems_of(workspace({"contacts.csv": "id,email,Email\n1,a@example.com,b@example.com\n"}))
-    assert {p.message for p in found} == {"column 'Email' appears twice (columns 2 and 3)", "no contact_id column"}
+    [exc] = problems_of(workspace({"contacts.csv": "contact_id,email,Email\n1,a@example.com,b@example.com\n"}))
+    assert (exc.location.line, exc.message) == (1, "column 'Email' appears twice (columns 2 and 3)")
+    [exc] = problems_of(workspace({"contacts.csv": "id,email\n1,a@example.com\n"}))
+    assert (exc.location.line, exc.message) == (1, "no contact_id column")
 
 
 def test_reserved_column_name_is_refused(workspace) -> None:
