@@ -201,6 +201,10 @@ class Campaign:
     def line_of(self, *key: str | int) -> int | None:
         return self.doc.line_of(key)
 
+    def locate(self, exc: DmopsError, key: str) -> ConfigError:
+        """``exc`` (raised without a location) as a ConfigError at ``key`` of this campaign file."""
+        return ConfigError(exc.message, file=self.path, line=self.doc.line_of(key_path(key)), key=key, hint=exc.hint)
+
     def where_clauses(self) -> list[tuple[str, str]]:
         """Every boolean expression of the campaign as (key, expression)."""
         out: list[tuple[str, str]] = []
@@ -212,6 +216,16 @@ class Campaign:
         if isinstance(self.config.holdout, Cell):
             out.append(("holdout.where", self.config.holdout.where))
         return out
+
+
+def key_path(key: str) -> KeyPath:
+    """``variants[0].where`` -> ``('variants', 0, 'where')``."""
+    parts: list[str | int] = []
+    for piece in key.replace("]", "").split("."):
+        name, *indexes = piece.split("[")
+        parts.append(name)
+        parts.extend(int(i) for i in indexes)
+    return tuple(parts)
 
 
 def _rules(config: CampaignConfig, doc: YamlDoc) -> list[DmopsError]:

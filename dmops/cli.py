@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,10 +15,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from dmops import __version__
+from dmops.campaign import Campaign, find_campaign_file, load_campaign
 from dmops.errors import DmopsError, ExitCode, ProblemsFound
+from dmops.plan import REASONS, Check, PlanSummary, explain, iso_z, run_plan
 from dmops.scaffold import init_workspace
+from dmops.schedule import resolve_at
+from dmops.timeutil import zone
 from dmops.validate import ValidationReport, validate
-from dmops.workspace import find_workspace
+from dmops.workspace import Workspace, find_workspace, load_workspace
 
 app = typer.Typer(
     name="dmops",
@@ -174,6 +179,106 @@ def init_command(
     for relative in written:
         out.print(f"  {escape(relative)}")
     out.print(f"next: cd {escape(str(directory))} && dmops validate")
+
+
+def _open(ctx: typer.Context, campaign_name: str) -> tuple[Workspace, Campaign]:
+    root = _root(ctx)
+    try:
+        ws = load_workspace(root)
+        return ws, load_campaign(find_campaign_file(ws, campaign_name), ws)
+    except DmopsError as exc:
+        raise _fail(exc, root) from None
+
+
+def _bar(count: int, total: int, width: int = 24) -> str:
+    if total <= 0 or count <= 0:
+        return ""
+    return "█" * max(1, round(width * count / total))
+
+
+def _print_plan(summary: PlanSummary, campaign: Campaign, out_file: Path | None) -> None:
+    from rich.table import Table
+
+    out = _console()
+    config = campaign.config
+    out.print(
+        f"plan {escape(summary.campaign)} ({escape(config.name)}): {config.channel}, {config.purpose}, "
+        f"occurrence {summary.occurrence}, at {iso_z(summary.at)}"
+    )
+    table = Table(show_edge=False, pad_edge=False, box=None)
+    table.add_column("", no_wrap=True)
+    table.add_column("contacts", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("")
+    total = summary.audience
+
+    def share(n: int) -> str:
+        return f"{100 * n / total:.1f}%" if total else "-"
+
+    table.add_row("audience", f"{total:,}", share(total), _bar(total, total))
+    for reason in REASONS:
+        n = summary.excluded[reason]
+        table.add_row(f"  − {reason}", f"{n:,}", share(n), _bar(n, total))
+    table.add_row("to send", f"{summary.to_send:,}", share(summary.to_send), _bar(summary.to_send, total))
+    for variant, n in summary.variants.items():
+        table.add_row(f"  variant {escape(variant)}", f"{n:,}", share(n), _bar(n, total))
+    out.print(table)
+    if summary.first_send is not None and summary.last_send is not None:
+        out.print(f"send times (UTC): {iso_z(summary.first_send)} … {iso_z(summary.last_send)}")
+    for applied in summary.caps:
+        out.print(f"cap: {escape(applied.describe())}")
+    if out_file is not None:
+        out.print(f"wrote one row per audience contact to {escape(str(out_file))}")
+    out.print(f"nothing was sent; to send: dmops send {escape(summary.campaign)} --at {iso_z(summary.at)}")
+
+
+def _print_explain(contact_id: str, checks: list[Check]) -> None:
+    out = _console()
+    out.print(f"\nexplain contact {escape(contact_id)}:")
+    width = max(len(check.step) for check in checks)
+    for check in checks:
+        out.print(f"  {escape(check.step.ljust(width))}  {escape(check.outcome)}")
+        for part in filter(None, check.detail.split("; ")):
+            out.print(f"  {' ' * width}    {escape(part)}")
+
+
+@app.command("plan")
+def plan_command(
+    ctx: typer.Context,
+    campaign: Annotated[str, typer.Argument(help="Campaign id or campaign file.")],
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="The run's instant, ISO 8601; naive means the workspace timezone. Default: now."),
+    ] = None,
+    fmt: Annotated[Literal["table", "json"], typer.Option("--format", help="Output format.")] = "table",
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write one row per audience contact to FILE (.csv or .parquet).")
+    ] = None,
+    explain_id: Annotated[
+        str | None, typer.Option("--explain", metavar="CONTACT_ID", help="Print every check for one contact.")
+    ] = None,
+) -> None:
+    """Show who would get CAMPAIGN, who would not and why, and when; writes nothing to the workspace."""
+    options: Options = ctx.obj
+    ws, loaded = _open(ctx, campaign)
+    try:
+        moment = resolve_at(at, datetime.now(UTC), zone(ws.config.timezone))
+        con, summary = run_plan(ws, loaded, moment, out=out_file)
+        try:
+            checks = explain(con, ws, loaded, summary, explain_id, show_pii=options.show_pii) if explain_id else None
+        finally:
+            con.close()
+    except DmopsError as exc:
+        raise _fail(exc, ws.root) from None
+    if fmt == "json":
+        payload = summary.as_json()
+        if checks is not None:
+            payload["explain"] = [{"step": c.step, "outcome": c.outcome, "detail": c.detail} for c in checks]
+        print(json.dumps(payload, ensure_ascii=False))
+        return
+    _print_plan(summary, loaded, out_file)
+    if checks is not None and explain_id is not None:
+        _print_explain(explain_id, checks)
 
 
 def main() -> None:

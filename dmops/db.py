@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from typing import Any
+
 import duckdb
 
 DEFAULT_MEMORY_LIMIT = "4GB"
@@ -15,8 +19,17 @@ def connect(database: str = ":memory:", *, memory_limit: str = DEFAULT_MEMORY_LI
     return con
 
 
-def lock_down(con: duckdb.DuckDBPyConnection) -> None:
-    """Forbid any further file or network access (campaign expressions run after this)."""
+def lock_down(
+    con: duckdb.DuckDBPyConnection, *, allowed_paths: Sequence[str] = (), allowed_directories: Sequence[str] = ()
+) -> None:
+    """Forbid any further file or network access but to the given outputs; no setting can undo it.
+
+    Campaign expressions run only after this.
+    """
+    if allowed_paths:
+        con.execute("SET allowed_paths = $p", {"p": list(allowed_paths)})
+    if allowed_directories:
+        con.execute("SET allowed_directories = $d", {"d": [d.rstrip("/") + "/" for d in allowed_directories]})
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
 
@@ -24,3 +37,8 @@ def lock_down(con: duckdb.DuckDBPyConnection) -> None:
 def quote_ident(name: str) -> str:
     """A SQL identifier, double-quoted."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def bound(sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The named parameters ``sql`` uses (DuckDB refuses unused ones)."""
+    return {name: value for name, value in params.items() if re.search(rf"\${re.escape(name)}\b", sql)}

@@ -121,10 +121,10 @@ def check_expression(con: duckdb.DuckDBPyConnection, expression: str, columns: I
         )
 
 
-def create_source(con: duckdb.DuckDBPyConnection, at_utc: str | None = None, local_date: str | None = None) -> None:
+def create_source(con: duckdb.DuckDBPyConnection, at_local: str | None = None, local_date: str | None = None) -> None:
     """The relation expressions are checked and run against: contacts plus ``run_at``/``run_date``."""
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _dm_run AS SELECT CAST($at AS TIMESTAMPTZ) AS run_at, CAST($date AS DATE) AS run_date",
-        {"at": at_utc or "1970-01-01 00:00:00+00", "date": local_date or "1970-01-01"},
+        "CREATE OR REPLACE TEMP TABLE _dm_run AS SELECT CAST($at AS TIMESTAMP) AS run_at, CAST($date AS DATE) AS run_date",
+        {"at": at_local or "1970-01-01 00:00:00", "date": local_date or "1970-01-01"},
     )
     con.execute(f"CREATE OR REPLACE TEMP VIEW {SOURCE} AS SELECT * FROM contacts CROSS JOIN _dm_run")

@@ -35,21 +35,6 @@ class ValidationReport:
         self.errors.extend(exc.problems if isinstance(exc, ProblemsFound) else [exc])
 
 
-def _located(exc: ConfigError, campaign: Campaign, key: str, line: int | None = None) -> ConfigError:
-    return ConfigError(
-        exc.message, file=campaign.path, line=line or campaign.doc.line_of(_key_path(key)), key=key, hint=exc.hint
-    )
-
-
-def _key_path(key: str) -> tuple[str | int, ...]:
-    parts: list[str | int] = []
-    for piece in key.replace("]", "").split("."):
-        name, *indexes = piece.split("[")
-        parts.append(name)
-        parts.extend(int(i) for i in indexes)
-    return tuple(parts)
-
-
 def _check_campaign(
     con: duckdb.DuckDBPyConnection, campaign: Campaign, ws: Workspace, columns: list[str], report: ValidationReport
 ) -> None:
@@ -58,7 +43,7 @@ def _check_campaign(
         try:
             expressions.check_expression(con, expression, expression_columns)
         except ConfigError as exc:
-            report.errors.append(_located(exc, campaign, key))
+            report.errors.append(campaign.locate(exc, key))
     known = {c.lower() for c in columns} | render.TEMPLATE_BUILTINS
     templates = list(campaign.templates.items())
     if campaign.unsubscribe_url is not None:

@@ -16,7 +16,7 @@ def con():
     con = connect()
     con.execute("CREATE TEMP TABLE contacts (contact_id VARCHAR, tier VARCHAR, orders BIGINT, last_order_at DATE)")
     con.execute("INSERT INTO contacts VALUES ('1', 'gold', 3, DATE '2026-01-01'), ('2', 'silver', 0, NULL)")
-    create_source(con, "2026-12-01 02:00:00+00", "2026-12-01")
+    create_source(con, "2026-12-01 10:00:00", "2026-12-01")
     lock_down(con)
     return con
 

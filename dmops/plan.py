@@ -1,0 +1,606 @@
+"""The eligibility funnel (SPEC §6): every audience contact gets exactly one decision.
+
+All set work runs in DuckDB over the tables that ``contacts``,
+``suppressions`` and ``ledger`` provide. :func:`prepare` loads the workspace's
+files and then locks the connection down (no file access but the requested
+outputs) before any campaign expression runs; :func:`build` computes the
+temp table ``plan_rows`` (one row per audience contact, every check's inputs
+and the decision) and returns its summary.
+
+Variant assignment is the hash split of SPEC §4:
+``u = int(first 15 hex digits of md5(campaign_id || ':' || contact_id), 16) / 16^15``;
+holdout if ``u < holdout``, else variants take consecutive slices of
+``[holdout, 1)`` in declared order, proportional to weight. It is computed on
+the integer ``h = u * 16^15`` against exact integer thresholds, so no
+floating-point rounding can move a contact between slices.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from dmops import expressions, ledger
+from dmops.campaign import Campaign, Cell, key_path
+from dmops.contacts import load_contacts
+from dmops.db import bound, connect, lock_down
+from dmops.errors import ConfigError, DataError, DmopsError, OutputError, UsageError
+from dmops.schedule import ZoneTime, occurrence_key, zone_time
+from dmops.suppressions import load_suppressions
+from dmops.timeutil import zone
+from dmops.workspace import Cap, Workspace
+
+REASONS = (
+    "invalid_address",
+    "no_consent",
+    "suppressed",
+    "already_sent",
+    "frequency_cap",
+    "holdout",
+    "no_variant",
+)
+HASH_SPACE = 16**15
+ADDRESS_OK = {"email": "email_ok", "sms": "phone_ok", "dm": "dm_ok"}
+
+
+@dataclass(frozen=True)
+class AppliedCap:
+    """A cap that applies to this campaign, and where it comes from."""
+
+    cap: Cap
+    source: str  # "dmops.yaml caps[0]" or "<campaign file> caps[1]"
+
+    @property
+    def seconds(self) -> int:
+        return int(self.cap.window.total_seconds())
+
+    def describe(self) -> str:
+        scope = f"{self.cap.channel} messages" if self.cap.channel else "messages on any channel"
+        return f"max {self.cap.max} marketing {scope} within {self.cap.per} ({self.source})"
+
+
+@dataclass
+class PlanSummary:
+    """What ``plan`` prints: counts per reason and variant, the send-time range."""
+
+    campaign: str
+    occurrence: str
+    at: datetime
+    audience: int
+    to_send: int
+    excluded: dict[str, int]
+    variants: dict[str, int]
+    first_send: datetime | None = None
+    last_send: datetime | None = None
+    caps: list[AppliedCap] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON of SPEC §6, keys in its order."""
+        return {
+            "campaign": self.campaign,
+            "occurrence": self.occurrence,
+            "at": iso_z(self.at),
+            "audience": self.audience,
+            "to_send": self.to_send,
+            "excluded": self.excluded,
+            "variants": self.variants,
+        }
+
+
+def iso_z(moment: datetime) -> str:
+    """An instant as UTC ISO 8601 with ``Z``, whole seconds."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def hash_thresholds(holdout: float, weights: Sequence[float]) -> tuple[int, list[int]]:
+    """Integer thresholds on ``h``: holdout is ``h < T0``; variant k is ``T[k-1] <= h < T[k]``."""
+    hold = Fraction(holdout)
+    total = sum(Fraction(w) for w in weights)
+    bounds: list[int] = []
+    running = Fraction(0)
+    for weight in weights:
+        running += Fraction(weight)
+        bounds.append(math.ceil((hold + (1 - hold) * running / total) * HASH_SPACE))
+    bounds[-1] = HASH_SPACE
+    return math.ceil(hold * HASH_SPACE), bounds
+
+
+def applied_caps(ws: Workspace, campaign: Campaign) -> list[AppliedCap]:
+    """Workspace and campaign caps that bind this campaign (a channel cap binds that channel only)."""
+    found: list[AppliedCap] = []
+    for label, caps in (("dmops.yaml", ws.config.caps), (campaign.path.name, campaign.config.caps)):
+        for index, cap in enumerate(caps):
+            if cap.channel is None or cap.channel == campaign.config.channel:
+                found.append(AppliedCap(cap, f"{label} caps[{index}]"))
+    return found
+
+
+def prepare(
+    ws: Workspace, campaign: Campaign, *, allowed_paths: Sequence[str] = (), allowed_directories: Sequence[str] = ()
+) -> duckdb.DuckDBPyConnection:
+    """A connection with contacts, suppressions and the ledger loaded, then locked down."""
+    con = connect()
+    try:
+        load_contacts(con, ws)
+        ledger.attach(con, ws)
+        load_suppressions(con, ws)
+        lock_down(con, allowed_paths=allowed_paths, allowed_directories=allowed_directories)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _check_expressions(con: duckdb.DuckDBPyConnection, campaign: Campaign) -> None:
+    columns = [row[0] for row in con.execute(f"SELECT column_name FROM (DESCRIBE {expressions.SOURCE})").fetchall()]
+    for key, expression in campaign.where_clauses():
+        try:
+            expressions.check_expression(con, expression, columns)
+        except ConfigError as exc:
+            raise campaign.locate(exc, key) from None
+
+
+def _evaluate_audience(con: duckdb.DuckDBPyConnection, campaign: Campaign) -> None:
+    config = campaign.config
+    where = config.audience.where or "true"
+    cells = [f"coalesce(({v.where}), false) AS _dm_cell_{i}" for i, v in enumerate(config.variants) if v.where]
+    if isinstance(config.holdout, Cell):
+        cells.append(f"coalesce(({config.holdout.where}), false) AS _dm_holdout_cell")
+    select = ", ".join(["CAST(contact_id AS VARCHAR) AS contact_id", *cells])
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _dm_audience AS "
+            f"SELECT {select} FROM {expressions.SOURCE} WHERE coalesce(({where}), false)"
+        )
+    except duckdb.Error as exc:
+        for key, expression in campaign.where_clauses():
+            try:
+                con.execute(f"SELECT count(*) FROM {expressions.SOURCE} WHERE ({expression})").fetchall()
+            except duckdb.Error:
+                raise DataError(
+                    f"the expression failed on the contact data ({type(exc).__name__})",
+                    file=campaign.path,
+                    line=campaign.doc.line_of(key_path(key)),
+                    key=key,
+                    hint="a column holds values the expression cannot compare; cast it or fix the data",
+                ) from None
+        raise DataError(f"the audience could not be computed ({type(exc).__name__})", file=campaign.path) from None
+
+
+def _schedule(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at: datetime) -> list[ZoneTime]:
+    """``_dm_schedule(zone, base_at, planned_at, local_text)``: one row per effective zone in the audience."""
+    ws_zone = ws.config.timezone
+    zones = [
+        row[0]
+        for row in con.execute(
+            """SELECT DISTINCT coalesce(cc.tz, $ws) FROM _dm_audience a JOIN contact_channels cc USING (contact_id)
+               ORDER BY 1""",
+            {"ws": ws_zone},
+        ).fetchall()
+    ]
+    times = [zone_time(campaign, at, z, ws_zone, ws.config.quiet_hours) for z in zones]
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _dm_schedule AS
+           SELECT unnest($zones::VARCHAR[]) AS zone, unnest($base::TIMESTAMP[]) AS base_at,
+                  unnest($planned::TIMESTAMP[]) AS planned_at, unnest($local::VARCHAR[]) AS local_text""",
+        {
+            "zones": [t.zone for t in times],
+            "base": [t.base.replace(tzinfo=None) for t in times],
+            "planned": [t.planned.astimezone(UTC).replace(tzinfo=None) for t in times],
+            "local": [t.local.strftime("%Y-%m-%d %H:%M:%S %Z (UTC%z)") for t in times],
+        },
+    )
+    return times
+
+
+def _assignment_sql(campaign: Campaign) -> tuple[str, str, dict[str, Any]]:
+    """SQL for (holdout hit, assigned variant) over ``_dm_base`` columns, and their parameters."""
+    config = campaign.config
+    params: dict[str, Any] = {}
+    explicit = all(v.where for v in config.variants)
+    fraction = config.holdout if isinstance(config.holdout, float) else 0.0
+    if isinstance(config.holdout, Cell):
+        holdout_sql = "_dm_holdout_cell"
+    elif fraction > 0:
+        t0, _ = hash_thresholds(fraction, [1.0])
+        params["t0"] = t0
+        holdout_sql = "h < $t0"
+    else:
+        holdout_sql = "false"
+    if explicit:
+        cases = " ".join(f"WHEN _dm_cell_{i} THEN $v{i}" for i, _ in enumerate(config.variants))
+        variant_sql = f"CASE {cases} END"
+    else:
+        weights = [v.weight if v.weight is not None else 1.0 for v in config.variants]
+        _, bounds = hash_thresholds(fraction if not isinstance(config.holdout, Cell) else 0.0, weights)
+        cases = " ".join(f"WHEN h < $b{i} THEN $v{i}" for i in range(len(bounds)))
+        variant_sql = f"CASE {cases} END"
+        params.update({f"b{i}": b for i, b in enumerate(bounds)})
+    params.update({f"v{i}": v.id for i, v in enumerate(config.variants)})
+    return holdout_sql, variant_sql, params
+
+
+def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at: datetime) -> PlanSummary:
+    """Compute ``plan_rows`` for ``campaign`` at instant ``at`` (aware UTC); its summary."""
+    config = campaign.config
+    ws_zone = zone(ws.config.timezone)
+    occurrence = occurrence_key(config.recurrence, at, ws_zone)
+    local_at = at.astimezone(ws_zone).replace(tzinfo=None)
+    expressions.create_source(con, local_at.isoformat(sep=" "), local_at.date().isoformat())
+    _check_expressions(con, campaign)
+    _evaluate_audience(con, campaign)
+    _schedule(con, ws, campaign, at)
+    marketing = config.purpose == "marketing"
+    channel = config.channel
+    caps = applied_caps(ws, campaign) if marketing else []
+    holdout_sql, variant_sql, params = _assignment_sql(campaign)
+    params.update(
+        {"cid": campaign.id, "occ": occurrence, "channel": channel, "marketing": marketing, "ws": ws_zone.key}
+    )
+
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _dm_base AS
+        SELECT a.*, cc.{ADDRESS_OK[channel]} AS address_ok, cc.consent_{channel} AS consent,
+               coalesce(cc.tz, $ws) AS zone, cc.tz IS NULL AS zone_fallback,
+               s.base_at, s.planned_at, s.local_text,
+               CAST('0x' || substr(md5($cid || ':' || a.contact_id), 1, 15) AS UBIGINT) AS h
+        FROM _dm_audience a
+        JOIN contact_channels cc USING (contact_id)
+        JOIN _dm_schedule s ON s.zone = coalesce(cc.tz, $ws)
+        """,
+        {"cid": campaign.id, "ws": ws_zone.key},
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _dm_suppressed AS
+        WITH applicable AS (
+            SELECT * FROM suppressions_all
+            WHERE (channel IS NULL OR channel = $channel) AND ($marketing OR reason <> 'unsubscribe')
+        )
+        SELECT b.contact_id FROM _dm_base b JOIN applicable s ON s.contact_id = b.contact_id
+        UNION
+        SELECT b.contact_id FROM _dm_base b JOIN contact_channels cc USING (contact_id)
+            JOIN applicable s ON s.email_key = lower(cc.email)
+        UNION
+        SELECT b.contact_id FROM _dm_base b JOIN contact_channels cc USING (contact_id)
+            JOIN applicable s ON s.phone_key = cc.phone
+        UNION
+        SELECT b.contact_id FROM _dm_base b JOIN contact_channels cc USING (contact_id)
+            JOIN applicable s ON s.dm_key = cc.dm_handle
+        """,
+        {"channel": channel, "marketing": marketing},
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _dm_prior AS
+        SELECT contact_id, bool_or(kind = 'message') AS sent, bool_or(kind = 'holdout') AS held
+        FROM ledger_entries WHERE campaign_id = $cid AND occurrence = $occ GROUP BY contact_id
+        """,
+        {"cid": campaign.id, "occ": occurrence},
+    )
+    cap_columns = _cap_counts(con, caps)
+    capped_sql = " OR ".join(f"coalesce(cap_{i}, 0) >= {c.cap.max}" for i, c in enumerate(caps)) or "false"
+    sql = f"""
+        CREATE OR REPLACE TEMP TABLE plan_rows AS
+        WITH flagged AS (
+            SELECT b.*, sp.contact_id IS NOT NULL AS suppressed,
+                   coalesce(p.sent, false) AS ledger_sent, coalesce(p.held, false) AS ledger_held,
+                   {cap_columns}
+                   ({capped_sql}) AS capped,
+                   {holdout_sql} AS holdout_hit,
+                   {variant_sql} AS assigned
+            FROM _dm_base b
+            LEFT JOIN _dm_suppressed sp USING (contact_id)
+            LEFT JOIN _dm_prior p USING (contact_id)
+            LEFT JOIN _dm_caps c USING (contact_id)
+        ), decided AS (
+            SELECT *, CASE
+                WHEN NOT address_ok THEN 'invalid_address'
+                WHEN $marketing AND NOT consent THEN 'no_consent'
+                WHEN suppressed THEN 'suppressed'
+                WHEN ledger_sent THEN 'already_sent'
+                WHEN ledger_held THEN 'holdout'
+                WHEN $marketing AND capped THEN 'frequency_cap'
+                WHEN holdout_hit THEN 'holdout'
+                WHEN assigned IS NULL THEN 'no_variant'
+            END AS reason
+            FROM flagged
+        )
+        SELECT *, CASE WHEN reason IS NULL THEN assigned END AS variant FROM decided ORDER BY contact_id
+    """
+    con.execute(sql, bound(sql, params))
+    return _summary(con, campaign, occurrence, at, caps)
+
+
+def _cap_counts(con: duckdb.DuckDBPyConnection, caps: list[AppliedCap]) -> str:
+    """Create ``_dm_caps(contact_id, cap_0, …)``: ledger marketing messages strictly within each cap's window."""
+    if not caps:
+        con.execute("CREATE OR REPLACE TEMP TABLE _dm_caps AS SELECT CAST(NULL AS VARCHAR) AS contact_id WHERE false")
+        return ""
+    widest = max(c.seconds for c in caps)
+    counts = []
+    params: dict[str, Any] = {"widest": widest * 1_000_000}
+    for i, applied in enumerate(caps):
+        params[f"per{i}"] = applied.seconds * 1_000_000
+        condition = f"abs(epoch_us(m.planned_at) - epoch_us(b.planned_at)) < $per{i}"
+        if applied.cap.channel:
+            params[f"ch{i}"] = applied.cap.channel
+            condition += f" AND m.channel = $ch{i}"
+        counts.append(f"count(*) FILTER (WHERE {condition}) AS cap_{i}")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _dm_caps AS
+        WITH span AS (SELECT min(planned_at) AS lo, max(planned_at) AS hi FROM _dm_base),
+        recent AS (
+            SELECT m.contact_id, m.channel, m.planned_at FROM ledger_entries m, span
+            WHERE m.kind = 'message' AND m.purpose = 'marketing'
+              AND epoch_us(m.planned_at) > epoch_us(span.lo) - $widest
+              AND epoch_us(m.planned_at) < epoch_us(span.hi) + $widest
+        )
+        SELECT b.contact_id, {", ".join(counts)}
+        FROM _dm_base b JOIN recent m ON m.contact_id = b.contact_id
+        GROUP BY b.contact_id
+        """,
+        params,
+    )
+    return "".join(f"c.cap_{i}, " for i in range(len(caps)))
+
+
+def _summary(
+    con: duckdb.DuckDBPyConnection, campaign: Campaign, occurrence: str, at: datetime, caps: list[AppliedCap]
+) -> PlanSummary:
+    counts = dict(con.execute("SELECT reason, count(*) FROM plan_rows WHERE reason IS NOT NULL GROUP BY 1").fetchall())
+    variants = dict(
+        con.execute("SELECT variant, count(*) FROM plan_rows WHERE variant IS NOT NULL GROUP BY 1").fetchall()
+    )
+    row = con.execute(
+        "SELECT count(*), count(variant), min(planned_at) FILTER (WHERE variant IS NOT NULL),"
+        " max(planned_at) FILTER (WHERE variant IS NOT NULL) FROM plan_rows"
+    ).fetchone()
+    assert row is not None
+    return PlanSummary(
+        campaign=campaign.id,
+        occurrence=occurrence,
+        at=at,
+        audience=int(row[0]),
+        to_send=int(row[1]),
+        excluded={reason: int(counts.get(reason, 0)) for reason in REASONS},
+        variants={v.id: int(variants.get(v.id, 0)) for v in campaign.config.variants},
+        first_send=row[2],
+        last_send=row[3],
+        caps=caps,
+    )
+
+
+# Empty reason/variant: NULL in CSV (an empty field), '' in Parquet.
+OUT_QUERY = """
+    SELECT contact_id,
+           CASE WHEN variant IS NULL THEN 'excluded' ELSE 'send' END AS decision,
+           coalesce(reason, {empty}) AS reason,
+           coalesce(variant, {empty}) AS variant,
+           strftime(planned_at, '%Y-%m-%dT%H:%M:%SZ') AS send_after
+    FROM plan_rows ORDER BY contact_id
+"""
+
+
+def out_staging_path(path: Path) -> Path:
+    """Where ``--out`` is written before it is renamed into place."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def check_out_path(path: Path) -> None:
+    """``--out`` must be .csv or .parquet in an existing folder."""
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        raise UsageError(f"--out '{path}' must end in .csv or .parquet")
+    if not path.parent.is_dir():
+        raise OutputError(f"folder '{path.parent}' does not exist", file=path)
+
+
+def write_out(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    """Write one row per audience contact to ``path`` (CSV or Parquet), atomically; rows written."""
+    staging = out_staging_path(path)
+    parquet = path.suffix.lower() == ".parquet"
+    options = "FORMAT parquet, COMPRESSION zstd" if parquet else "FORMAT csv, HEADER true"
+    query = OUT_QUERY.format(empty="''" if parquet else "NULL")
+    try:
+        con.execute(f"COPY ({query}) TO '{_sql_string(str(staging))}' ({options})")
+        with staging.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(staging, path)
+    except (duckdb.Error, OSError) as exc:
+        staging.unlink(missing_ok=True)
+        raise OutputError(f"cannot write the plan file ({type(exc).__name__})", file=path) from None
+    row = con.execute("SELECT count(*) FROM plan_rows").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _sql_string(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def run_plan(
+    ws: Workspace, campaign: Campaign, at: datetime, *, out: Path | None = None
+) -> tuple[duckdb.DuckDBPyConnection, PlanSummary]:
+    """Prepare, build, and write ``out`` if given: the open connection (for --explain) and the summary."""
+    allowed = [str(out_staging_path(out))] if out is not None else []
+    if out is not None:
+        check_out_path(out)
+    con = prepare(ws, campaign, allowed_paths=allowed)
+    try:
+        summary = build(con, ws, campaign, at)
+        if out is not None:
+            write_out(con, out)
+    except DmopsError:
+        con.close()
+        raise
+    return con, summary
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of ``--explain``: a step of the funnel, what it saw, and its outcome."""
+
+    step: str
+    outcome: str
+    detail: str
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    return con.execute(sql, bound(sql, params)).fetchone()
+
+
+def explain(
+    con: duckdb.DuckDBPyConnection,
+    ws: Workspace,
+    campaign: Campaign,
+    summary: PlanSummary,
+    contact_id: str,
+    *,
+    show_pii: bool = False,
+) -> list[Check]:
+    """Every check of the funnel for one contact, in order, with its inputs (after :func:`build`)."""
+    from dmops.pii import mask
+
+    config = campaign.config
+    marketing = config.purpose == "marketing"
+    p = {"id": contact_id}
+    if _one(con, "SELECT 1 FROM contacts WHERE CAST(contact_id AS VARCHAR) = $id", p) is None:
+        raise UsageError(f"no contact with contact_id '{contact_id}' in {ws.contacts_path.name}")
+    checks: list[Check] = []
+    where = config.audience.where or "(no audience.where: every contact)"
+    row = _one(con, "SELECT * FROM plan_rows WHERE contact_id = $id", p)
+    if row is None:
+        checks.append(Check("audience", "not in audience", f"audience.where is false or null: {where}"))
+        return checks
+    names = [d[0] for d in con.execute("SELECT * FROM plan_rows LIMIT 0").description]
+    r = dict(zip(names, row, strict=True))
+    checks.append(Check("audience", "in audience", f"audience.where: {where}"))
+
+    address_column = {"email": "email", "sms": "phone", "dm": "dm_handle"}[config.channel]
+    address = _one(con, f"SELECT {address_column} FROM contact_channels WHERE contact_id = $id", p)
+    shown = (
+        mask(address[0], {"email": "email", "sms": "phone"}.get(config.channel, "text"), show_pii)
+        if address and address[0]
+        else "none"
+    )
+    checks.append(
+        Check("1 invalid_address", "pass" if r["address_ok"] else "EXCLUDED", f"{config.channel} address: {shown}")
+    )
+    consent_column = ws.config.consent.get(config.channel)
+    if not marketing:
+        checks.append(Check("2 no_consent", "skipped", "transactional campaigns need no consent"))
+    elif consent_column is None:
+        checks.append(Check("2 no_consent", "pass", f"no consent column configured for {config.channel}"))
+    else:
+        raw = _one(con, f'SELECT CAST("{consent_column}" AS VARCHAR) FROM contacts WHERE contact_id = $id', p)
+        value = raw[0] if raw and raw[0] is not None else "(blank)"
+        checks.append(Check("2 no_consent", "pass" if r["consent"] else "EXCLUDED", f"{consent_column} = {value!r}"))
+    matches = con.execute(
+        """
+        SELECT s.source, s.line, s.reason, coalesce(s.channel, 'all channels'),
+               CASE WHEN s.contact_id = c.contact_id THEN 'contact_id'
+                    WHEN s.email_key = lower(c.email) THEN 'email'
+                    WHEN s.phone_key = c.phone THEN 'phone' ELSE 'dm handle' END
+        FROM suppressions_all s, contact_channels c
+        WHERE c.contact_id = $id AND (s.contact_id = c.contact_id OR s.email_key = lower(c.email)
+              OR s.phone_key = c.phone OR s.dm_key = c.dm_handle)
+        ORDER BY s.source, s.line
+        """,
+        p,
+    ).fetchall()
+    detail = (
+        "; ".join(
+            f"{source}{':' + str(line) if line else ''} {reason} on {channel} (by {by})"
+            + (
+                ""
+                if (channel in ("all channels", config.channel)) and (marketing or reason != "unsubscribe")
+                else " — does not apply"
+            )
+            for source, line, reason, channel, by in matches
+        )
+        or "no suppression matches"
+    )
+    checks.append(Check("3 suppressed", "EXCLUDED" if r["suppressed"] else "pass", detail))
+    prior = con.execute(
+        "SELECT kind, coalesce(variant, '-'), planned_at FROM ledger_entries"
+        " WHERE campaign_id = $cid AND occurrence = $occ AND contact_id = $id",
+        {"cid": campaign.id, "occ": summary.occurrence, "id": contact_id},
+    ).fetchall()
+    prior_text = "; ".join(f"{kind} variant {v} planned {iso_z(t)}" for kind, v, t in prior) or "nothing in the ledger"
+    outcome = "EXCLUDED" if r["ledger_sent"] else ("HOLDOUT (kept)" if r["ledger_held"] else "pass")
+    checks.append(Check("4 already_sent", outcome, f"occurrence {summary.occurrence}: {prior_text}"))
+    t = r["planned_at"]
+    if not marketing:
+        checks.append(Check("5 frequency_cap", "skipped", "transactional campaigns are not capped"))
+    elif not summary.caps:
+        checks.append(Check("5 frequency_cap", "pass", "no caps apply"))
+    else:
+        parts = []
+        for i, applied in enumerate(summary.caps):
+            count = r.get(f"cap_{i}") or 0
+            parts.append(f"{applied.describe()}: {count} within ±{applied.cap.per} of {iso_z(t)}")
+        checks.append(Check("5 frequency_cap", "EXCLUDED" if r["capped"] else "pass", "; ".join(parts)))
+    fallback = " (contact timezone missing or invalid: workspace zone)" if r["zone_fallback"] else ""
+    shift = f"; quiet hours moved it from {iso_z(r['base_at'])}" if r["base_at"] != t else ""
+    checks.append(Check("time", "info", f"zone {r['zone']}{fallback}; t = {iso_z(t)} = {r['local_text']}{shift}"))
+    u = r["h"] / HASH_SPACE
+    holdout = config.holdout
+    if isinstance(holdout, Cell):
+        hold_detail = f"holdout.where: {holdout.where}"
+    else:
+        hold_detail = f"u = {u:.6f} (md5 of '{campaign.id}:{contact_id}'), holdout {holdout}"
+    checks.append(
+        Check(
+            "6 holdout",
+            "HOLDOUT" if r["reason"] == "holdout" else ("pass" if not r["holdout_hit"] else "not reached"),
+            hold_detail,
+        )
+    )
+    if all(v.where for v in config.variants):
+        matched = next((v.id for i, v in enumerate(config.variants) if r.get(f"_dm_cell_{i}")), None)
+        checks.append(
+            Check("7 no_variant", "pass" if matched else "EXCLUDED", f"first matching cell: {matched or 'none'}")
+        )
+    elif r["holdout_hit"] and not isinstance(holdout, Cell):
+        checks.append(Check("7 variant", "info", f"u = {u:.6f} is in the holdout slice [0, {holdout})"))
+    else:
+        fraction = 0.0 if isinstance(holdout, Cell) else float(holdout)
+        weights = [v.weight if v.weight is not None else 1.0 for v in config.variants]
+        _, bounds = hash_thresholds(fraction, weights)
+        index = next(i for i, b in enumerate(bounds) if r["h"] < b)
+        low = fraction if index == 0 else bounds[index - 1] / HASH_SPACE
+        checks.append(
+            Check(
+                "7 variant",
+                "info",
+                f"u = {u:.6f} is in [{low:.6f}, {bounds[index] / HASH_SPACE:.6f}): variant {config.variants[index].id}",
+            )
+        )
+    decision = f"send variant {r['variant']} at {iso_z(t)}" if r["variant"] else f"excluded: {r['reason']}"
+    checks.append(Check("decision", decision, ""))
+    return _mark_unreached(checks)
+
+
+def _mark_unreached(checks: list[Check]) -> list[Check]:
+    """Steps after the one that decided are shown with their inputs but marked not reached."""
+    out: list[Check] = []
+    decided = False
+    for check in checks:
+        numbered = check.step[:1].isdigit()
+        if decided and numbered and check.outcome not in ("info", "skipped"):
+            check = Check(check.step, f"not reached ({check.outcome})", check.detail)
+        if numbered and (check.outcome == "EXCLUDED" or check.outcome.startswith("HOLDOUT")):
+            decided = True
+        out.append(check)
+    return out

@@ -1,0 +1,119 @@
+"""Suppressions from every source, normalised for matching (SPEC §5).
+
+Sources: the workspace's suppression files, and the ledger's suppressions
+(imported unsubscribes, complaints and hard bounces, erasure tombstones).
+:func:`load_suppressions` builds the temp table ``suppressions_all``:
+
+``contact_id``, ``email_key`` (trimmed, lower-cased), ``phone_key`` (E.164),
+``dm_key`` (trimmed handle) — the ways a row can match a contact — plus
+``channel`` (NULL = every channel), ``reason``, ``source`` and ``line``.
+
+An address with ``@`` is an email; one that parses as a phone (in the
+workspace's ``phone_region`` when it has no ``+``) is a phone; anything else
+is a DM handle matched exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from dmops.addresses import normalise_phone, normalise_values
+from dmops.errors import DataError, DmopsError, MissingInputError
+from dmops.tabular import lines_where, raise_all, read_table
+from dmops.workspace import Workspace
+
+REASONS = ("unsubscribe", "bounce", "complaint", "manual")
+CHANNEL_VALUES = ("email", "sms", "dm")
+
+
+def _relative(ws: Workspace, path: Path) -> str:
+    try:
+        return str(path.relative_to(ws.root))
+    except ValueError:
+        return str(path)
+
+
+def _load_file(con: duckdb.DuckDBPyConnection, ws: Workspace, path: Path, index: int) -> None:
+    if not path.is_file():
+        raise MissingInputError(
+            f"suppression file '{ws.config.suppressions[index]}' not found",
+            file=ws.file,
+            line=ws.line_of("suppressions", index),
+            key=f"suppressions[{index}]",
+            hint="a listed suppression file must exist; it is never treated as empty",
+        )
+    names = {n.lower(): n for n in read_table(con, path, "_dm_sup_raw", "suppression")}
+    if "contact_id" not in names and "address" not in names:
+        raise DataError(
+            "a suppression file needs a contact_id or an address column",
+            file=path,
+            line=1,
+            hint="columns: contact_id or address, optional channel, reason, ts",
+        )
+
+    def col(name: str) -> str:
+        return f"nullif(trim(CAST({names[name]} AS VARCHAR)), '')" if name in names else "CAST(NULL AS VARCHAR)"
+
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW _dm_sup_view AS
+            SELECT {col("contact_id")} AS contact_id, {col("address")} AS address,
+                   lower({col("channel")}) AS channel, coalesce(lower({col("reason")}), 'unsubscribe') AS reason,
+                   _dm_line
+            FROM _dm_sup_raw"""
+    )
+    problems: list[DmopsError] = []
+    checks = [
+        ("contact_id IS NULL AND address IS NULL", "the row has neither contact_id nor address", "key"),
+        (
+            f"channel IS NOT NULL AND channel NOT IN {CHANNEL_VALUES}",
+            "channel must be email, sms, dm or blank",
+            "channel",
+        ),
+        (f"reason NOT IN {REASONS}", "reason must be unsubscribe, bounce, complaint, manual or blank", "reason"),
+    ]
+    for condition, message, key in checks:
+        for line in lines_where(con, "_dm_sup_view", condition):
+            problems.append(DataError(message, file=path, line=line, key=key))
+    raise_all(problems)
+    con.execute(
+        "INSERT INTO _dm_sup_rows SELECT contact_id, address, channel, reason, $source, _dm_line FROM _dm_sup_view",
+        {"source": _relative(ws, path)},
+    )
+    con.execute("DROP VIEW _dm_sup_view; DROP TABLE _dm_sup_raw")
+
+
+def load_suppressions(con: duckdb.DuckDBPyConnection, ws: Workspace) -> int:
+    """Build ``suppressions_all`` from the files and ``ledger_suppressions``; the number of rows."""
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _dm_sup_rows (
+               contact_id VARCHAR, address VARCHAR, channel VARCHAR, reason VARCHAR, source VARCHAR, line BIGINT)"""
+    )
+    for index, path in enumerate(ws.suppression_paths):
+        _load_file(con, ws, path, index)
+    con.execute(
+        """INSERT INTO _dm_sup_rows
+           SELECT contact_id, nullif(trim(address), ''), channel, reason, source, NULL FROM ledger_suppressions"""
+    )
+    region = ws.config.phone_region
+    normalise_values(
+        con,
+        "_dm_sup_phones",
+        "SELECT address FROM _dm_sup_rows WHERE NOT contains(address, '@')",
+        lambda raw: normalise_phone(raw, region),
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE suppressions_all AS
+        SELECT r.contact_id,
+               CASE WHEN contains(r.address, '@') THEN lower(trim(r.address, ' \t')) END AS email_key,
+               p.norm AS phone_key,
+               CASE WHEN NOT contains(r.address, '@') AND p.norm IS NULL THEN r.address END AS dm_key,
+               r.channel, r.reason, r.source, r.line
+        FROM _dm_sup_rows r LEFT JOIN _dm_sup_phones p ON p.raw = r.address
+        """
+    )
+    con.execute("DROP TABLE _dm_sup_rows; DROP TABLE _dm_sup_phones")
+    row = con.execute("SELECT count(*) FROM suppressions_all").fetchone()
+    return int(row[0]) if row else 0
