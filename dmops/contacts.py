@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from dmops.addresses import normalise_email, normalise_phone, normalise_values
+from dmops.addresses import email_table, phone_table
 from dmops.db import quote_ident
 from dmops.errors import DataError, DmopsError
 from dmops.tabular import MAX_LISTED, raise_all, read_table, row_word
@@ -83,10 +83,17 @@ def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str], text_columns:
     checked = [n for n in candidates if raw_types.get(n) == "VARCHAR"]
     if not checked:
         return types
-    row = con.execute("SELECT " + ",\n".join(probes) + " FROM _dm_raw").fetchone()
+    # A column whose first rows already fit no type is text: only the others need a full scan.
+    sample = con.execute("SELECT " + ",\n".join(probes) + " FROM (SELECT * FROM _dm_raw LIMIT 2048)").fetchone()
+    assert sample is not None
+    keep = [i for i in range(len(checked)) if any(sample[i * 6 : i * 6 + 5]) or not sample[i * 6 + 5]]
+    if not keep:
+        return types
+    row = con.execute("SELECT " + ",\n".join(probes[i] for i in keep) + " FROM _dm_raw").fetchone()
     assert row is not None
-    for index, name in enumerate(checked):
-        is_int, is_double, is_date, is_ts, is_bool, any_value = row[index * 6 : index * 6 + 6]
+    for position, index in enumerate(keep):
+        name = checked[index]
+        is_int, is_double, is_date, is_ts, is_bool, any_value = row[position * 6 : position * 6 + 6]
         if not any_value:
             continue
         for flag, kind in (
@@ -133,6 +140,18 @@ def _check_ids(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         raise_all(problems)
 
 
+CHANNEL_COLUMNS = (
+    "email",
+    "email_ok",
+    "phone",
+    "phone_ok",
+    "dm_handle",
+    "dm_ok",
+    "tz",
+    *(f"consent_{channel}" for channel in CHANNELS),
+)
+
+
 def load_contacts(con: duckdb.DuckDBPyConnection, ws: Workspace) -> ContactsInfo:
     """Load the workspace's contacts into ``contacts`` and ``contact_channels`` (module docs)."""
     path = ws.contacts_path
@@ -142,36 +161,46 @@ def load_contacts(con: duckdb.DuckDBPyConnection, ws: Workspace) -> ContactsInfo
     _check_ids(con, path)
     text_columns = {c.lower() for c in (*TEXT_COLUMNS, *consent)}
     types = _infer_types(con, names, text_columns)
-    select = ", ".join(
-        f"CAST({'trim(' + quote_ident(n) + ')' if types[n] != 'VARCHAR' else quote_ident(n)} AS {types[n]}) AS {quote_ident(n)}"
-        for n in names
-    )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE contacts AS SELECT {select} FROM _dm_raw ORDER BY _dm_line")
+    raw_types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE _dm_raw)").fetchall())
+
+    def cast(name: str) -> str:
+        column = "r." + quote_ident(name)
+        if raw_types[name] == types[name]:
+            return column
+        if raw_types[name] == "VARCHAR":
+            return f"CAST(trim({column}) AS {types[name]})"
+        return f"CAST({column} AS {types[name]})"
+
+    select = ", ".join(f"{cast(n)} AS {quote_ident(n)}" for n in names)
+    present = {n.lower(): n for n in names}
+    derived = _channel_sql(con, ws, present)
+
+    def key(name: str) -> str:
+        return f"CAST(r.{quote_ident(present[name])} AS VARCHAR)" if name in present else "CAST(NULL AS VARCHAR)"
+
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE contact_lines AS SELECT CAST(contact_id AS VARCHAR) AS contact_id, _dm_line AS line FROM _dm_raw"
+        f"""CREATE OR REPLACE TEMP TABLE contacts AS
+            SELECT {select}, {derived} FROM _dm_raw r
+            LEFT JOIN _dm_email_check e ON e.raw = {key("email")}
+            LEFT JOIN _dm_phone_check p ON p.raw = {key("phone")}
+            LEFT JOIN _dm_zones z ON z.name = trim({key("timezone")})"""
     )
-    con.execute("DROP TABLE _dm_raw")
-    _derive_channels(con, ws, {n.lower(): n for n in names})
+    con.execute("DROP TABLE _dm_raw; DROP TABLE _dm_email_check; DROP TABLE _dm_phone_check; DROP TABLE _dm_zones")
+    channel_columns = ", ".join(f"_dm_{name} AS {name}" for name in CHANNEL_COLUMNS)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW contact_channels AS SELECT contact_id, {channel_columns} FROM contacts")
     rows = con.execute("SELECT count(*) FROM contacts").fetchone()
     return ContactsInfo(path=path, rows=int(rows[0]) if rows else 0, columns=types)
 
 
-def _derive_channels(con: duckdb.DuckDBPyConnection, ws: Workspace, present: dict[str, str]) -> None:
+def _channel_sql(con: duckdb.DuckDBPyConnection, ws: Workspace, present: dict[str, str]) -> str:
+    """Check addresses and zones; the SELECT list of the ``_dm_`` channel columns over ``_dm_raw r``."""
     region = ws.config.phone_region
 
     def column(name: str) -> str:
-        return quote_ident(present[name]) if name in present else "CAST(NULL AS VARCHAR)"
+        return f"CAST({quote_ident(present[name])} AS VARCHAR)" if name in present else "CAST(NULL AS VARCHAR)"
 
-    if "email" in present:
-        normalise_values(con, "_dm_email_check", f"SELECT {column('email')} FROM contacts", normalise_email)
-    else:
-        con.execute("CREATE OR REPLACE TEMP TABLE _dm_email_check (raw VARCHAR, norm VARCHAR)")
-    if "phone" in present:
-        normalise_values(
-            con, "_dm_phone_check", f"SELECT {column('phone')} FROM contacts", lambda raw: normalise_phone(raw, region)
-        )
-    else:
-        con.execute("CREATE OR REPLACE TEMP TABLE _dm_phone_check (raw VARCHAR, norm VARCHAR)")
+    email_table(con, "_dm_email_check", f"SELECT {column('email')} FROM _dm_raw")
+    phone_table(con, "_dm_phone_check", f"SELECT {column('phone')} FROM _dm_raw", region)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _dm_zones AS SELECT unnest($1::VARCHAR[]) AS name", [sorted(accepted_timezones())]
     )
@@ -179,31 +208,17 @@ def _derive_channels(con: duckdb.DuckDBPyConnection, ws: Workspace, present: dic
     for channel in CHANNELS:
         source = ws.config.consent.get(channel)
         if source is None:
-            consent_sql.append(f"true AS consent_{channel}")
+            consent_sql.append(f"true AS _dm_consent_{channel}")
         elif source.lower() in present:
-            consent_sql.append(
-                f"coalesce(lower(trim(CAST(c.{quote_ident(present[source.lower()])} AS VARCHAR))) IN {CONSENT_TRUE}, false) AS consent_{channel}"
-            )
+            value = f"lower(trim(CAST(r.{quote_ident(present[source.lower()])} AS VARCHAR)))"
+            consent_sql.append(f"coalesce({value} IN {CONSENT_TRUE}, false) AS _dm_consent_{channel}")
         else:
-            consent_sql.append(f"false AS consent_{channel}")
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE contact_channels AS
-        SELECT c.contact_id,
-               e.norm AS email, e.norm IS NOT NULL AS email_ok,
-               p.norm AS phone, p.norm IS NOT NULL AS phone_ok,
-               nullif(trim(c_dm), '') AS dm_handle, coalesce(trim(c_dm), '') <> '' AS dm_ok,
-               z.name AS tz,
-               {", ".join(consent_sql)}
-        FROM (SELECT *, {column("dm_handle")} AS c_dm, {column("timezone")} AS c_tz,
-                     {column("email")} AS c_email, {column("phone")} AS c_phone FROM contacts) c
-        LEFT JOIN _dm_email_check e ON e.raw = c.c_email
-        LEFT JOIN _dm_phone_check p ON p.raw = c.c_phone
-        LEFT JOIN _dm_zones z ON z.name = trim(c.c_tz)
-        ORDER BY c.contact_id
-        """
-    )
-    con.execute("DROP TABLE _dm_email_check; DROP TABLE _dm_phone_check; DROP TABLE _dm_zones")
+            consent_sql.append(f"false AS _dm_consent_{channel}")
+    handle = f"CAST(r.{quote_ident(present['dm_handle'])} AS VARCHAR)" if "dm_handle" in present else "NULL"
+    return f"""e.norm AS _dm_email, e.norm IS NOT NULL AS _dm_email_ok,
+               p.norm AS _dm_phone, p.norm IS NOT NULL AS _dm_phone_ok,
+               nullif(trim({handle}), '') AS _dm_dm_handle, coalesce(trim({handle}), '') <> '' AS _dm_dm_ok,
+               z.name AS _dm_tz, {", ".join(consent_sql)}"""
 
 
 def address_quality(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -127,4 +127,7 @@ def create_source(con: duckdb.DuckDBPyConnection, at_local: str | None = None, l
         "CREATE OR REPLACE TEMP TABLE _dm_run AS SELECT CAST($at AS TIMESTAMP) AS run_at, CAST($date AS DATE) AS run_date",
         {"at": at_local or "1970-01-01 00:00:00", "date": local_date or "1970-01-01"},
     )
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {SOURCE} AS SELECT * FROM contacts CROSS JOIN _dm_run")
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {SOURCE} AS "
+        "SELECT COLUMNS(lambda c: NOT starts_with(c, '_dm')) FROM contacts CROSS JOIN _dm_run"
+    )

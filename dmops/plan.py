@@ -150,18 +150,32 @@ def _check_expressions(con: duckdb.DuckDBPyConnection, campaign: Campaign) -> No
             raise campaign.locate(exc, key) from None
 
 
-def _evaluate_audience(con: duckdb.DuckDBPyConnection, campaign: Campaign) -> None:
+def _select_base(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign) -> None:
+    """``_dm_base``: one row per audience contact with what every later check needs, in one pass."""
     config = campaign.config
+    channel = config.channel
     where = config.audience.where or "true"
     cells = [f"coalesce(({v.where}), false) AS _dm_cell_{i}" for i, v in enumerate(config.variants) if v.where]
     if isinstance(config.holdout, Cell):
         cells.append(f"coalesce(({config.holdout.where}), false) AS _dm_holdout_cell")
-    select = ", ".join(["CAST(contact_id AS VARCHAR) AS contact_id", *cells])
+    inner = ", ".join(["*", *cells])
+    cell_names = "".join(f"c._dm_cell_{i}, " for i, v in enumerate(config.variants) if v.where)
+    if isinstance(config.holdout, Cell):
+        cell_names += "c._dm_holdout_cell, "
+    # The expressions run in the inner query, where only contact columns and run_at/run_date are in scope.
+    sql = f"""
+        CREATE OR REPLACE TEMP TABLE _dm_base AS
+        SELECT c.contact_id, {cell_names}
+               c._dm_{ADDRESS_OK[channel]} AS address_ok, c._dm_consent_{channel} AS consent,
+               lower(c._dm_email) AS email_key, c._dm_phone AS phone_key, c._dm_dm_handle AS dm_key,
+               coalesce(c._dm_tz, $ws) AS zone, c._dm_tz IS NULL AS zone_fallback,
+               s.base_at, s.planned_at, s.local_text,
+               CAST('0x' || substr(md5($cid || ':' || c.contact_id), 1, 15) AS UBIGINT) AS h
+        FROM (SELECT {inner} FROM contacts CROSS JOIN _dm_run WHERE coalesce(({where}), false)) c
+        JOIN _dm_schedule s ON s.zone = coalesce(c._dm_tz, $ws)
+    """
     try:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _dm_audience AS "
-            f"SELECT {select} FROM {expressions.SOURCE} WHERE coalesce(({where}), false)"
-        )
+        con.execute(sql, {"ws": ws.config.timezone, "cid": campaign.id})
     except duckdb.Error as exc:
         for key, expression in campaign.where_clauses():
             try:
@@ -178,13 +192,12 @@ def _evaluate_audience(con: duckdb.DuckDBPyConnection, campaign: Campaign) -> No
 
 
 def _schedule(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at: datetime) -> list[ZoneTime]:
-    """``_dm_schedule(zone, base_at, planned_at, local_text)``: one row per effective zone in the audience."""
+    """``_dm_schedule(zone, base_at, planned_at, local_text)``: one row per effective zone of the contacts."""
     ws_zone = ws.config.timezone
     zones = [
         row[0]
         for row in con.execute(
-            """SELECT DISTINCT coalesce(cc.tz, $ws) FROM _dm_audience a JOIN contact_channels cc USING (contact_id)
-               ORDER BY 1""",
+            "SELECT DISTINCT coalesce(_dm_tz, $ws) FROM contacts ORDER BY 1",
             {"ws": ws_zone},
         ).fetchall()
     ]
@@ -238,8 +251,8 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
     local_at = at.astimezone(ws_zone).replace(tzinfo=None)
     expressions.create_source(con, local_at.isoformat(sep=" "), local_at.date().isoformat())
     _check_expressions(con, campaign)
-    _evaluate_audience(con, campaign)
     _schedule(con, ws, campaign, at)
+    _select_base(con, ws, campaign)
     marketing = config.purpose == "marketing"
     channel = config.channel
     caps = applied_caps(ws, campaign) if marketing else []
@@ -249,19 +262,6 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
     )
 
     con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _dm_base AS
-        SELECT a.*, cc.{ADDRESS_OK[channel]} AS address_ok, cc.consent_{channel} AS consent,
-               coalesce(cc.tz, $ws) AS zone, cc.tz IS NULL AS zone_fallback,
-               s.base_at, s.planned_at, s.local_text,
-               CAST('0x' || substr(md5($cid || ':' || a.contact_id), 1, 15) AS UBIGINT) AS h
-        FROM _dm_audience a
-        JOIN contact_channels cc USING (contact_id)
-        JOIN _dm_schedule s ON s.zone = coalesce(cc.tz, $ws)
-        """,
-        {"cid": campaign.id, "ws": ws_zone.key},
-    )
-    con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _dm_suppressed AS
         WITH applicable AS (
@@ -270,14 +270,11 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
         )
         SELECT b.contact_id FROM _dm_base b JOIN applicable s ON s.contact_id = b.contact_id
         UNION
-        SELECT b.contact_id FROM _dm_base b JOIN contact_channels cc USING (contact_id)
-            JOIN applicable s ON s.email_key = lower(cc.email)
+        SELECT b.contact_id FROM _dm_base b JOIN applicable s ON s.email_key = b.email_key
         UNION
-        SELECT b.contact_id FROM _dm_base b JOIN contact_channels cc USING (contact_id)
-            JOIN applicable s ON s.phone_key = cc.phone
+        SELECT b.contact_id FROM _dm_base b JOIN applicable s ON s.phone_key = b.phone_key
         UNION
-        SELECT b.contact_id FROM _dm_base b JOIN contact_channels cc USING (contact_id)
-            JOIN applicable s ON s.dm_key = cc.dm_handle
+        SELECT b.contact_id FROM _dm_base b JOIN applicable s ON s.dm_key = b.dm_key
         """,
         {"channel": channel, "marketing": marketing},
     )
@@ -317,7 +314,7 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
             END AS reason
             FROM flagged
         )
-        SELECT *, CASE WHEN reason IS NULL THEN assigned END AS variant FROM decided ORDER BY contact_id
+        SELECT *, CASE WHEN reason IS NULL THEN assigned END AS variant FROM decided
     """
     con.execute(sql, bound(sql, params))
     return _summary(con, campaign, occurrence, at, caps)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from dmops.addresses import normalise_phone, normalise_values
+from dmops.addresses import phone_table
 from dmops.errors import DataError, DmopsError, MissingInputError
 from dmops.tabular import lines_where, raise_all, read_table
 from dmops.workspace import Workspace
@@ -97,12 +97,7 @@ def load_suppressions(con: duckdb.DuckDBPyConnection, ws: Workspace) -> int:
            SELECT contact_id, nullif(trim(address), ''), channel, reason, source, NULL FROM ledger_suppressions"""
     )
     region = ws.config.phone_region
-    normalise_values(
-        con,
-        "_dm_sup_phones",
-        "SELECT address FROM _dm_sup_rows WHERE NOT contains(address, '@')",
-        lambda raw: normalise_phone(raw, region),
-    )
+    phone_table(con, "_dm_sup_phones", "SELECT address FROM _dm_sup_rows WHERE NOT contains(address, '@')", region)
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE suppressions_all AS

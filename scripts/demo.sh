@@ -9,6 +9,10 @@ expect_fail() { printf '\n$ %s\n' "$*"; if "$@"; then echo "expected a failure" 
 run dmops --version
 run dmops validate
 
+run dmops plan winback-2026-12 --at 2026-12-10T09:00
+run dmops plan flash-sale-1212 --at 2026-12-10T09:00 --format json
+run dmops plan flash-sale-1212 --at 2026-12-10T09:00 --explain 00006
+
 rm -rf demo-workspace
 run dmops init demo-workspace
 expect_fail dmops init demo-workspace

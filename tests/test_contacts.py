@@ -222,3 +222,30 @@ def test_isemail_vectors(vid: int, address: str, category: str) -> None:
         # test@io: a bare top-level domain takes no mail in practice; rejected on purpose
         assert accepted
     # RFC5321/RFC5322/CFWS/DEPREC: technically valid but obsolete forms; either outcome is allowed
+
+
+def test_typed_parquet_keeps_its_types_and_ids_become_text(workspace) -> None:
+    root = workspace({"dmops.yaml": "version: 1\ntimezone: UTC\ncontacts: contacts.parquet\n"})
+    duckdb.connect().execute(
+        "COPY (SELECT 7 AS contact_id, 3 AS orders, DATE '2026-01-02' AS joined, 13800138000 AS phone)"
+        f" TO '{root / 'contacts.parquet'}' (FORMAT parquet)"
+    )
+    con, info = load(root)
+    assert info.columns == {"contact_id": "VARCHAR", "orders": "INTEGER", "joined": "DATE", "phone": "VARCHAR"}
+    assert rows(con, "SELECT contact_id, orders, phone FROM contacts") == [("7", 3, "13800138000")]
+
+
+def test_sample_parquet_loads_like_the_sample_csv(workspace) -> None:
+    from tests.conftest import REPO
+
+    frames = []
+    for name in ("contacts.csv", "contacts.parquet"):
+        root = workspace(
+            {
+                "dmops.yaml": f"version: 1\ntimezone: UTC\ncontacts: {name}\nphone_region: CN\n",
+                name: (REPO / "samples" / name).read_bytes(),
+            }
+        )
+        con, _ = load(root)
+        frames.append(rows(con, "SELECT * FROM contact_channels ORDER BY contact_id"))
+    assert frames[0] == frames[1]

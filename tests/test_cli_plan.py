@@ -1,0 +1,158 @@
+"""`dmops plan` through the CLI: JSON pinned by SPEC §6, --out files, --explain, writes nothing."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import REPO
+from tests.planning import message, seed, write
+from tests.test_plan import CAMPAIGN, CONTACTS, OPTOUTS, WS
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return write(
+        tmp_path / "ws",
+        {"dmops.yaml": WS, "contacts.csv": CONTACTS, "optouts.csv": OPTOUTS, "campaigns/promo.yaml": CAMPAIGN},
+    )
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_json_is_exactly_the_spec_shape(cli, root: Path) -> None:
+    result = cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "campaign": "promo",
+        "occurrence": "once",
+        "at": "2026-11-30T04:00:00Z",
+        "audience": 9,
+        "to_send": 5,
+        "excluded": {
+            "invalid_address": 1,
+            "no_consent": 1,
+            "suppressed": 2,
+            "already_sent": 0,
+            "frequency_cap": 0,
+            "holdout": 0,
+            "no_variant": 0,
+        },
+        "variants": {"a": 5},
+    }
+    assert list(json.loads(result.stdout)) == [
+        "campaign",
+        "occurrence",
+        "at",
+        "audience",
+        "to_send",
+        "excluded",
+        "variants",
+    ]
+
+
+def test_out_csv_has_the_pinned_columns_sorted_and_no_personal_data(cli, root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "plan.csv"
+    result = cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00", "--out", out)
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    rows = list(csv.reader(text.splitlines()))
+    assert rows[0] == ["contact_id", "decision", "reason", "variant", "send_after"]
+    assert rows[1:4] == [
+        ["c01", "send", "", "a", "2026-12-01T02:00:00Z"],
+        ["c02", "excluded", "invalid_address", "", "2026-12-01T02:00:00Z"],
+        ["c03", "excluded", "no_consent", "", "2026-12-01T02:00:00Z"],
+    ]
+    assert [r[0] for r in rows[1:]] == sorted(r[0] for r in rows[1:])
+    assert "example.com" not in text and "138" not in text
+    assert "c01,send,,a,2026-12-01T02:00:00Z" in text  # empty fields are empty, not ""
+
+
+def test_out_parquet_has_the_same_rows(cli, root: Path, tmp_path: Path) -> None:
+    cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00", "--out", tmp_path / "p.csv")
+    result = cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00", "--out", tmp_path / "p.parquet")
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect()
+    from_parquet = con.execute("SELECT * FROM read_parquet($p)", {"p": str(tmp_path / "p.parquet")}).fetchall()
+    from_csv = con.execute("SELECT * FROM read_csv($p, all_varchar = true)", {"p": str(tmp_path / "p.csv")}).fetchall()
+    assert [tuple(v or "" for v in r) for r in from_parquet] == [tuple(v or "" for v in r) for r in from_csv]
+
+
+def test_same_inputs_give_byte_identical_out_files(cli, root: Path, tmp_path: Path) -> None:
+    for name in ("a.csv", "b.csv"):
+        assert cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00", "--out", tmp_path / name).exit_code == 0
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def test_plan_writes_nothing_to_the_workspace(cli, root: Path) -> None:
+    seed(root, message("c01", "2026-12-01T02:00:00"))
+    before = files_under(root)
+    assert cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00").exit_code == 0
+    assert files_under(root) == before
+
+
+def test_no_ledger_is_not_created_by_plan(cli, root: Path) -> None:
+    assert cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00").exit_code == 0
+    assert not (root / ".dmops").exists()
+
+
+def test_table_output_shows_the_funnel(cli, root: Path) -> None:
+    result = cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00")
+    assert result.exit_code == 0, result.output
+    assert "audience                    9  100.0%  ████████████████████████" in result.output
+    assert "  − suppressed              2   22.2%  █████" in result.output
+    assert "to send                     5   55.6%  █████████████" in result.output
+    assert "send times (UTC): 2026-12-01T02:00:00Z … 2026-12-01T02:00:00Z" in result.output
+    assert "nothing was sent; to send: dmops send promo" in result.output
+
+
+def test_explain_reads_every_check(cli, root: Path) -> None:
+    result = cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00", "--explain", "c05")
+    assert result.exit_code == 0, result.output
+    text = result.output.split("explain contact c05:")[1]
+    assert "1 invalid_address  pass" in text and "email address: F***@Example.com" in text
+    assert "3 suppressed       EXCLUDED" in text
+    assert "optouts.csv:3 unsubscribe on email (by email)" in text
+    assert "4 already_sent     not reached (pass)" in text
+    assert "decision           excluded: suppressed" in text
+    assert "Five@Example.com" not in result.output
+
+
+def test_explain_shows_pii_only_when_asked(cli, root: Path) -> None:
+    result = cli("-w", root, "--show-pii", "plan", "promo", "--at", "2026-11-30T12:00", "--explain", "c05")
+    assert "email address: Five@Example.com" in result.output
+
+
+def test_explain_unknown_contact_is_a_usage_error(cli, root: Path) -> None:
+    result = cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00", "--explain", "nobody")
+    assert result.exit_code == 2
+    assert "no contact with contact_id 'nobody'" in result.output
+
+
+def test_malformed_at_is_exit_2(cli, root: Path) -> None:
+    result = cli("-w", root, "plan", "promo", "--at", "next tuesday")
+    assert result.exit_code == 2
+    assert "--at 'next tuesday' is not an ISO 8601 date and time" in result.output
+
+
+def test_out_must_be_csv_or_parquet(cli, root: Path, tmp_path: Path) -> None:
+    assert cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00", "--out", tmp_path / "x.xlsx").exit_code == 2
+
+
+def test_unknown_campaign_is_66(cli, root: Path) -> None:
+    assert cli("-w", root, "plan", "nope").exit_code == 66
+
+
+def test_sample_workspace_plan(cli, tmp_path: Path) -> None:
+    result = cli("-w", REPO, "plan", "winback-2026-12", "--at", "2026-11-30T09:00", "--format", "json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["audience"] == payload["to_send"] + sum(payload["excluded"].values())
+    for reason in ("invalid_address", "no_consent", "suppressed", "holdout"):
+        assert payload["excluded"][reason] > 0, reason

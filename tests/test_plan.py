@@ -1,0 +1,456 @@
+"""The eligibility funnel with hand-computed expectations (SPEC §4-§6)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from dmops.errors import DmopsError
+from dmops.plan import hash_thresholds
+from tests.planning import message, plan, seed, write
+
+WS = """\
+version: 1
+timezone: Asia/Shanghai
+contacts: contacts.csv
+suppressions: [optouts.csv]
+consent: {email: email_opt_in, sms: sms_opt_in}
+phone_region: CN
+"""
+
+CONTACTS = """\
+contact_id,email,phone,timezone,email_opt_in,sms_opt_in,tier
+c01,one@example.com,+8613800000001,Asia/Shanghai,yes,yes,gold
+c02,not-an-email,+8613800000002,Asia/Shanghai,yes,yes,gold
+c03,three@example.com,+8613800000003,Asia/Shanghai,no,yes,gold
+c04,four@example.com,+8613800000004,Asia/Shanghai,yes,yes,gold
+c05,Five@Example.com,+8613800000005,Asia/Shanghai,yes,yes,gold
+c06,six@example.com,13800000006,Asia/Shanghai,yes,yes,gold
+c07,seven@example.com,+8613800000007,Asia/Shanghai,yes,yes,gold
+c08,eight@example.com,+8613800000008,Asia/Shanghai,yes,yes,gold
+c09,nine@example.com,+8613800000009,Asia/Shanghai,yes,yes,gold
+c10,ten@example.com,+8613800000010,Asia/Shanghai,yes,yes,silver
+"""
+
+OPTOUTS = """\
+contact_id,address,channel,reason,ts
+c04,,,unsubscribe,2026-01-01T00:00:00Z
+, FIVE@example.COM ,email,unsubscribe,
+,+86 138 0000 0006,sms,complaint,
+"""
+
+CAMPAIGN = """\
+id: promo
+name: Promo
+channel: email
+sender: {from: "Shop <news@shop.example.com>"}
+unsubscribe_url: "https://shop.example.com/u/{{ unsubscribe_token }}"
+audience: {where: "tier = 'gold'"}
+send_at: "2026-12-01 10:00"
+variants:
+  - {id: a, subject: "Hi", text: "Hello"}
+"""
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return write(
+        tmp_path, {"dmops.yaml": WS, "contacts.csv": CONTACTS, "optouts.csv": OPTOUTS, "campaigns/promo.yaml": CAMPAIGN}
+    )
+
+
+def reasons(rows: dict) -> dict[str, str | None]:
+    return {cid: row[0] for cid, row in rows.items()}
+
+
+def test_each_reason_in_order(root: Path) -> None:
+    seed(
+        root,
+        message("c07", "2026-12-01T02:00:00", campaign="promo"),  # this occurrence: already sent
+        message("c08", "2026-12-01T01:00:00", campaign="other"),  # 1h before t: within the 1d cap
+        message("c09", "2026-12-01T02:00:00", campaign="promo", kind="holdout"),  # held before: stays held
+        message("c02", "2026-12-01T02:00:00", campaign="promo"),  # invalid address wins over already sent
+    )
+    write(root, {"dmops.yaml": WS + "caps:\n  - {max: 1, per: 1d}\n"})
+    summary, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    assert reasons(rows) == {
+        "c01": None,
+        "c02": "invalid_address",
+        "c03": "no_consent",
+        "c04": "suppressed",  # by contact_id, all channels
+        "c05": "suppressed",  # by email, trimmed and case-folded
+        "c06": None,  # the phone suppression is for sms only
+        "c07": "already_sent",
+        "c08": "frequency_cap",
+        "c09": "holdout",
+    }
+    assert rows["c01"] == (None, "a", "2026-12-01T02:00:00Z")
+    assert summary.audience == 9 and summary.to_send == 2
+    assert summary.excluded == {
+        "invalid_address": 1,
+        "no_consent": 1,
+        "suppressed": 2,
+        "already_sent": 1,
+        "frequency_cap": 1,
+        "holdout": 1,
+        "no_variant": 0,
+    }
+    assert summary.audience == summary.to_send + sum(summary.excluded.values())
+
+
+def test_phone_suppression_matches_on_sms(root: Path) -> None:
+    sms = CAMPAIGN.replace("channel: email", "channel: sms").replace('subject: "Hi", ', "")
+    sms = "\n".join(line for line in sms.splitlines() if not line.startswith(("sender", "unsubscribe_url")))
+    write(root, {"campaigns/sms.yaml": sms.replace("id: promo", "id: sms-promo") + "\n"})
+    _, rows = plan(root, "campaigns/sms.yaml", "2026-11-30T12:00")
+    assert rows["c06"][0] == "suppressed"  # written 13800000006 in the contacts, +86 138 0000 0006 in the opt-outs
+    assert rows["c05"][0] is None  # the email suppression is for email only
+
+
+CAP_CAMPAIGN = CAMPAIGN.replace("audience: {where: \"tier = 'gold'\"}", "audience: {where: \"contact_id = 'c01'\"}")
+
+
+@pytest.mark.parametrize(
+    ("planned", "channel", "capped"),
+    [
+        ("2026-12-01T02:00:00", "email", True),  # same instant
+        ("2026-11-30T02:00:01", "email", True),  # 23:59:59 before
+        ("2026-11-30T02:00:00", "email", False),  # exactly 1d before: not strictly within
+        ("2026-12-02T02:00:00", "email", False),  # exactly 1d after
+        ("2026-12-02T01:59:59", "email", True),  # planned later than t, within 1d: counts
+        ("2026-12-01T02:00:00", "sms", True),  # the cap names no channel: every channel counts
+    ],
+)
+def test_cap_window_edges(root: Path, planned: str, channel: str, capped: bool) -> None:
+    write(root, {"dmops.yaml": WS + "caps:\n  - {max: 1, per: 1d}\n", "campaigns/promo.yaml": CAP_CAMPAIGN})
+    seed(root, message("c01", planned, channel=channel))
+    _, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    assert rows["c01"][0] == ("frequency_cap" if capped else None)
+
+
+def test_channel_cap_counts_its_channel_only_and_max_counts(root: Path) -> None:
+    caps = "caps:\n  - {max: 2, per: 7d, channel: email}\n  - {max: 1, per: 1d, channel: sms}\n"
+    write(root, {"dmops.yaml": WS + caps, "campaigns/promo.yaml": CAP_CAMPAIGN})
+    seed(
+        root,
+        message("c01", "2026-11-28T02:00:00", channel="email"),
+        message("c01", "2026-12-01T02:00:00", channel="sms"),
+        message("c01", "2026-12-01T03:00:00", channel="dm"),
+    )
+    _, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    assert rows["c01"][0] is None  # 1 email in 7d < 2; the sms cap does not bind an email campaign
+    seed(root, message("c01", "2026-12-05T02:00:00", channel="email"))
+    _, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    assert rows["c01"][0] == "frequency_cap"  # 2 emails within 7d
+
+
+def test_transactional_messages_do_not_count_and_are_not_capped(root: Path) -> None:
+    write(root, {"dmops.yaml": WS + "caps:\n  - {max: 1, per: 1d}\n", "campaigns/promo.yaml": CAP_CAMPAIGN})
+    seed(root, message("c01", "2026-12-01T02:00:00", purpose="transactional"))
+    _, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    assert rows["c01"][0] is None
+    seed(root, message("c01", "2026-12-01T02:00:00"))
+    write(
+        root, {"campaigns/receipt.yaml": CAP_CAMPAIGN.replace("id: promo", "id: receipt") + "purpose: transactional\n"}
+    )
+    _, rows = plan(root, "campaigns/receipt.yaml", "2026-11-30T12:00")
+    assert rows["c01"][0] is None
+
+
+def test_campaign_caps_add_to_workspace_caps(root: Path) -> None:
+    write(root, {"campaigns/promo.yaml": CAP_CAMPAIGN + "caps:\n  - {max: 1, per: 30d}\n"})
+    seed(root, message("c01", "2026-11-10T02:00:00"))
+    _, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    assert rows["c01"][0] == "frequency_cap"
+
+
+def test_transactional_ignores_unsubscribes_and_consent_but_not_bounces(root: Path) -> None:
+    optouts = OPTOUTS + "c01,,,bounce,\n"
+    receipt = CAMPAIGN.replace("id: promo", "id: receipt") + "purpose: transactional\n"
+    write(root, {"optouts.csv": optouts, "campaigns/receipt.yaml": receipt})
+    _, rows = plan(root, "campaigns/receipt.yaml", "2026-11-30T12:00")
+    assert rows["c01"][0] == "suppressed"  # bounce: honoured
+    assert rows["c03"][0] is None  # no consent: ignored
+    assert rows["c04"][0] is None  # unsubscribe: ignored
+    assert rows["c02"][0] == "invalid_address"
+
+
+def test_missing_suppression_file_fails_the_plan(root: Path) -> None:
+    (root / "optouts.csv").unlink()
+    with pytest.raises(DmopsError) as caught:
+        plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    assert caught.value.exit_code == 66
+
+
+def test_bad_suppression_rows_are_named(root: Path) -> None:
+    write(root, {"optouts.csv": "contact_id,address,channel,reason\nc01,,fax,\n,,,unsubscribe\nc02,,,spam\n"})
+    with pytest.raises(DmopsError) as caught:
+        plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    problems = caught.value.problems  # type: ignore[attr-defined]
+    assert [(p.location.line, p.location.key) for p in problems] == [(3, "key"), (2, "channel"), (4, "reason")]
+    assert all(p.exit_code == 65 for p in problems)
+
+
+# --- time ----------------------------------------------------------------------------------------------------
+
+NY_WS = WS.replace("Asia/Shanghai", "America/New_York")
+
+
+def _send_at(root: Path, send_at: str, *, contact_tz: str = "America/New_York", local: bool = True) -> str:
+    contacts = f"contact_id,email,timezone,email_opt_in\nc01,one@example.com,{contact_tz},yes\n"
+    campaign = CAMPAIGN.replace(
+        'send_at: "2026-12-01 10:00"', f'send_at: "{send_at}"\nlocal_time: {str(local).lower()}'
+    )
+    campaign = campaign.replace("audience: {where: \"tier = 'gold'\"}\n", "")
+    write(root, {"dmops.yaml": NY_WS, "contacts.csv": contacts, "campaigns/promo.yaml": campaign})
+    _, rows = plan(root, "campaigns/promo.yaml", "2026-01-01T00:00")
+    return rows["c01"][2]
+
+
+def test_dst_gap_moves_forward_by_the_gap(root: Path) -> None:
+    assert _send_at(root, "2026-03-08 02:30") == "2026-03-08T07:30:00Z"  # = 03:30 EDT
+
+
+def test_dst_overlap_takes_the_first_occurrence(root: Path) -> None:
+    assert _send_at(root, "2026-11-01 01:30") == "2026-11-01T05:30:00Z"  # 01:30 EDT, not EST
+
+
+def test_explicit_offset_is_that_instant(root: Path) -> None:
+    assert _send_at(root, "2026-12-01T10:00:00+08:00") == "2026-12-01T02:00:00Z"
+
+
+def test_local_time_reads_send_at_in_each_recipients_zone(root: Path) -> None:
+    assert _send_at(root, "2026-12-01 10:00", contact_tz="Europe/Berlin") == "2026-12-01T09:00:00Z"
+    assert _send_at(root, "2026-12-01 10:00", contact_tz="Europe/Berlin", local=False) == "2026-12-01T15:00:00Z"
+
+
+@pytest.mark.parametrize("bad_tz", ["", "EST", "Mars/Olympus"])
+def test_missing_or_invalid_contact_zone_falls_back_to_workspace(root: Path, bad_tz: str) -> None:
+    assert _send_at(root, "2026-12-01 10:00", contact_tz=bad_tz) == "2026-12-01T15:00:00Z"
+
+
+QUIET = 'quiet_hours: {start: "21:00", end: "08:00"}\n'
+
+
+@pytest.mark.parametrize(
+    ("local", "expected"),
+    [
+        ("2026-12-01 20:59", "2026-12-01T12:59:00Z"),  # before start: unchanged
+        ("2026-12-01 21:00", "2026-12-02T00:00:00Z"),  # start is quiet: next 08:00 = 00:00Z
+        ("2026-12-01 23:30", "2026-12-02T00:00:00Z"),  # before midnight: tomorrow's 08:00
+        ("2026-12-02 03:00", "2026-12-02T00:00:00Z"),  # after midnight: today's 08:00
+        ("2026-12-02 08:00", "2026-12-02T00:00:00Z"),  # end is not quiet
+    ],
+)
+def test_quiet_hours_wrap_midnight(root: Path, local: str, expected: str) -> None:
+    contacts = "contact_id,email,timezone,email_opt_in\nc01,one@example.com,Asia/Shanghai,yes\n"
+    campaign = CAMPAIGN.replace('send_at: "2026-12-01 10:00"', f'send_at: "{local}"').replace(
+        "audience: {where: \"tier = 'gold'\"}\n", ""
+    )
+    write(root, {"dmops.yaml": WS + QUIET, "contacts.csv": contacts, "campaigns/promo.yaml": campaign})
+    _, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    assert rows["c01"][2] == expected
+    transactional = campaign.replace("id: promo", "id: receipt") + "purpose: transactional\n"
+    write(root, {"campaigns/receipt.yaml": transactional})
+    _, rows = plan(root, "campaigns/receipt.yaml", "2026-11-30T12:00")
+    unshifted = datetime.fromisoformat(local) - timedelta(hours=8)  # Shanghai is UTC+8 all year
+    assert rows["c01"][2] == unshifted.strftime("%Y-%m-%dT%H:%M:%SZ")  # transactional: no quiet hours
+
+
+def test_quiet_hours_use_the_recipients_zone_even_without_local_time(root: Path) -> None:
+    contacts = (
+        "contact_id,email,timezone,email_opt_in\nc01,one@example.com,America/New_York,yes\nc02,two@example.com,,yes\n"
+    )
+    campaign = CAMPAIGN.replace("audience: {where: \"tier = 'gold'\"}\n", "")  # 10:00 Shanghai = 21:00 New York
+    write(root, {"dmops.yaml": WS + QUIET, "contacts.csv": contacts, "campaigns/promo.yaml": campaign})
+    _, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    assert rows["c01"][2] == "2026-12-01T13:00:00Z"  # next 08:00 in New York
+    assert rows["c02"][2] == "2026-12-01T02:00:00Z"  # workspace zone: 10:00 is not quiet
+
+
+def test_send_time_is_on_the_local_date_of_at(root: Path) -> None:
+    contacts = "contact_id,email,timezone,email_opt_in\nc01,one@example.com,Asia/Shanghai,yes\nc02,two@example.com,America/Los_Angeles,yes\n"
+    campaign = CAMPAIGN.replace('send_at: "2026-12-01 10:00"', 'send_time: "09:00"\nlocal_time: true').replace(
+        "audience: {where: \"tier = 'gold'\"}\n", ""
+    )
+    write(root, {"contacts.csv": contacts, "campaigns/promo.yaml": campaign})
+    # --at 2026-12-01 07:00 Shanghai = 2026-11-30 15:00 in Los Angeles
+    _, rows = plan(root, "campaigns/promo.yaml", "2026-12-01T07:00")
+    assert rows["c01"][2] == "2026-12-01T01:00:00Z"  # 09:00 on 12-01 in Shanghai (before --at: sent at once)
+    assert rows["c02"][2] == "2026-11-30T17:00:00Z"  # 09:00 on 11-30 in Los Angeles
+
+
+def test_no_send_time_means_at_itself_truncated_to_seconds(root: Path) -> None:
+    campaign = CAMPAIGN.replace('send_at: "2026-12-01 10:00"\n', "")
+    write(root, {"campaigns/promo.yaml": campaign})
+    summary, rows = plan(root, "campaigns/promo.yaml", "2026-12-01T02:03:04.987654Z")
+    assert rows["c01"][2] == "2026-12-01T02:03:04Z"
+    assert summary.as_json()["at"] == "2026-12-01T02:03:04Z"
+
+
+@pytest.mark.parametrize(
+    ("recurrence", "at", "key"),
+    [
+        ("once", "2026-12-01T10:00", "once"),
+        ("daily", "2026-12-01T00:30", "2026-12-01"),  # workspace-local date (UTC is still 11-30)
+        ("weekly", "2027-01-01T10:00", "2026-W53"),  # ISO week-year
+        ("weekly", "2026-12-28T10:00", "2026-W53"),
+        ("monthly", "2026-12-31T23:59", "2026-12"),
+    ],
+)
+def test_occurrence_keys(root: Path, recurrence: str, at: str, key: str) -> None:
+    write(root, {"campaigns/promo.yaml": CAMPAIGN + f"recurrence: {recurrence}\n"})
+    summary, _ = plan(root, "campaigns/promo.yaml", at)
+    assert summary.occurrence == key
+
+
+# --- assignment ----------------------------------------------------------------------------------------------
+
+
+def independent_u(campaign: str, contact: str) -> float:
+    return int(hashlib.md5(f"{campaign}:{contact}".encode()).hexdigest()[:15], 16) / 16**15
+
+
+def test_hash_split_matches_an_independent_computation(tmp_path: Path) -> None:
+    contacts = "contact_id,email,email_opt_in\n" + "".join(f"{i:05d},u{i}@example.com,yes\n" for i in range(2000))
+    campaign = (
+        CAMPAIGN.replace("audience: {where: \"tier = 'gold'\"}\n", "").replace(
+            '  - {id: a, subject: "Hi", text: "Hello"}',
+            '  - {id: a, weight: 1, subject: "Hi", text: "Hello"}\n  - {id: b, weight: 3, subject: "Hi", text: "Hello"}',
+        )
+        + "holdout: 0.2\n"
+    )
+    root = write(
+        tmp_path,
+        {
+            "dmops.yaml": WS.replace("suppressions: [optouts.csv]\n", ""),
+            "contacts.csv": contacts,
+            "campaigns/promo.yaml": campaign,
+        },
+    )
+    summary, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    for contact, (reason, variant, _) in rows.items():
+        u = independent_u("promo", contact)
+        expected = "holdout" if u < 0.2 else ("a" if u < 0.2 + 0.8 * 0.25 else "b")
+        assert (reason or variant) == expected, (contact, u)
+    assert 300 < summary.excluded["holdout"] < 500 and 300 < summary.variants["a"] < 500
+
+
+def test_thresholds_are_exact_integers() -> None:
+    space = 16**15
+    t0, bounds = hash_thresholds(0.1, [1, 1])
+    # h < t0 exactly when u = h / 16^15 < 0.1 (the binary value of 0.1, as the YAML float holds it)
+    assert Fraction(t0 - 1, space) < Fraction(0.1) <= Fraction(t0, space)
+    middle = Fraction(0.1) + (1 - Fraction(0.1)) / 2
+    assert Fraction(bounds[0] - 1, space) < middle <= Fraction(bounds[0], space)
+    assert bounds[-1] == space
+
+
+CELLS = """\
+id: cells
+name: Cells
+channel: email
+sender: {from: "Shop <news@shop.example.com>"}
+unsubscribe_url: "https://shop.example.com/u/{{ unsubscribe_token }}"
+send_at: "2026-12-01 10:00"
+variants:
+  - {id: vip, where: "tier = 'gold'", subject: "Hi", text: "Hello"}
+  - {id: all, where: "contact_id IN ('c01', 'c10')", subject: "Hi", text: "Hello"}
+"""
+
+
+def test_explicit_cells_first_match_wins_and_no_match_is_no_variant(root: Path) -> None:
+    write(root, {"campaigns/cells.yaml": CELLS})
+    _, rows = plan(root, "campaigns/cells.yaml", "2026-11-30T12:00")
+    assert rows["c01"][:2] == (None, "vip")  # both cells match: the first wins
+    assert rows["c10"][:2] == (None, "all")
+    assert rows["c07"][:2] == (None, "vip")
+    write(root, {"campaigns/cells.yaml": CELLS.replace("tier = 'gold'", "tier = 'bronze'")})
+    _, rows = plan(root, "campaigns/cells.yaml", "2026-11-30T12:00")
+    assert rows["c07"][:2] == ("no_variant", None)
+
+
+def test_holdout_cell_with_weighted_variants(root: Path) -> None:
+    write(
+        root,
+        {"campaigns/promo.yaml": CAMPAIGN.replace("tier = 'gold'", "true") + "holdout: {where: \"tier = 'silver'\"}\n"},
+    )
+    _, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    assert rows["c10"][0] == "holdout"
+    assert rows["c01"][:2] == (None, "a")
+
+
+def test_holdout_is_stable_across_reruns_even_if_the_data_changes(root: Path) -> None:
+    write(
+        root,
+        {"campaigns/promo.yaml": CAMPAIGN.replace("tier = 'gold'", "true") + "holdout: {where: \"tier = 'silver'\"}\n"},
+    )
+    seed(root, message("c10", "2026-12-01T02:00:00", campaign="promo", kind="holdout"))
+    write(
+        root,
+        {
+            "contacts.csv": CONTACTS.replace(
+                "c10,ten@example.com,+8613800000010,Asia/Shanghai,yes,yes,silver",
+                "c10,ten@example.com,+8613800000010,Asia/Shanghai,yes,yes,gold",
+            )
+        },
+    )
+    _, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    assert rows["c10"][0] == "holdout"
+
+
+# --- expressions ---------------------------------------------------------------------------------------------
+
+
+def test_bad_expression_is_78_naming_campaign_file_and_key(root: Path) -> None:
+    write(root, {"campaigns/promo.yaml": CAMPAIGN.replace("tier = 'gold'", "tier = (SELECT 1)")})
+    with pytest.raises(DmopsError) as caught:
+        plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    exc = caught.value
+    assert exc.exit_code == 78
+    assert (exc.location.file, exc.location.line, exc.location.key) == (
+        root / "campaigns/promo.yaml",
+        6,
+        "audience.where",
+    )
+
+
+def test_expression_failing_on_the_data_is_65_without_quoting_it(root: Path) -> None:
+    write(root, {"campaigns/promo.yaml": CAMPAIGN.replace("tier = 'gold'", "CAST(email AS INTEGER) > 0")})
+    with pytest.raises(DmopsError) as caught:
+        plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    exc = caught.value
+    assert exc.exit_code == 65 and exc.location.key == "audience.where"
+    assert "example.com" not in exc.render()
+
+
+def test_run_date_is_the_workspace_local_date_of_at(root: Path) -> None:
+    contacts = "contact_id,email,email_opt_in,signup_at\nc01,one@example.com,yes,2026-12-01\nc02,two@example.com,yes,2026-11-29\n"
+    write(
+        root,
+        {
+            "contacts.csv": contacts,
+            "campaigns/promo.yaml": CAMPAIGN.replace("tier = 'gold'", "signup_at >= run_date - INTERVAL 1 DAY"),
+        },
+    )
+    _, rows = plan(root, "campaigns/promo.yaml", "2026-12-01T23:30")  # Shanghai date 12-01; UTC 12-01 15:30
+    assert set(rows) == {"c01"}
+
+
+def test_contact_columns_may_share_names_with_internal_ones(root: Path) -> None:
+    contacts = "contact_id,email,email_opt_in,zone,h,planned_at\nc01,one@example.com,yes,north,7,soon\n"
+    write(
+        root,
+        {
+            "contacts.csv": contacts,
+            "campaigns/promo.yaml": CAMPAIGN.replace(
+                "tier = 'gold'", "zone = 'north' AND h = 7 AND planned_at = 'soon'"
+            ),
+        },
+    )
+    _, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    assert rows == {"c01": (None, "a", "2026-12-01T02:00:00Z")}
