@@ -281,6 +281,131 @@ def plan_command(
         _print_explain(explain_id, checks)
 
 
+@app.command("send")
+def send_command(
+    ctx: typer.Context,
+    campaign: Annotated[str, typer.Argument(help="Campaign id or campaign file.")],
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="The run's instant, ISO 8601; naive means the workspace timezone. Default: now."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Render every message and report; write nothing.")] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=0, help="Send only the first N eligible contacts by contact id.")
+    ] = None,
+) -> None:
+    """Render CAMPAIGN and write its messages to the outbox; a rerun sends nothing twice."""
+    from dmops.send import StoppedDuringSend, send
+
+    options: Options = ctx.obj
+    ws, loaded = _open(ctx, campaign)
+    err = _console(stderr=True)
+    interactive = sys.stderr.isatty()
+    try:
+        moment = resolve_at(at, datetime.now(UTC), zone(ws.config.timezone))
+        if interactive:
+            from rich.progress import Progress
+
+            with Progress(console=err, transient=True) as bar:
+                task = bar.add_task("rendering", total=None)
+                result = send(
+                    ws,
+                    loaded,
+                    moment,
+                    dry_run=dry_run,
+                    limit=limit,
+                    show_pii=options.show_pii,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+        else:
+            result = send(ws, loaded, moment, dry_run=dry_run, limit=limit, show_pii=options.show_pii)
+    except StoppedDuringSend as stopped:
+        _print_send(stopped.result, ws)
+        raise _fail(stopped, ws.root) from None
+    except DmopsError as exc:
+        raise _fail(exc, ws.root) from None
+    _print_send(result, ws)
+
+
+def _print_send(result: Any, ws: Workspace) -> None:
+    out = _console()
+    summary = result.summary
+    head = f"{summary.campaign} {summary.occurrence}:"
+    already = summary.excluded["already_sent"]
+    if result.recovered:
+        out.print(f"{head} recorded {result.recovered:,} messages of an interrupted earlier run")
+    if result.dry_run:
+        out.print(
+            f"{head} dry run: {result.written:,} messages rendered, nothing written "
+            f"({already:,} already sent, {summary.excluded['holdout']:,} holdout)"
+        )
+        out.print(f"to send for real: dmops send {summary.campaign} --at {iso_z(summary.at)}")
+        return
+    if result.run is None:
+        out.print(f"{head} nothing new to send: {already:,} already sent")
+    else:
+        where = result.folder.relative_to(ws.root) if result.folder is not None else result.run
+        out.print(f"{head} wrote {result.written:,} messages to {escape(str(where))} ({already:,} already sent)")
+    if result.holdouts:
+        out.print(f"{head} recorded {result.holdouts:,} holdout assignments")
+    if result.remaining:
+        out.print(f"{head} {result.remaining:,} eligible contacts left for a later run")
+
+
+@app.command("stop")
+def stop_command(
+    ctx: typer.Context,
+    reason: Annotated[str, typer.Option("--reason", help="Why sending is stopped (shown to whoever runs send).")] = "",
+) -> None:
+    """Emergency stop: no send starts, and a running send halts after its current batch."""
+    from dmops.runlock import request_stop
+
+    ws = _workspace(ctx)
+    try:
+        path = request_stop(ws, reason)
+    except DmopsError as exc:
+        raise _fail(exc, ws.root) from None
+    _console().print(f"stopped: {escape(str(path.relative_to(ws.root)))} written; `dmops resume` lifts it")
+
+
+@app.command("resume")
+def resume_command(ctx: typer.Context) -> None:
+    """Lift an emergency stop (remove the STOP file)."""
+    from dmops.runlock import resume
+
+    ws = _workspace(ctx)
+    _console().print("resumed: the STOP file is removed" if resume(ws) else "nothing to resume: there was no STOP file")
+
+
+outbox_app = typer.Typer(help="Work with the outbox.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.command("export")
+def outbox_export_command(
+    ctx: typer.Context,
+    eml: Annotated[Path, typer.Option("--eml", help="Folder to write one .eml file per email message into.")],
+    campaign: Annotated[str | None, typer.Argument(help="Only this campaign id (default: all).")] = None,
+) -> None:
+    """Write outbox email messages as .eml files a mail client opens."""
+    from dmops.export import export_eml
+
+    ws = _workspace(ctx)
+    try:
+        count = export_eml(ws.outbox_dir, eml, campaign)
+    except DmopsError as exc:
+        raise _fail(exc, ws.root) from None
+    _console().print(f"wrote {count:,} .eml files to {escape(str(eml))}")
+
+
+def _workspace(ctx: typer.Context) -> Workspace:
+    root = _root(ctx)
+    try:
+        return load_workspace(root)
+    except DmopsError as exc:
+        raise _fail(exc, root) from None
+
+
 def main() -> None:
     """Entry point of the ``dmops`` console script."""
     try:

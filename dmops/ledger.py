@@ -7,6 +7,9 @@ A DuckDB file ``<state_dir>/ledger.duckdb`` with two tables:
     ``kind`` is ``message`` (a message was written to the outbox) or
     ``holdout`` (the contact is in the control group). ``planned_at`` is the
     planned send time ``t`` in UTC (a naive TIMESTAMP, always UTC).
+``runs``
+    every outbox run whose messages are recorded in ``entries``; a run is
+    recorded in the same transaction as its messages.
 ``suppressions``
     suppressions that do not come from the workspace's files: imported
     unsubscribes, complaints and hard bounces, and erasure tombstones.
@@ -45,6 +48,14 @@ CREATE TABLE IF NOT EXISTS entries (
     message_id  VARCHAR,               -- messages only
     run_id      VARCHAR,
     recorded_at TIMESTAMP              -- UTC
+);
+CREATE TABLE IF NOT EXISTS runs (
+    campaign_id VARCHAR NOT NULL,
+    occurrence  VARCHAR NOT NULL,
+    run         VARCHAR NOT NULL,      -- outbox folder name, e.g. run-0001
+    count       BIGINT NOT NULL,
+    sha256      VARCHAR NOT NULL,
+    recorded_at TIMESTAMP
 );
 CREATE TABLE IF NOT EXISTS suppressions (
     contact_id VARCHAR,
@@ -127,16 +138,20 @@ def record(ws: Workspace, entries: Iterable[Entry]) -> int:
     return len(rows)
 
 
-def attach(con: duckdb.DuckDBPyConnection, ws: Workspace) -> bool:
-    """Expose the ledger to ``con`` read-only as views ``ledger_entries`` and ``ledger_suppressions``.
+def attach(con: duckdb.DuckDBPyConnection, ws: Workspace, *, writable: bool = False) -> bool:
+    """Expose the ledger to ``con`` as views ``ledger_entries`` and ``ledger_suppressions``.
 
-    With no ledger yet both views are empty; nothing is created on disk. Returns
-    whether a ledger file was found.
+    Read-only unless ``writable`` (``send``, under the run lock, which then writes through
+    ``dm_ledger.*``). Read-only with no ledger yet, both views are empty and nothing is
+    created on disk. Returns whether a ledger file was found.
     """
     path = ledger_path(ws)
+    if writable:
+        open_for_writing(ws).close()  # create it with its schema
     if path.is_file():
         try:
-            con.execute(f"ATTACH $path AS {ALIAS} (READ_ONLY)", {"path": str(path)})
+            mode = "" if writable else " (READ_ONLY)"
+            con.execute(f"ATTACH $path AS {ALIAS}{mode}", {"path": str(path)})
         except duckdb.Error as exc:
             if _locked(exc):
                 raise TemporaryFailure(

@@ -126,13 +126,18 @@ def applied_caps(ws: Workspace, campaign: Campaign) -> list[AppliedCap]:
 
 
 def prepare(
-    ws: Workspace, campaign: Campaign, *, allowed_paths: Sequence[str] = (), allowed_directories: Sequence[str] = ()
+    ws: Workspace,
+    campaign: Campaign,
+    *,
+    allowed_paths: Sequence[str] = (),
+    allowed_directories: Sequence[str] = (),
+    writable_ledger: bool = False,
 ) -> duckdb.DuckDBPyConnection:
     """A connection with contacts, suppressions and the ledger loaded, then locked down."""
     con = connect()
     try:
         load_contacts(con, ws)
-        ledger.attach(con, ws)
+        ledger.attach(con, ws, writable=writable_ledger)
         load_suppressions(con, ws)
         lock_down(con, allowed_paths=allowed_paths, allowed_directories=allowed_directories)
     except BaseException:

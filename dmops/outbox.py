@@ -1,0 +1,170 @@
+"""Crash-safe writing of outbox runs (SPEC §7).
+
+Layout: ``<outbox_dir>/<campaign>/<occurrence>/<run>/messages.jsonl`` and
+``manifest.json``. A run is built in a hidden folder ``.<run>.tmp``; when
+both files are written and synced, the folder is renamed to ``<run>`` and the
+parent folder synced. So a delivery system that lists the occurrence folder
+sees a run only when it is complete, and every manifest it reads is true.
+Run names are ``run-0001``, ``run-0002``, … per occurrence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dmops.errors import IOFailure, OutputError
+
+MESSAGES = "messages.jsonl"
+MANIFEST = "manifest.json"
+_RUN = re.compile(r"^run-(\d{4,})$")
+_TMP = re.compile(r"^\.run-(\d{4,})\.tmp$")
+
+
+def message_id(campaign_id: str, occurrence: str, contact_id: str) -> str:
+    """Deterministic id of a message: the first 32 hex digits of sha256(campaign US occurrence US contact)."""
+    return hashlib.sha256(f"{campaign_id}\x1f{occurrence}\x1f{contact_id}".encode()).hexdigest()[:32]
+
+
+def occurrence_dir(outbox_dir: Path, campaign_id: str, occurrence: str) -> Path:
+    return outbox_dir / campaign_id / occurrence
+
+
+def complete_runs(folder: Path) -> list[Path]:
+    """The complete run folders of an occurrence, in order."""
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if p.is_dir() and _RUN.match(p.name)), key=lambda p: p.name)
+
+
+def remove_incomplete(folder: Path) -> int:
+    """Delete hidden run folders a killed run left behind (never visible to a consumer); how many."""
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for path in folder.iterdir():
+        if _TMP.match(path.name):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _next_run(folder: Path) -> str:
+    numbers = [0]
+    if folder.is_dir():
+        for path in folder.iterdir():
+            match = _RUN.match(path.name) or _TMP.match(path.name)
+            if match:
+                numbers.append(int(match.group(1)))
+    return f"run-{max(numbers) + 1:04d}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class RunWriter:
+    """Writes one run: append messages, then :meth:`finish` makes it visible, or :meth:`abort` drops it."""
+
+    folder: Path  # the occurrence folder
+    name: str
+    tmp: Path
+    count: int = 0
+    _handle: Any = None
+    _digest: Any = None
+
+    @property
+    def sha256(self) -> str:
+        return str(self._digest.hexdigest())
+
+    @classmethod
+    def start(cls, folder: Path) -> RunWriter:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            name = _next_run(folder)
+            tmp = folder / f".{name}.tmp"
+            tmp.mkdir()
+        except OSError as exc:
+            raise OutputError(f"cannot create the outbox folder: {exc.strerror}", file=folder) from None
+        writer = cls(folder=folder, name=name, tmp=tmp)
+        writer._handle = (tmp / MESSAGES).open("wb")
+        writer._digest = hashlib.sha256()
+        return writer
+
+    def write(self, message: dict[str, Any]) -> None:
+        line = (json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        self._digest.update(line)
+        try:
+            self._handle.write(line)
+        except OSError as exc:
+            raise IOFailure(f"cannot write the outbox: {exc.strerror}", file=self.tmp / MESSAGES) from None
+        self.count += 1
+
+    def finish(self, manifest: dict[str, Any]) -> Path:
+        """Sync, write the manifest, and rename the run into view; the visible run folder."""
+        try:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            body = {
+                **manifest,
+                "run": self.name,
+                "file": MESSAGES,
+                "count": self.count,
+                "sha256": self._digest.hexdigest(),
+            }
+            with (self.tmp / MANIFEST).open("w", encoding="utf-8") as handle:
+                json.dump(body, handle, ensure_ascii=False, indent=2, sort_keys=True)
+                handle.write("\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            _fsync_dir(self.tmp)
+            final = self.folder / self.name
+            os.rename(self.tmp, final)
+            _fsync_dir(self.folder)
+        except OSError as exc:
+            raise IOFailure(f"cannot finish the outbox run: {exc.strerror}", file=self.tmp) from None
+        return final
+
+    def abort(self) -> None:
+        """Drop the run: nothing of it becomes visible."""
+        try:
+            self._handle.close()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def read_run(run: Path) -> Iterator[dict[str, Any]]:
+    """The messages of a complete run, after checking its manifest (count and sha256)."""
+    try:
+        manifest = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
+        data = (run / MESSAGES).read_bytes()
+    except (OSError, ValueError) as exc:
+        raise IOFailure(f"cannot read outbox run ({type(exc).__name__})", file=run) from None
+    lines = data.splitlines()
+    if hashlib.sha256(data).hexdigest() != manifest.get("sha256") or len(lines) != manifest.get("count"):
+        raise IOFailure(
+            "outbox run does not match its manifest", file=run, hint="the file was changed after dmops wrote it"
+        )
+    for line in lines:
+        yield json.loads(line)
+
+
+def manifest_of(run: Path) -> dict[str, Any]:
+    try:
+        manifest: dict[str, Any] = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IOFailure(f"cannot read the manifest ({type(exc).__name__})", file=run) from None
+    return manifest

@@ -1,0 +1,438 @@
+"""``dmops send``: plan, render, write the outbox and record the ledger (SPEC §7).
+
+The order of writes is what makes a crash harmless:
+
+1. Under the run lock, *recover*: hidden run folders a killed run left are
+   deleted (no consumer ever saw them); every visible run that the ledger does
+   not list is read back from its files and recorded. Recovery reads the
+   ledger and the files, never a progress counter.
+2. Plan: contacts the ledger holds a message for are ``already_sent``.
+3. Render every message into a hidden run folder; any render error drops it,
+   so nothing is written.
+4. Make the run visible (sync, manifest, rename, sync the folder).
+5. Record its messages, the holdout assignments and the run in the ledger in
+   one transaction.
+
+A kill between 4 and 5 leaves a visible run the ledger lacks: step 1 of the
+next run records it. A kill before 4 leaves only a hidden folder: the next
+run renders those contacts again. Either way every eligible contact ends in
+the outbox exactly once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from dmops import ledger
+from dmops.campaign import Campaign
+from dmops.db import bound
+from dmops.errors import ConfigError, IOFailure, TemporaryFailure, UsageError
+from dmops.outbox import (
+    RunWriter,
+    complete_runs,
+    manifest_of,
+    message_id,
+    occurrence_dir,
+    read_run,
+    remove_incomplete,
+)
+from dmops.pii import mask_id
+from dmops.plan import PlanSummary, build, iso_z, prepare
+from dmops.render import Compiled, compile_template, context_for
+from dmops.runlock import RunLock, check_stop, stop_reason
+from dmops.schedule import occurrence_key
+from dmops.sms import measure
+from dmops.timeutil import zone
+from dmops.workspace import Workspace
+
+BATCH = 5_000
+SECRET_FILE = "secret.key"
+ADDRESS_COLUMN = {"email": "_dm_email", "sms": "_dm_phone", "dm": "_dm_dm_handle"}
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class SendResult:
+    """What a send did."""
+
+    summary: PlanSummary
+    run: str | None  # the outbox run folder written, None when nothing was
+    written: int  # messages written (rendered, in a dry run)
+    holdouts: int  # holdout assignments recorded now
+    remaining: int  # eligible contacts left for a later run (--limit, emergency stop)
+    recovered: int  # messages of an interrupted earlier run recorded now
+    dry_run: bool
+    stopped: str | None = None  # the STOP reason, when an emergency stop cut the run short
+    folder: Path | None = None
+
+
+def load_secret(ws: Workspace, *, create: bool) -> bytes:
+    """The workspace's token secret (32 random bytes in the state folder), created on first send."""
+    path = ws.state_dir / SECRET_FILE
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        if not create:
+            return secrets.token_bytes(32)  # a dry run: tokens that are never persisted
+    key = secrets.token_bytes(32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except FileExistsError:
+        return path.read_bytes()
+    except OSError as exc:
+        raise IOFailure(f"cannot create the token secret: {exc.strerror}", file=path) from None
+    return key
+
+
+def unsubscribe_token(secret: bytes, campaign_id: str, contact_id: str) -> str:
+    """An unguessable per-campaign, per-contact token: HMAC-SHA256 under the workspace secret, 128 bits."""
+    digest = hmac.new(secret, f"{campaign_id}\x1f{contact_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
+
+
+def tokens_match(expected: str, candidate: str) -> bool:
+    """Constant-time comparison of an unsubscribe token."""
+    return bool(candidate) and hmac.compare_digest(expected.encode(), candidate.encode())
+
+
+def one_click_headers(url: str) -> dict[str, str]:
+    """RFC 8058 headers for an https unsubscribe URL (ValueError for anything else)."""
+    if not url.startswith("https://") or len(url) <= len("https://"):
+        raise ValueError("a one-click unsubscribe URL must be https")
+    return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+
+
+def list_unsubscribe_uris(value: str) -> list[str]:
+    """The URIs of a List-Unsubscribe header value, in order (RFC 2369: ``<uri>, <uri>``)."""
+    uris: list[str] = []
+    rest = value
+    while "<" in rest:
+        start = rest.index("<")
+        end = rest.find(">", start)
+        if end < 0:
+            break
+        uris.append(rest[start + 1 : end])
+        rest = rest[end + 1 :]
+    return uris
+
+
+def recover(ws: Workspace, campaign: Campaign, occurrence: str) -> int:
+    """Record visible runs the ledger lacks and drop hidden leftovers; messages recorded now."""
+    folder = occurrence_dir(ws.outbox_dir, campaign.id, occurrence)
+    remove_incomplete(folder)
+    runs = complete_runs(folder)
+    if not runs:
+        return 0
+    con = ledger.open_for_writing(ws)
+    recovered = 0
+    now = datetime.now(UTC).replace(tzinfo=None)
+    try:
+        known = {
+            row[0]
+            for row in con.execute(
+                "SELECT run FROM runs WHERE campaign_id = $c AND occurrence = $o", {"c": campaign.id, "o": occurrence}
+            ).fetchall()
+        }
+        for run in runs:
+            if run.name in known:
+                continue
+            manifest = manifest_of(run)
+            rows = [
+                (m["message_id"], m["contact_id"], m["channel"], m["variant"], m["send_after"].rstrip("Z"))
+                for m in read_run(run)
+            ]
+            con.execute("BEGIN")
+            con.execute(
+                """CREATE OR REPLACE TEMP TABLE _dm_found AS
+                   SELECT unnest($ids::VARCHAR[]) AS message_id, unnest($contacts::VARCHAR[]) AS contact_id,
+                          unnest($channels::VARCHAR[]) AS channel, unnest($variants::VARCHAR[]) AS variant,
+                          CAST(unnest($planned::VARCHAR[]) AS TIMESTAMP) AS planned_at""",
+                {
+                    "ids": [r[0] for r in rows],
+                    "contacts": [r[1] for r in rows],
+                    "channels": [r[2] for r in rows],
+                    "variants": [r[3] for r in rows],
+                    "planned": [r[4] for r in rows],
+                },
+            )
+            result = con.execute(
+                """INSERT INTO entries
+                   SELECT $c, $o, f.contact_id, 'message', f.channel, $purpose, f.variant, f.planned_at,
+                          f.message_id, $run, $now
+                   FROM _dm_found f
+                   WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.campaign_id = $c AND e.occurrence = $o
+                                     AND e.contact_id = f.contact_id AND e.kind = 'message')""",
+                {"c": campaign.id, "o": occurrence, "purpose": manifest["purpose"], "run": run.name, "now": now},
+            ).fetchone()
+            con.execute(
+                "INSERT INTO runs VALUES ($c, $o, $run, $n, $sha, $now)",
+                {
+                    "c": campaign.id,
+                    "o": occurrence,
+                    "run": run.name,
+                    "n": manifest["count"],
+                    "sha": manifest["sha256"],
+                    "now": now,
+                },
+            )
+            con.execute("COMMIT")
+            recovered += int(result[0]) if result else 0
+    finally:
+        con.close()
+    return recovered
+
+
+class _Renderer:
+    """Turns one planned row into one outbox message."""
+
+    def __init__(self, ws: Workspace, campaign: Campaign, occurrence: str, secret: bytes, show_pii: bool) -> None:
+        self.campaign = campaign
+        self.config = campaign.config
+        self.occurrence = occurrence
+        self.secret = secret
+        self.show_pii = show_pii
+        self.parts: dict[str, dict[str, Compiled]] = {}
+        for (variant, part), template in campaign.templates.items():
+            self.parts.setdefault(variant, {})[part] = compile_template(template, html=(part == "html"))
+        self.unsubscribe = compile_template(campaign.unsubscribe_url) if campaign.unsubscribe_url else None
+        sender = self.config.sender
+        self.headers: dict[str, str] = {}
+        if self.config.channel == "email" and sender is not None:
+            self.headers["From"] = sender.from_
+            if sender.reply_to:
+                self.headers["Reply-To"] = sender.reply_to
+            domain = parseaddr(sender.from_)[1].rpartition("@")[2]
+            self.domain = domain or "dmops.invalid"
+
+    def message(self, contact: dict[str, Any], variant: str, planned_at: datetime, to: str) -> dict[str, Any]:
+        contact_id = str(contact["contact_id"])
+        masked = contact_id if self.show_pii else mask_id(contact_id)
+        token = unsubscribe_token(self.secret, self.campaign.id, contact_id)
+        builtins: dict[str, Any] = {"campaign": self.campaign.id, "variant": variant, "unsubscribe_token": token}
+        url = None
+        if self.unsubscribe is not None:
+            url = self.unsubscribe.render(context_for(contact, builtins), masked).strip()
+            builtins["unsubscribe_url"] = url
+        context = context_for(contact, builtins)
+        parts = self.parts[variant]
+        rendered = {part: compiled.render(context, masked) for part, compiled in parts.items()}
+        mid = message_id(self.campaign.id, self.occurrence, contact_id)
+        channel = self.config.channel
+        headers: dict[str, str] = {}
+        if channel == "email":
+            headers = {**self.headers, "Message-ID": f"<{mid}@{self.domain}>"}
+            if self.config.purpose == "marketing":
+                try:
+                    headers.update(one_click_headers(url or ""))
+                except ValueError:
+                    raise ConfigError(
+                        "the unsubscribe URL must be an https URL for one-click unsubscribe (RFC 8058)",
+                        file=self.campaign.path,
+                        line=self.campaign.line_of("unsubscribe_url"),
+                        key="unsubscribe_url",
+                    ) from None
+        message: dict[str, Any] = {
+            "message_id": mid,
+            "campaign_id": self.campaign.id,
+            "occurrence": self.occurrence,
+            "contact_id": contact_id,
+            "channel": channel,
+            "variant": variant,
+            "to": to,
+            "send_after": iso_z(planned_at),
+            "subject": rendered.get("subject") if channel == "email" else None,
+            "text": rendered.get("text"),
+            "html": rendered.get("html") if channel == "email" else None,
+            "headers": headers,
+        }
+        if channel == "sms":
+            size = measure(message["text"] or "")
+            message["encoding"] = size.encoding
+            message["segments"] = size.segments
+        return message
+
+
+def _contact_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [
+        row[0]
+        for row in con.execute("SELECT column_name FROM (DESCRIBE contacts)").fetchall()
+        if not row[0].startswith("_dm")
+    ]
+
+
+def send(
+    ws: Workspace,
+    campaign: Campaign,
+    at: datetime,
+    *,
+    dry_run: bool = False,
+    limit: int | None = None,
+    progress: Progress | None = None,
+    show_pii: bool = False,
+) -> SendResult:
+    """Send ``campaign`` for the occurrence of ``at``: see the module docs for the order of writes."""
+    if limit is not None and limit < 0:
+        raise UsageError("--limit must be 0 or more")
+    if dry_run:
+        return _run(ws, campaign, at, dry_run=True, limit=limit, progress=progress, show_pii=show_pii, recovered=0)
+    with RunLock(ws.state_dir):
+        check_stop(ws)
+        occurrence = occurrence_key(campaign.config.recurrence, at, zone(ws.config.timezone))
+        recovered = recover(ws, campaign, occurrence)
+        return _run(
+            ws, campaign, at, dry_run=False, limit=limit, progress=progress, show_pii=show_pii, recovered=recovered
+        )
+
+
+def _run(
+    ws: Workspace,
+    campaign: Campaign,
+    at: datetime,
+    *,
+    dry_run: bool,
+    limit: int | None,
+    progress: Progress | None,
+    show_pii: bool,
+    recovered: int,
+) -> SendResult:
+    con = prepare(ws, campaign, writable_ledger=not dry_run)
+    try:
+        summary = build(con, ws, campaign, at)
+        renderer = _Renderer(ws, campaign, summary.occurrence, load_secret(ws, create=not dry_run), show_pii)
+        take = summary.to_send if limit is None else min(limit, summary.to_send)
+        columns = _contact_columns(con)
+        select = ", ".join(f'c."{name}"' for name in columns)
+        con.execute(
+            f"""SELECT p.variant, p.planned_at, c.{ADDRESS_COLUMN[campaign.config.channel]}, {select}
+                FROM plan_rows p JOIN contacts c USING (contact_id)
+                WHERE p.variant IS NOT NULL ORDER BY p.contact_id LIMIT $take""",
+            {"take": take},
+        )
+        folder = occurrence_dir(ws.outbox_dir, campaign.id, summary.occurrence)
+        writer = RunWriter.start(folder) if take and not dry_run else None
+        written = 0
+        stopped: str | None = None
+        run_dir: Path | None = None
+        try:
+            while batch := con.fetchmany(BATCH):
+                for variant, planned_at, to, *values in batch:
+                    message = renderer.message(dict(zip(columns, values, strict=True)), variant, planned_at, to)
+                    if writer is not None:
+                        writer.write(message)
+                    written += 1
+                if progress is not None:
+                    progress(written, take)
+                if not dry_run and written < take and (stopped := stop_reason(ws)) is not None:
+                    break
+            run_dir = writer.finish(_manifest(campaign, summary, at)) if writer is not None else None
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        holdouts = 0
+        if not dry_run:
+            holdouts = _record(con, campaign, summary, run_dir.name if run_dir else None, written, writer)
+        result = SendResult(
+            summary=summary,
+            run=run_dir.name if not dry_run and run_dir else None,
+            written=written,
+            holdouts=holdouts,
+            remaining=summary.to_send - written,
+            recovered=recovered,
+            dry_run=dry_run,
+            stopped=stopped,
+            folder=run_dir if not dry_run else None,
+        )
+    finally:
+        con.close()
+    if stopped is not None:
+        raise StoppedDuringSend(result)
+    return result
+
+
+class StoppedDuringSend(TemporaryFailure):
+    """An emergency stop ended a send between batches; what was written is complete and recorded."""
+
+    def __init__(self, result: SendResult) -> None:
+        reason = f": {result.stopped}" if result.stopped else ""
+        super().__init__(
+            f"sending stopped{reason} after {result.written:,} of {result.written + result.remaining:,} messages",
+            hint="the outbox and ledger are consistent; `dmops resume`, then send again to continue",
+        )
+        self.result = result
+
+
+def _manifest(campaign: Campaign, summary: PlanSummary, at: datetime) -> dict[str, Any]:
+    return {
+        "campaign_id": campaign.id,
+        "occurrence": summary.occurrence,
+        "channel": campaign.config.channel,
+        "purpose": campaign.config.purpose,
+        "at": iso_z(at),
+    }
+
+
+def _record(
+    con: duckdb.DuckDBPyConnection,
+    campaign: Campaign,
+    summary: PlanSummary,
+    run: str | None,
+    written: int,
+    writer: RunWriter | None,
+) -> int:
+    """One transaction: the run's messages, every new holdout assignment, the run; holdouts recorded."""
+    params: dict[str, Any] = {
+        "now": datetime.now(UTC).replace(tzinfo=None),
+        "c": campaign.id,
+        "o": summary.occurrence,
+        "channel": campaign.config.channel,
+        "purpose": campaign.config.purpose,
+        "run": run,
+        "n": written,
+    }
+    con.execute("BEGIN")
+    if run is not None:
+        assert writer is not None
+        params["sha"] = writer.sha256
+        _execute(
+            con,
+            f"""INSERT INTO {ledger.ALIAS}.entries
+                SELECT $c, $o, contact_id, 'message', $channel, $purpose, variant, planned_at,
+                       substr(sha256($c || chr(31) || $o || chr(31) || contact_id), 1, 32), $run, $now
+                FROM plan_rows WHERE variant IS NOT NULL ORDER BY contact_id LIMIT $n""",
+            params,
+        )
+        _execute(con, f"INSERT INTO {ledger.ALIAS}.runs VALUES ($c, $o, $run, $n, $sha, $now)", params)
+    held = _execute(
+        con,
+        f"""INSERT INTO {ledger.ALIAS}.entries
+            SELECT $c, $o, contact_id, 'holdout', $channel, $purpose, NULL, planned_at, NULL, $run, $now
+            FROM plan_rows WHERE reason = 'holdout' AND NOT ledger_held""",
+        params,
+    ).fetchone()
+    con.execute("COMMIT")
+    return int(held[0]) if held else 0
+
+
+def _execute(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+    return con.execute(sql, bound(sql, params))
+
+
+__all__ = ["UTC", "SendResult", "StoppedDuringSend", "send", "unsubscribe_token"]
