@@ -175,8 +175,12 @@ def compile_template(template: Template, html: bool = False) -> Compiled:
 
 
 def context_for(row: Mapping[str, Any], builtins: Mapping[str, Any]) -> dict[str, Any]:
-    """The template context: contact values without the missing, empty or null ones, plus built-ins."""
-    context = {key: value for key, value in row.items() if value is not None and value != ""}
+    """The template context: contact values without the missing, empty or blank ones, plus built-ins."""
+    context = {
+        key: value
+        for key, value in row.items()
+        if value is not None and not (isinstance(value, str) and not value.strip())
+    }
     context.update(builtins)
     return context
 

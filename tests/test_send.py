@@ -1,0 +1,505 @@
+"""`dmops send`: rendering, the outbox, the ledger, idempotency, the lock and the emergency stop."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from email import message_from_bytes
+from email.policy import default as default_policy
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from dmops.outbox import MANIFEST, MESSAGES, message_id
+from dmops.send import list_unsubscribe_uris, one_click_headers, tokens_match, unsubscribe_token
+from tests.conftest import REFERENCE
+from tests.planning import write
+
+WS = """\
+version: 1
+timezone: Asia/Shanghai
+contacts: contacts.csv
+consent: {email: email_opt_in, sms: sms_opt_in}
+phone_region: CN
+"""
+
+EMAIL = """\
+id: promo
+name: Promo
+channel: email
+sender: {from: "Shop <news@shop.example.com>"}
+unsubscribe_url: "https://shop.example.com/u/{{ unsubscribe_token }}"
+send_at: "2026-12-01 10:00"
+holdout: 0.2
+variants:
+  - id: a
+    subject: "Hi {{ first_name | default('there') }}"
+    text: "Hello {{ first_name | default('there') }} <{{ tier }}>\\nBye: {{ unsubscribe_url }}"
+    html: "<p>Hello {{ first_name | default('there') }}</p>"
+"""
+
+
+def contacts(n: int, **override: str) -> str:
+    rows = ["contact_id,first_name,email,phone,email_opt_in,sms_opt_in,tier"]
+    for i in range(n):
+        cid = f"{i:05d}"
+        rows.append(override.get(cid, f"{cid},Name{i},u{i}@example.com,+86138{i:08d},yes,yes,gold"))
+    return "\n".join(rows) + "\n"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return write(tmp_path / "ws", {"dmops.yaml": WS, "contacts.csv": contacts(40), "campaigns/promo.yaml": EMAIL})
+
+
+def outbox_messages(root: Path, campaign: str = "promo", occurrence: str = "once") -> list[dict]:
+    """Every message in every visible run, after checking each manifest."""
+    import hashlib
+
+    messages = []
+    folder = root / "outbox" / campaign / occurrence
+    for run in (
+        sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) if folder.is_dir() else []
+    ):
+        manifest = json.loads((run / MANIFEST).read_text())
+        data = (run / MESSAGES).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == manifest["sha256"]
+        assert len(data.splitlines()) == manifest["count"]
+        messages += [json.loads(line) for line in data.splitlines()]
+    return messages
+
+
+def ledger_rows(root: Path, kind: str = "message") -> list[tuple]:
+    path = root / ".dmops" / "ledger.duckdb"
+    if not path.exists():
+        return []
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(
+            "SELECT contact_id, variant, message_id FROM entries WHERE kind = $k ORDER BY contact_id", {"k": kind}
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_send_writes_a_complete_run_and_records_it(cli, root: Path) -> None:
+    result = cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00")
+    assert result.exit_code == 0, result.output
+    messages = outbox_messages(root)
+    sent = ledger_rows(root)
+    held = ledger_rows(root, "holdout")
+    assert len(messages) + len(held) == 40 and 20 < len(messages) < 40
+    assert f"wrote {len(messages)} messages to outbox/promo/once/run-0001 (0 already sent)" in result.output
+    assert [m["contact_id"] for m in messages] == sorted(m["contact_id"] for m in messages)
+    assert [(m["contact_id"], m["variant"], m["message_id"]) for m in messages] == sent
+    first = messages[0]
+    assert list(first) == [
+        "message_id",
+        "campaign_id",
+        "occurrence",
+        "contact_id",
+        "channel",
+        "variant",
+        "to",
+        "send_after",
+        "subject",
+        "text",
+        "html",
+        "headers",
+    ]
+    assert first["message_id"] == message_id("promo", "once", first["contact_id"])
+    assert first["send_after"] == "2026-12-01T02:00:00Z"
+    assert first["headers"]["From"] == "Shop <news@shop.example.com>"
+    assert first["headers"]["Message-ID"] == f"<{first['message_id']}@shop.example.com>"
+    assert first["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = list_unsubscribe_uris(first["headers"]["List-Unsubscribe"])[0]
+    assert url.startswith("https://shop.example.com/u/") and url in first["text"]
+    token = url.rsplit("/", 1)[1]
+    assert first["contact_id"] not in token and "example.com" not in token and len(token) == 22
+
+
+def test_rerun_sends_nothing_new(cli, root: Path) -> None:
+    assert cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00").exit_code == 0
+    before = files_under(root / "outbox")
+    result = cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00")
+    assert result.exit_code == 0
+    assert "nothing new to send:" in result.output and "already sent" in result.output
+    assert files_under(root / "outbox") == before
+    assert len(ledger_rows(root)) == len(outbox_messages(root))
+
+
+def test_limit_stages_the_send_and_the_rest_follows(cli, root: Path) -> None:
+    first = cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00", "--limit", "5")
+    assert first.exit_code == 0, first.output
+    assert len(outbox_messages(root)) == 5
+    assert len(ledger_rows(root, "holdout")) > 0  # every holdout is recorded at once
+    assert "eligible contacts left for a later run" in first.output
+    assert cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00").exit_code == 0
+    messages = outbox_messages(root)
+    ids = [m["contact_id"] for m in messages]
+    assert len(ids) == len(set(ids)) == len(ledger_rows(root))
+    assert sorted((root / "outbox/promo/once").iterdir())[-1].name == "run-0002"
+
+
+def test_dry_run_writes_nothing(cli, root: Path) -> None:
+    before = files_under(root)
+    result = cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "dry run:" in result.output and "nothing written" in result.output
+    assert "to send for real: dmops send promo" in result.output
+    assert files_under(root) == before
+
+
+def test_same_inputs_give_byte_identical_outboxes(cli, tmp_path: Path) -> None:
+    outputs = []
+    for name in ("one", "two"):
+        ws = write(tmp_path / name, {"dmops.yaml": WS, "contacts.csv": contacts(30), "campaigns/promo.yaml": EMAIL})
+        (ws / ".dmops").mkdir()
+        (ws / ".dmops" / "secret.key").write_bytes(b"k" * 32)  # the same secret: the same tokens
+        assert cli("-w", ws, "send", "promo", "--at", "2026-11-30T12:00").exit_code == 0
+        outputs.append(files_under(ws / "outbox"))
+    assert outputs[0] == outputs[1]
+
+
+# --- rendering -----------------------------------------------------------------------------------------------
+
+
+def test_missing_value_without_default_stops_before_writing(cli, root: Path) -> None:
+    campaign = EMAIL.replace("Hi {{ first_name | default('there') }}", "Hi {{ first_name }}").replace(
+        "holdout: 0.2", "holdout: 0"
+    )
+    write(
+        root,
+        {
+            "campaigns/promo.yaml": campaign,
+            "contacts.csv": contacts(40, **{"00007": "00007,,u7@example.com,,yes,yes,gold"}),
+        },
+    )
+    result = cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00")
+    assert result.exit_code == 65
+    assert (
+        "campaigns/promo.yaml:10, key 'variants[0].subject': 'first_name' is missing or empty for contact 00*07"
+        in result.output
+    )
+    assert "default" in result.output
+    assert not (root / "outbox" / "promo" / "once").exists() or not any((root / "outbox/promo/once").iterdir())
+    assert ledger_rows(root) == []
+
+
+@pytest.mark.parametrize("value", ["", '""', "   "])
+def test_empty_and_blank_values_use_the_default(cli, root: Path, value: str) -> None:
+    write(root, {"contacts.csv": contacts(3, **{"00001": f"00001,{value},u1@example.com,,yes,yes,gold"})})
+    write(root, {"campaigns/promo.yaml": EMAIL.replace("holdout: 0.2", "holdout: 0")})
+    assert cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00").exit_code == 0
+    subject = {m["contact_id"]: m["subject"] for m in outbox_messages(root)}["00001"]
+    assert subject in ("Hi there", f"Hi {value.strip()}") and subject != "Hi " and "Hi ," not in subject
+
+
+def test_guard_with_if_and_undefined_file_template_line(cli, root: Path) -> None:
+    campaign = EMAIL.replace(
+        "    text: \"Hello {{ first_name | default('there') }} <{{ tier }}>\\nBye: {{ unsubscribe_url }}\"",
+        "    text: campaigns/t.txt.j2",
+    )
+    template = "Hello{% if first_name %} {{ first_name }}{% endif %},\n\nyour city: {{ city }}\n"
+    write(
+        root,
+        {
+            "campaigns/promo.yaml": campaign,
+            "campaigns/t.txt.j2": template,
+            "contacts.csv": contacts(5).replace("tier\n", "tier,city\n").replace(",gold\n", ",gold,\n"),
+        },
+    )
+    result = cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00")
+    assert result.exit_code == 65
+    assert "campaigns/t.txt.j2:3, key 'variants[0].text': 'city' is missing or empty" in result.output
+
+
+def test_html_is_escaped_and_text_is_not(cli, root: Path) -> None:
+    name = "<script>alert(1)</script>"
+    write(
+        root,
+        {
+            "contacts.csv": contacts(2, **{"00001": f'00001,"{name}",u1@example.com,,yes,yes,gold'}),
+            "campaigns/promo.yaml": EMAIL.replace("holdout: 0.2", "holdout: 0"),
+        },
+    )
+    assert cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00").exit_code == 0
+    message = {m["contact_id"]: m for m in outbox_messages(root)}["00001"]
+    assert message["html"] == "<p>Hello &lt;script&gt;alert(1)&lt;/script&gt;</p>"
+    assert message["text"].startswith(f"Hello {name} <gold>")
+    assert message["subject"] == f"Hi {name}"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+        "{{ self._TemplateReference__context }}",
+        "{{ lipsum.__globals__['os'] }}",
+        "{% for c in [].__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
+        "{{ request.application.__globals__ }}",
+    ],
+)
+def test_template_injection_fails_safely(cli, root: Path, payload: str) -> None:
+    write(
+        root,
+        {
+            "campaigns/promo.yaml": EMAIL.replace(
+                "<p>Hello {{ first_name | default('there') }}</p>", payload.replace('"', "'")
+            )
+        },
+    )
+    result = cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00")
+    assert result.exit_code in (65, 78), result.output
+    assert "uid=" not in result.output
+    assert outbox_messages(root) == []
+
+
+def test_payload_in_contact_data_is_just_text(cli, root: Path) -> None:
+    payload = "{{ 7*7 }}{% print(1) %}"
+    write(
+        root,
+        {
+            "contacts.csv": contacts(2, **{"00001": f"00001,{payload},u1@example.com,,yes,yes,gold"}),
+            "campaigns/promo.yaml": EMAIL.replace("holdout: 0.2", "holdout: 0"),
+        },
+    )
+    assert cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00").exit_code == 0
+    assert {m["contact_id"]: m["subject"] for m in outbox_messages(root)}["00001"] == f"Hi {payload}"
+
+
+@pytest.mark.parametrize("expression", ["'x' * 10**9", "[1] * 10**8", "2 ** 100000", "'ab' * 60000 + 'c'"])
+def test_render_budget_stops_huge_output(cli, root: Path, expression: str) -> None:
+    write(
+        root,
+        {
+            "campaigns/promo.yaml": EMAIL.replace(
+                "<p>Hello {{ first_name | default('there') }}</p>", "{{ " + expression + " }}"
+            )
+        },
+    )
+    result = cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00")
+    assert result.exit_code == 65, result.output
+    assert "the template failed for contact" in result.output
+    assert outbox_messages(root) == []
+
+
+def test_loop_output_budget(cli, root: Path) -> None:
+    loop = "{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}"
+    write(root, {"campaigns/promo.yaml": EMAIL.replace("<p>Hello {{ first_name | default('there') }}</p>", loop)})
+    result = cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00")
+    assert result.exit_code == 65
+    assert "longer than 1,000,000 characters" in result.output
+
+
+def test_http_unsubscribe_url_is_refused(cli, root: Path) -> None:
+    write(root, {"campaigns/promo.yaml": EMAIL.replace("https://shop", "http://shop")})
+    result = cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00")
+    assert result.exit_code == 78
+    assert "https" in result.output and "key 'unsubscribe_url'" in result.output
+
+
+def test_sms_carries_encoding_and_segments(cli, root: Path) -> None:
+    sms = textwrap.dedent("""\
+        id: sms
+        name: SMS
+        channel: sms
+        variants:
+          - {id: a, text: "【好物商城】{{ first_name | default('亲') }}，双12闪购！回复TD退订"}
+          - {id: b, text: "Sale today {{ first_name | default('friend') }}! Reply STOP to opt out"}
+        """)
+    write(root, {"campaigns/sms.yaml": sms})
+    assert cli("-w", root, "send", "sms", "--at", "2026-11-30T12:00").exit_code == 0
+    messages = outbox_messages(root, "sms")
+    by_variant = {m["variant"]: m for m in messages}
+    assert by_variant["a"]["encoding"] == "ucs2" and by_variant["a"]["segments"] == 1
+    assert by_variant["b"]["encoding"] == "gsm7" and by_variant["b"]["segments"] == 1
+    assert by_variant["a"]["subject"] is None and by_variant["a"]["html"] is None and by_variant["a"]["headers"] == {}
+    assert by_variant["a"]["to"].startswith("+86138")
+
+
+# --- the emergency stop and the lock -------------------------------------------------------------------------
+
+
+def test_stop_before_send_exits_75_and_writes_nothing(cli, root: Path) -> None:
+    assert cli("-w", root, "stop", "--reason", "wrong price").exit_code == 0
+    result = cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00")
+    assert result.exit_code == 75
+    assert "sending is stopped: wrong price" in result.output
+    assert outbox_messages(root) == [] and ledger_rows(root) == []
+    assert cli("-w", root, "resume").exit_code == 0
+    assert cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00").exit_code == 0
+
+
+def test_stop_during_send_keeps_outbox_and_ledger_consistent(root: Path, monkeypatch) -> None:
+    from datetime import UTC, datetime
+
+    import dmops.send as sending
+    from dmops.campaign import load_campaign
+    from dmops.runlock import request_stop, resume
+    from dmops.send import StoppedDuringSend, send
+    from dmops.workspace import load_workspace
+
+    write(root, {"contacts.csv": contacts(400)})
+    monkeypatch.setattr(sending, "BATCH", 50)
+    ws = load_workspace(root)
+    campaign = load_campaign(root / "campaigns/promo.yaml", ws)
+    at = datetime(2026, 11, 30, 4, tzinfo=UTC)
+
+    def stop_after_first_batch(done: int, total: int) -> None:
+        if done >= 50:
+            request_stop(ws, "halt")
+
+    with pytest.raises(StoppedDuringSend) as caught:
+        send(ws, campaign, at, progress=stop_after_first_batch)
+    assert caught.value.exit_code == 75
+    partial = outbox_messages(root)
+    assert len(partial) == 50 and len(ledger_rows(root)) == 50
+    resume(ws)
+    send(ws, campaign, at)
+    messages = outbox_messages(root)
+    ids = [m["contact_id"] for m in messages]
+    assert len(ids) == len(set(ids)) == len(ledger_rows(root)) > 50
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from dmops.runlock import RunLock
+with RunLock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+HOLD_LEDGER = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def _holder(script: str, arg: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(arg)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_second_send_exits_75_naming_the_holder(cli, root: Path) -> None:
+    holder = _holder(HOLD_LOCK, root / ".dmops")
+    try:
+        result = cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00")
+        assert result.exit_code == 75
+        assert f"another dmops send is running in this workspace (pid {holder.pid})" in result.output
+    finally:
+        holder.communicate("")
+    assert cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00").exit_code == 0
+
+
+def test_a_lock_left_by_a_killed_process_does_not_block(cli, root: Path) -> None:
+    holder = _holder(HOLD_LOCK, root / ".dmops")
+    holder.kill()
+    holder.wait()
+    assert (root / ".dmops" / "send.lock").exists()
+    assert cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00").exit_code == 0
+
+
+def test_plan_says_clearly_when_a_send_holds_the_ledger(cli, root: Path) -> None:
+    assert cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00", "--limit", "1").exit_code == 0
+    holder = _holder(HOLD_LEDGER, root / ".dmops" / "ledger.duckdb")
+    try:
+        result = cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00")
+        assert result.exit_code == 75
+        assert "the ledger is in use by a running send" in result.output
+    finally:
+        holder.communicate("")
+
+
+# --- RFC 8058 and .eml ---------------------------------------------------------------------------------------
+
+
+def test_exported_eml_parses_with_one_click_headers(cli, root: Path, tmp_path: Path) -> None:
+    assert cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00").exit_code == 0
+    result = cli("-w", root, "outbox", "export", "--eml", tmp_path / "eml")
+    assert result.exit_code == 0, result.output
+    files = sorted((tmp_path / "eml").glob("*.eml"))
+    assert len(files) == len(outbox_messages(root))
+    parsed = message_from_bytes(files[0].read_bytes(), policy=default_policy)
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    [uri] = list_unsubscribe_uris(str(parsed["List-Unsubscribe"]))
+    assert uri.startswith("https://shop.example.com/u/")
+    assert parsed["Message-ID"].startswith("<") and parsed["From"] == "Shop <news@shop.example.com>"
+    assert parsed.get_body(("plain",)).get_content().startswith("Hello Name")
+    assert parsed.get_body(("html",)).get_content().startswith("<p>Hello Name")
+    assert cli("-w", root, "outbox", "export", "--eml", tmp_path / "eml").exit_code == 73  # never overwrites
+
+
+RFC8058 = json.loads((REFERENCE / "list_unsubscribe_rfc8058.json").read_text())
+
+
+@pytest.mark.parametrize("vector", RFC8058["render_vectors"])
+def test_rfc8058_render_vectors(vector: dict) -> None:
+    base, token, expect = vector["base_url"], vector["token"], vector["expect"]
+    url = base.rstrip("/") + "/" + token
+    if expect == "error_non_https" or (expect == "error_empty_token"):
+        if expect == "error_empty_token":
+            assert not token  # dmops tokens are never empty: HMAC output
+            assert len(unsubscribe_token(b"k" * 32, "c", "1")) == 22
+            return
+        with pytest.raises(ValueError):
+            one_click_headers(url)
+        return
+    headers = one_click_headers(url)
+    if "https_uri" in expect:
+        assert list_unsubscribe_uris(headers["List-Unsubscribe"]) == [expect["https_uri"]]
+    if "headers" in expect:
+        assert headers == expect["headers"] and len(headers) == expect["header_count"]
+    if "https_uri_contains" in expect:
+        assert expect["https_uri_contains"] in headers["List-Unsubscribe"]
+    if "token_validates" in expect:
+        assert tokens_match(token, token) is expect["token_validates"]
+
+
+@pytest.mark.parametrize("vector", RFC8058["token_validation_vectors"])
+def test_rfc8058_token_validation_vectors(vector: dict) -> None:
+    assert tokens_match(vector["token"], vector["candidate"]) is vector["valid"]
+
+
+@pytest.mark.parametrize("vector", RFC8058["parse_vectors"])
+def test_rfc8058_parse_vectors(vector: dict) -> None:
+    assert list_unsubscribe_uris(vector["header"]) == vector["uris"]
+
+
+def test_message_ids_in_sql_and_python_agree() -> None:
+    con = duckdb.connect()
+    [(sql_id,)] = con.execute(
+        "SELECT substr(sha256($c || chr(31) || $o || chr(31) || $id), 1, 32)",
+        {"c": "promo", "o": "2026-W49", "id": "00123"},
+    ).fetchall()
+    assert sql_id == message_id("promo", "2026-W49", "00123")
+
+
+def test_tokens_differ_per_campaign_and_contact_and_secret() -> None:
+    a = unsubscribe_token(b"s" * 32, "promo", "00001")
+    assert a == unsubscribe_token(b"s" * 32, "promo", "00001")
+    assert (
+        len(
+            {
+                a,
+                unsubscribe_token(b"s" * 32, "other", "00001"),
+                unsubscribe_token(b"s" * 32, "promo", "00002"),
+                unsubscribe_token(b"t" * 32, "promo", "00001"),
+            }
+        )
+        == 4
+    )

@@ -1,0 +1,143 @@
+"""Crash safety: kill -9 at random moments, rerun until done; every eligible contact exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.planning import write
+from tests.test_send import EMAIL, WS, contacts, ledger_rows, outbox_messages
+
+CONTACTS = 3000
+KILLS = 20
+
+
+def _send(root: Path, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dmops", "-w", str(root), "send", "promo", "--at", "2026-11-30T12:00", *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _plan(root: Path) -> dict:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dmops",
+            "-w",
+            str(root),
+            "plan",
+            "promo",
+            "--at",
+            "2026-11-30T12:00",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def test_kill_9_at_random_moments_never_duplicates_or_loses(tmp_path: Path) -> None:
+    root = write(tmp_path / "ws", {"dmops.yaml": WS, "contacts.csv": contacts(CONTACTS), "campaigns/promo.yaml": EMAIL})
+    eligible = _plan(root)["to_send"]
+    rng = random.Random(8450)
+    kills = attempts = 0
+    while kills < KILLS:
+        attempts += 1
+        proc = _send(root, "--limit", str(rng.choice([150, 400, 900])))
+        time.sleep(rng.uniform(0.05, 1.6))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        assert proc.returncode in (0, -signal.SIGKILL), proc.returncode
+        assert attempts < 200
+    finished = 0
+    while True:  # reruns without kills until the occurrence is complete
+        proc = _send(root)
+        assert proc.wait() == 0
+        finished += 1
+        if _plan(root)["to_send"] == 0:
+            break
+        assert finished < 5
+    messages = outbox_messages(root)  # checks every manifest's count and sha256
+    contact_ids = [m["contact_id"] for m in messages]
+    message_ids = [m["message_id"] for m in messages]
+    assert len(contact_ids) == len(set(contact_ids)) == eligible, "every eligible contact exactly once"
+    assert len(message_ids) == len(set(message_ids))
+    assert sorted((m["contact_id"], m["variant"], m["message_id"]) for m in messages) == ledger_rows(root)
+    leftovers = [p.name for p in (root / "outbox/promo/once").iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+    final = _plan(root)
+    assert final["excluded"]["already_sent"] == eligible and final["to_send"] == 0
+    print(f"{kills} kills in {attempts} attempts, {eligible} messages")
+
+
+def test_a_crash_between_the_visible_run_and_the_ledger_is_recovered(tmp_path: Path, monkeypatch) -> None:
+    from datetime import UTC, datetime
+
+    import dmops.send as sending
+    from dmops.campaign import load_campaign
+    from dmops.workspace import load_workspace
+
+    root = write(tmp_path / "ws", {"dmops.yaml": WS, "contacts.csv": contacts(50), "campaigns/promo.yaml": EMAIL})
+    ws = load_workspace(root)
+    campaign = load_campaign(root / "campaigns/promo.yaml", ws)
+    at = datetime(2026, 11, 30, 4, tzinfo=UTC)
+
+    def die(*args: object, **kwargs: object) -> int:
+        raise KeyboardInterrupt("killed after the rename, before the ledger commit")
+
+    monkeypatch.setattr(sending, "_record", die)
+    with pytest.raises(KeyboardInterrupt):
+        sending.send(ws, campaign, at)
+    written = outbox_messages(root)
+    assert written and ledger_rows(root) == []
+    monkeypatch.undo()
+    result = sending.send(ws, campaign, at)
+    assert result.recovered == len(written) and result.run is None
+    assert sorted((m["contact_id"], m["variant"], m["message_id"]) for m in written) == ledger_rows(root)
+    assert result.holdouts == len(ledger_rows(root, "holdout")) > 0
+
+
+def test_a_crash_while_rendering_leaves_nothing_visible(tmp_path: Path, monkeypatch) -> None:
+    from datetime import UTC, datetime
+
+    import dmops.outbox as outbox
+    import dmops.send as sending
+    from dmops.campaign import load_campaign
+    from dmops.workspace import load_workspace
+
+    root = write(tmp_path / "ws", {"dmops.yaml": WS, "contacts.csv": contacts(50), "campaigns/promo.yaml": EMAIL})
+    ws = load_workspace(root)
+    campaign = load_campaign(root / "campaigns/promo.yaml", ws)
+    at = datetime(2026, 11, 30, 4, tzinfo=UTC)
+    original = outbox.RunWriter.finish
+
+    def die(self: outbox.RunWriter, manifest: dict) -> Path:
+        raise SystemExit(137)  # as if killed before the run became visible
+
+    monkeypatch.setattr(outbox.RunWriter, "abort", lambda self: None)  # a killed process cleans nothing up
+    monkeypatch.setattr(outbox.RunWriter, "finish", die)
+    with pytest.raises(SystemExit):
+        sending.send(ws, campaign, at)
+    folder = root / "outbox/promo/once"
+    assert [p.name for p in folder.iterdir()] == [".run-0001.tmp"]
+    assert outbox_messages(root) == [] and ledger_rows(root) == []
+    monkeypatch.setattr(outbox.RunWriter, "finish", original)
+    monkeypatch.undo()
+    sending.send(ws, campaign, at)
+    assert [p.name for p in folder.iterdir()] == ["run-0001"]  # the hidden leftover was removed first
+    assert len(outbox_messages(root)) == len(ledger_rows(root))
