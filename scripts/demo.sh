@@ -9,9 +9,21 @@ expect_fail() { printf '\n$ %s\n' "$*"; if "$@"; then echo "expected a failure" 
 run dmops --version
 run dmops validate
 
+# Plan, send, and send again: the rerun sends nothing twice.
+rm -rf .dmops outbox outbox-eml STOP
 run dmops plan winback-2026-12 --at 2026-12-10T09:00
-run dmops plan flash-sale-1212 --at 2026-12-10T09:00 --format json
+run dmops send winback-2026-12 --at 2026-12-10T09:00
+run dmops send winback-2026-12 --at 2026-12-10T09:00
+# A staged SMS send, then the plan shows every reason: caps from the win-back email the day before,
+# the first 100 already sent, explicit cells that leave some contacts without a variant.
+run dmops send flash-sale-1212 --at 2026-12-10T09:00 --limit 100
+run dmops plan flash-sale-1212 --at 2026-12-10T09:00
 run dmops plan flash-sale-1212 --at 2026-12-10T09:00 --explain 00006
+head -c 600 outbox/flash-sale-1212/once/run-0001/messages.jsonl; echo
+run dmops stop --reason "price error in the SMS"
+expect_fail dmops send flash-sale-1212 --at 2026-12-10T09:00
+run dmops resume
+run dmops outbox export --eml outbox-eml winback-2026-12
 
 rm -rf demo-workspace
 run dmops init demo-workspace
