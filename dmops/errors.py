@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -68,12 +69,24 @@ class DmopsError(Exception):
     def __str__(self) -> str:
         return self.render()
 
+    def __reduce__(self) -> tuple[Any, ...]:  # survives a trip through a worker process
+        location = self.location
+        return (_rebuild, (type(self), self.message, location.file, location.line, location.key, self.hint))
+
     def render(self, root: Path | None = None) -> str:
         where = self.location.render(root)
         text = f"{where}: {self.message}" if where else self.message
         if self.hint:
             text += f" ({self.hint})"
         return text
+
+
+def _rebuild(
+    kind: type[DmopsError], message: str, file: Path | None, line: int | None, key: str | None, hint: str | None
+) -> DmopsError:
+    error = kind.__new__(kind)
+    DmopsError.__init__(error, message, file=file, line=line, key=key, hint=hint)
+    return error
 
 
 class UsageError(DmopsError):

@@ -33,6 +33,11 @@ def message_id(campaign_id: str, occurrence: str, contact_id: str) -> str:
     return hashlib.sha256(f"{campaign_id}\x1f{occurrence}\x1f{contact_id}".encode()).hexdigest()[:32]
 
 
+def encode(message: dict[str, Any]) -> bytes:
+    """One message as its outbox line: compact JSON, UTF-8, newline-terminated."""
+    return (json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
 def occurrence_dir(outbox_dir: Path, campaign_id: str, occurrence: str) -> Path:
     return outbox_dir / campaign_id / occurrence
 
@@ -103,14 +108,14 @@ class RunWriter:
         writer._digest = hashlib.sha256()
         return writer
 
-    def write(self, message: dict[str, Any]) -> None:
-        line = (json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-        self._digest.update(line)
+    def write_lines(self, lines: bytes, count: int) -> None:
+        """Append ``count`` encoded messages (see :func:`encode`)."""
+        self._digest.update(lines)
         try:
-            self._handle.write(line)
+            self._handle.write(lines)
         except OSError as exc:
             raise IOFailure(f"cannot write the outbox: {exc.strerror}", file=self.tmp / MESSAGES) from None
-        self.count += 1
+        self.count += count
 
     def finish(self, manifest: dict[str, Any]) -> Path:
         """Sync, write the manifest, and rename the run into view; the visible run folder."""

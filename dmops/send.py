@@ -24,9 +24,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import multiprocessing
 import os
 import secrets
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parseaddr
@@ -42,6 +46,7 @@ from dmops.errors import ConfigError, IOFailure, TemporaryFailure, UsageError
 from dmops.outbox import (
     RunWriter,
     complete_runs,
+    encode,
     manifest_of,
     message_id,
     occurrence_dir,
@@ -58,6 +63,8 @@ from dmops.timeutil import zone
 from dmops.workspace import Workspace
 
 BATCH = 5_000
+PARALLEL_MIN = 20_000  # below this many messages, starting worker processes costs more than it saves
+MAX_WORKERS = 4
 SECRET_FILE = "secret.key"
 ADDRESS_COLUMN = {"email": "_dm_email", "sms": "_dm_phone", "dm": "_dm_dm_handle"}
 Progress = Callable[[int, int], None]
@@ -225,12 +232,11 @@ class _Renderer:
         contact_id = str(contact["contact_id"])
         masked = contact_id if self.show_pii else mask_id(contact_id)
         token = unsubscribe_token(self.secret, self.campaign.id, contact_id)
-        builtins: dict[str, Any] = {"campaign": self.campaign.id, "variant": variant, "unsubscribe_token": token}
+        context = context_for(contact, {"campaign": self.campaign.id, "variant": variant, "unsubscribe_token": token})
         url = None
         if self.unsubscribe is not None:
-            url = self.unsubscribe.render(context_for(contact, builtins), masked).strip()
-            builtins["unsubscribe_url"] = url
-        context = context_for(contact, builtins)
+            url = self.unsubscribe.render(context, masked).strip()
+            context["unsubscribe_url"] = url
         parts = self.parts[variant]
         rendered = {part: compiled.render(context, masked) for part, compiled in parts.items()}
         mid = message_id(self.campaign.id, self.occurrence, contact_id)
@@ -267,6 +273,55 @@ class _Renderer:
             message["encoding"] = size.encoding
             message["segments"] = size.segments
         return message
+
+
+def _render_batch(renderer: _Renderer, columns: list[str], batch: list[tuple[Any, ...]]) -> tuple[bytes, int]:
+    """Render a batch of planned rows into JSON lines; (bytes, count)."""
+    lines = [
+        encode(renderer.message(dict(zip(columns, values, strict=True)), variant, planned_at, to))
+        for variant, planned_at, to, *values in batch
+    ]
+    return b"".join(lines), len(lines)
+
+
+_worker: tuple[_Renderer, list[str]] | None = None
+
+
+def _worker_start(
+    ws: Workspace, campaign: Campaign, occurrence: str, secret: bytes, show_pii: bool, columns: list[str]
+) -> None:
+    global _worker
+    _worker = (_Renderer(ws, campaign, occurrence, secret, show_pii), columns)
+
+
+def _worker_render(batch: list[tuple[Any, ...]]) -> tuple[bytes, int]:
+    assert _worker is not None
+    return _render_batch(_worker[0], _worker[1], batch)
+
+
+def _render_in_workers(batches: Iterator[list[tuple[Any, ...]]], setup: tuple[Any, ...]) -> Iterator[tuple[bytes, int]]:
+    """Render batches on every core, in order; the caller's thread alone reads DuckDB.
+
+    A worker that dies breaks the pool at once (BrokenProcessPool), so a send never hangs on one.
+    """
+    processes = min(os.cpu_count() or 1, MAX_WORKERS)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=_worker_start, initargs=setup) as pool:
+        pending: deque[Future[tuple[bytes, int]]] = deque()
+        try:
+            for batch in batches:
+                pending.append(pool.submit(_worker_render, batch))
+                if len(pending) >= 2 * processes:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BrokenProcessPool:
+            raise IOFailure(
+                "a rendering process died", hint="check memory; nothing of this run was made visible"
+            ) from None
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _contact_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -315,7 +370,8 @@ def _run(
     con = prepare(ws, campaign, writable_ledger=not dry_run)
     try:
         summary = build(con, ws, campaign, at)
-        renderer = _Renderer(ws, campaign, summary.occurrence, load_secret(ws, create=not dry_run), show_pii)
+        secret = load_secret(ws, create=not dry_run)
+        renderer = _Renderer(ws, campaign, summary.occurrence, secret, show_pii)
         take = summary.to_send if limit is None else min(limit, summary.to_send)
         columns = _contact_columns(con)
         select = ", ".join(f'c."{name}"' for name in columns)
@@ -331,12 +387,15 @@ def _run(
         stopped: str | None = None
         run_dir: Path | None = None
         try:
-            while batch := con.fetchmany(BATCH):
-                for variant, planned_at, to, *values in batch:
-                    message = renderer.message(dict(zip(columns, values, strict=True)), variant, planned_at, to)
-                    if writer is not None:
-                        writer.write(message)
-                    written += 1
+            batches = iter(lambda: con.fetchmany(BATCH), [])
+            if take >= PARALLEL_MIN and (os.cpu_count() or 1) > 1:
+                rendered = _render_in_workers(batches, (ws, campaign, summary.occurrence, secret, show_pii, columns))
+            else:
+                rendered = (_render_batch(renderer, columns, batch) for batch in batches)
+            for blob, count in rendered:
+                if writer is not None:
+                    writer.write_lines(blob, count)
+                written += count
                 if progress is not None:
                     progress(written, take)
                 if not dry_run and written < take and (stopped := stop_reason(ws)) is not None:

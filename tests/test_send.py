@@ -503,3 +503,53 @@ def test_tokens_differ_per_campaign_and_contact_and_secret() -> None:
         )
         == 4
     )
+
+
+def _send_in_process(root: Path, **kwargs: object) -> object:
+    from datetime import UTC, datetime
+
+    from dmops.campaign import load_campaign
+    from dmops.send import send
+    from dmops.workspace import load_workspace
+
+    ws = load_workspace(root)
+    return send(ws, load_campaign(root / "campaigns/promo.yaml", ws), datetime(2026, 11, 30, 4, tzinfo=UTC), **kwargs)
+
+
+def test_rendering_on_every_core_writes_the_same_bytes(tmp_path: Path, monkeypatch) -> None:
+    import dmops.send as sending
+
+    monkeypatch.setattr(sending, "BATCH", 7)
+    runs = []
+    for name, parallel_min in (("one", 10**9), ("many", 10)):
+        monkeypatch.setattr(sending, "PARALLEL_MIN", parallel_min)
+        ws = write(tmp_path / name, {"dmops.yaml": WS, "contacts.csv": contacts(60), "campaigns/promo.yaml": EMAIL})
+        (ws / ".dmops").mkdir()
+        (ws / ".dmops" / "secret.key").write_bytes(b"k" * 32)
+        _send_in_process(ws)
+        runs.append((ws / "outbox/promo/once/run-0001" / MESSAGES).read_bytes())
+    assert runs[0] == runs[1] and runs[0].count(b"\n") > 30
+
+
+def test_a_render_error_in_a_worker_names_file_line_and_contact(tmp_path: Path, monkeypatch) -> None:
+    import dmops.send as sending
+    from dmops.errors import DataError
+
+    monkeypatch.setattr(sending, "BATCH", 5)
+    monkeypatch.setattr(sending, "PARALLEL_MIN", 10)
+    campaign = EMAIL.replace("Hi {{ first_name | default('there') }}", "Hi {{ first_name }}").replace(
+        "holdout: 0.2", "holdout: 0"
+    )
+    ws = write(
+        tmp_path / "ws",
+        {
+            "dmops.yaml": WS,
+            "campaigns/promo.yaml": campaign,
+            "contacts.csv": contacts(40, **{"00033": "00033,,u33@example.com,,yes,yes,gold"}),
+        },
+    )
+    with pytest.raises(DataError) as caught:
+        _send_in_process(ws)
+    assert caught.value.location.key == "variants[0].subject" and caught.value.location.line == 10
+    assert "contact 00*33" in caught.value.message
+    assert outbox_messages(ws) == []
