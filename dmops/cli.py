@@ -34,6 +34,13 @@ app = typer.Typer(
 )
 
 
+CampaignArgument = Annotated[str, typer.Argument(help="Campaign id or campaign file.")]
+AtOption = Annotated[
+    str | None,
+    typer.Option("--at", help="The run's instant, ISO 8601; naive means the workspace timezone. Default: now."),
+]
+
+
 @dataclass
 class Options:
     """Global options, shared by every command."""
@@ -245,11 +252,8 @@ def _print_explain(contact_id: str, checks: list[Check]) -> None:
 @app.command("plan")
 def plan_command(
     ctx: typer.Context,
-    campaign: Annotated[str, typer.Argument(help="Campaign id or campaign file.")],
-    at: Annotated[
-        str | None,
-        typer.Option("--at", help="The run's instant, ISO 8601; naive means the workspace timezone. Default: now."),
-    ] = None,
+    campaign: CampaignArgument,
+    at: AtOption = None,
     fmt: Annotated[Literal["table", "json"], typer.Option("--format", help="Output format.")] = "table",
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Write one row per audience contact to FILE (.csv or .parquet).")
@@ -284,11 +288,8 @@ def plan_command(
 @app.command("send")
 def send_command(
     ctx: typer.Context,
-    campaign: Annotated[str, typer.Argument(help="Campaign id or campaign file.")],
-    at: Annotated[
-        str | None,
-        typer.Option("--at", help="The run's instant, ISO 8601; naive means the workspace timezone. Default: now."),
-    ] = None,
+    campaign: CampaignArgument,
+    at: AtOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Render every message and report; write nothing.")] = False,
     limit: Annotated[
         int | None, typer.Option("--limit", min=0, help="Send only the first N eligible contacts by contact id.")
