@@ -246,6 +246,12 @@ def _rules(config: CampaignConfig, doc: YamlDoc) -> list[DmopsError]:
                 ("purpose",),
                 'add unsubscribe_url: "https://…/u/{{ unsubscribe_token }}"',
             )
+    if config.unsubscribe_url and not config.unsubscribe_url.strip().startswith(("https://", "{")):
+        problem(
+            "unsubscribe_url must be an https URL (one-click unsubscribe, RFC 8058)",
+            ("unsubscribe_url",),
+            "write https://…",
+        )
     seen: dict[str, int] = {}
     for index, variant in enumerate(config.variants):
         if variant.id in seen:

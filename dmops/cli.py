@@ -343,14 +343,17 @@ def _print_send(result: Any, ws: Workspace) -> None:
         out.print(f"to send for real: dmops send {summary.campaign} --at {iso_z(summary.at)}")
         return
     if result.run is None:
-        out.print(f"{head} nothing new to send: {already:,} already sent")
+        line = f"{head} nothing new to send: {already:,} already sent"
     else:
         where = result.folder.relative_to(ws.root) if result.folder is not None else result.run
-        out.print(f"{head} wrote {result.written:,} messages to {escape(str(where))} ({already:,} already sent)")
+        line = f"{head} wrote {result.written:,} messages to {escape(str(where))} ({already:,} already sent"
+        line += ")"
+    extras = []
     if result.holdouts:
-        out.print(f"{head} recorded {result.holdouts:,} holdout assignments")
+        extras.append(f"{result.holdouts:,} holdout assignments recorded")
     if result.remaining:
-        out.print(f"{head} {result.remaining:,} eligible contacts left for a later run")
+        extras.append(f"{result.remaining:,} eligible contacts left for a later run")
+    out.print(line + ("; " + "; ".join(extras) if extras else ""))
 
 
 @app.command("stop")

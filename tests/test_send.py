@@ -298,6 +298,7 @@ def test_http_unsubscribe_url_is_refused(cli, root: Path) -> None:
     result = cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00")
     assert result.exit_code == 78
     assert "https" in result.output and "key 'unsubscribe_url'" in result.output
+    assert cli("-w", root, "validate").exit_code == 78  # caught before any send
 
 
 def test_sms_carries_encoding_and_segments(cli, root: Path) -> None:
