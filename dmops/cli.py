@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from dmops import __version__
 from dmops.campaign import Campaign, find_campaign_file, load_campaign
-from dmops.errors import DmopsError, ExitCode, ProblemsFound
+from dmops.errors import DmopsError, ExitCode, OutputError, ProblemsFound, UsageError
 from dmops.plan import REASONS, Check, PlanSummary, explain, iso_z, run_plan
 from dmops.scaffold import init_workspace
 from dmops.schedule import resolve_at
@@ -400,6 +400,98 @@ def outbox_export_command(
     except DmopsError as exc:
         raise _fail(exc, ws.root) from None
     _console().print(f"wrote {count:,} .eml files to {escape(str(eml))}")
+
+
+events_app = typer.Typer(help="Import delivery, engagement and conversion events.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("import")
+def events_import_command(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Events file: CSV, Parquet or JSON lines.")],
+) -> None:
+    """Validate FILE and add its new events; the same file twice adds nothing."""
+    from dmops.events import import_events
+
+    ws = _workspace(ctx)
+    try:
+        result = import_events(ws, file)
+    except DmopsError as exc:
+        raise _fail(exc, ws.root) from None
+    _console().print(
+        f"{escape(file.name)}: {result.rows:,} rows, {result.imported:,} imported, "
+        f"{result.duplicates:,} already there; {result.suppressions:,} suppressions added"
+    )
+
+
+@app.command("report")
+def report_command(
+    ctx: typer.Context,
+    campaigns: Annotated[
+        list[str] | None, typer.Argument(help="Campaign ids or files (default: all), or 'retention'.")
+    ] = None,
+    fmt: Annotated[
+        Literal["table", "json", "csv", "md", "html"], typer.Option("--format", help="Output format.")
+    ] = "table",
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the report to FILE instead of stdout.")] = None,
+    occurrence: Annotated[str | None, typer.Option("--occurrence", help="Only this occurrence.")] = None,
+    check_goals: Annotated[bool, typer.Option("--check-goals", help="Exit 1 when a goal is missed.")] = False,
+    period: Annotated[str, typer.Option("--period", help="retention: month or week.")] = "month",
+    event: Annotated[str, typer.Option("--event", help="retention: the event that counts.")] = "conversion",
+) -> None:
+    """Open, click, conversion, revenue per campaign and variant, lift vs holdout, A/B tests and goals."""
+    from dmops.campaign import campaign_files
+    from dmops.report import campaign_report, open_report, retention, to_csv
+    from dmops.reportformat import markdown, page
+
+    ws = _workspace(ctx)
+    names = campaigns or []
+    try:
+        con = open_report(ws)
+        try:
+            if names == ["retention"]:
+                if period not in ("month", "week"):
+                    raise UsageError("--period must be month or week")
+                view = retention(con, ws, period, event)
+                _emit(
+                    json.dumps(view, ensure_ascii=False, indent=2) if fmt != "html" else page([], view),
+                    out_file,
+                )
+                return
+            paths = [find_campaign_file(ws, n) for n in names] if names else campaign_files(ws)
+            reports = [campaign_report(con, load_campaign(p, ws), occurrence) for p in paths]
+            cohorts = retention(con, ws, "month", "conversion") if fmt == "html" else None
+        finally:
+            con.close()
+    except DmopsError as exc:
+        raise _fail(exc, ws.root) from None
+    if fmt == "json":
+        text = json.dumps({"campaigns": [r.as_json() for r in reports]}, ensure_ascii=False, indent=2)
+    elif fmt == "csv":
+        text = to_csv(reports)
+    elif fmt in ("md", "table"):
+        text = markdown(reports)
+    else:
+        text = page(reports, cohorts)
+    _emit(text, out_file)
+    missed = [g for r in reports for g in r.goals if g["met"] is False]
+    if check_goals and missed:
+        _console(stderr=True).print(f"{len(missed)} goal(s) missed")
+        raise typer.Exit(int(ExitCode.FAILURE))
+
+
+def _emit(text: str, out_file: Path | None) -> None:
+    if out_file is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    tmp = out_file.with_name(f".{out_file.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out_file)
+    except OSError as exc:
+        raise _fail(OutputError(f"cannot write the report: {exc.strerror}", file=out_file)) from None
+    _console(stderr=True).print(f"wrote {escape(str(out_file))}")
 
 
 def _workspace(ctx: typer.Context) -> Workspace:

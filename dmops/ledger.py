@@ -10,6 +10,8 @@ A DuckDB file ``<state_dir>/ledger.duckdb`` with two tables:
 ``runs``
     every outbox run whose messages are recorded in ``entries``; a run is
     recorded in the same transaction as its messages.
+``events``
+    imported delivery, engagement and conversion events (``dmops events import``).
 ``suppressions``
     suppressions that do not come from the workspace's files: imported
     unsubscribes, complaints and hard bounces, and erasure tombstones.
@@ -56,6 +58,19 @@ CREATE TABLE IF NOT EXISTS runs (
     count       BIGINT NOT NULL,
     sha256      VARCHAR NOT NULL,
     recorded_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS events (
+    event_key   VARCHAR NOT NULL,      -- event_id when given, else a hash of the whole row: deduplication
+    event       VARCHAR NOT NULL,      -- delivered | bounce | open | click | unsubscribe | complaint | conversion
+    ts          TIMESTAMP NOT NULL,    -- UTC
+    message_id  VARCHAR,
+    contact_id  VARCHAR,
+    campaign_id VARCHAR,               -- from the message, when there is one
+    revenue     DOUBLE NOT NULL,
+    bounce_type VARCHAR,               -- hard | soft, bounces only
+    url         VARCHAR,
+    source      VARCHAR NOT NULL,      -- the imported file's name
+    imported_at TIMESTAMP
 );
 CREATE TABLE IF NOT EXISTS suppressions (
     contact_id VARCHAR,

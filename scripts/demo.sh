@@ -25,6 +25,17 @@ expect_fail dmops send flash-sale-1212 --at 2026-12-10T09:00
 run dmops resume
 run dmops outbox export --eml outbox-eml winback-2026-12
 
+# Events back from the delivery system (simulated from the outbox) and the shop's orders, then the report.
+rm -f outbox/events.jsonl
+run .venv/bin/python scripts/simulate_events.py . outbox/events.jsonl
+run dmops events import outbox/events.jsonl
+run dmops events import outbox/events.jsonl
+run dmops events import samples/events.csv
+run dmops report winback-2026-12
+run dmops report flash-sale-1212 --format csv
+run dmops report --format html --out outbox/report.html
+echo "The HTML report is at $PWD/outbox/report.html"
+
 rm -rf demo-workspace
 run dmops init demo-workspace
 expect_fail dmops init demo-workspace

@@ -1,0 +1,197 @@
+"""``dmops events import``: validate and store delivery, engagement and conversion events (SPEC §8).
+
+Import is atomic (one bad row: nothing is imported, and every bad row is
+listed by line) and idempotent: a row whose ``event_id`` — or, without one,
+whose whole content — is already stored adds nothing, so the same file twice,
+or overlapping exports, import once. Naive timestamps are in the workspace
+timezone; everything is stored in UTC. Unsubscribes suppress the message's
+channel (every channel when only a contact id is given); complaints and hard
+bounces suppress every channel, from the next plan on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from dmops import ledger
+from dmops.db import connect, quote_ident
+from dmops.errors import DataError, DmopsError, MissingInputError
+from dmops.runlock import RunLock
+from dmops.tabular import MAX_LISTED, raise_all, read_table
+from dmops.workspace import Workspace
+
+EVENTS = ("delivered", "bounce", "open", "click", "unsubscribe", "complaint", "conversion")
+MESSAGE_EVENTS = ("delivered", "bounce", "open", "click", "complaint")
+COLUMNS = ("event", "ts", "message_id", "contact_id", "revenue", "bounce_type", "url", "event_id")
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    file: Path
+    rows: int
+    imported: int
+    duplicates: int
+    suppressions: int
+
+
+def _read_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    if not path.is_file():
+        raise MissingInputError("events file not found", file=path)
+    try:
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _dm_ev_raw AS
+               SELECT *, CAST(row_number() OVER () AS BIGINT) AS _dm_line
+               FROM read_json($p, format = 'newline_delimited', records = true, sample_size = -1)""",
+            {"p": str(path)},
+        )
+    except duckdb.Error as exc:
+        raise DataError(
+            f"cannot read the JSON lines ({type(exc).__name__})", file=path, hint="one JSON object per line, UTF-8"
+        ) from None
+    return [r[0] for r in con.execute("SELECT column_name FROM (DESCRIBE _dm_ev_raw)").fetchall() if r[0] != "_dm_line"]
+
+
+def _stage(con: duckdb.DuckDBPyConnection, ws: Workspace, path: Path) -> None:
+    """``_dm_ev``: one row per file row, columns normalised to text, with its line."""
+    suffix = path.suffix.lower()
+    names = (
+        _read_jsonl(con, path)
+        if suffix in (".jsonl", ".ndjson", ".json")
+        else read_table(con, path, "_dm_ev_raw", "events")
+    )
+    present = {n.lower(): n for n in names}
+    problems: list[DmopsError] = []
+    for required in ("event", "ts"):
+        if required not in present:
+            problems.append(
+                DataError(
+                    f"no {required} column", file=path, line=1, hint="columns: event, ts, message_id or contact_id"
+                )
+            )
+    if "message_id" not in present and "contact_id" not in present:
+        problems.append(DataError("neither a message_id nor a contact_id column", file=path, line=1))
+    raise_all(problems)
+
+    def col(name: str) -> str:
+        if name not in present:
+            return "CAST(NULL AS VARCHAR)"
+        return f"nullif(trim(CAST({quote_ident(present[name])} AS VARCHAR)), '')"
+
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _dm_ev AS
+            SELECT _dm_line AS line, lower({col("event")}) AS event, {col("ts")} AS ts_text,
+                   {col("message_id")} AS message_id, {col("contact_id")} AS contact_id,
+                   {col("revenue")} AS revenue_text, lower({col("bounce_type")}) AS bounce_type,
+                   {col("url")} AS url, {col("event_id")} AS event_id
+            FROM _dm_ev_raw"""
+    )
+    # ts: an explicit offset is that instant; a naive time is read in the workspace timezone
+    con.execute(
+        """ALTER TABLE _dm_ev ADD COLUMN ts TIMESTAMP;
+           UPDATE _dm_ev SET ts = CASE
+               WHEN regexp_matches(ts_text, '(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$')
+                   THEN TRY_CAST(ts_text AS TIMESTAMPTZ) AT TIME ZONE 'UTC'
+               ELSE timezone($tz, TRY_CAST(ts_text AS TIMESTAMP)) AT TIME ZONE 'UTC' END""",
+        {"tz": ws.config.timezone},
+    )
+
+
+def _problems(con: duckdb.DuckDBPyConnection, path: Path) -> list[DmopsError]:
+    checks = [
+        ("e.event IS NULL OR e.event NOT IN " + str(EVENTS), "unknown event (use " + ", ".join(EVENTS) + ")", "event"),
+        ("e.ts IS NULL", "ts is not an ISO 8601 date and time", "ts"),
+        (f"e.event IN {MESSAGE_EVENTS} AND e.message_id IS NULL", "this event needs a message_id", "message_id"),
+        (
+            "e.message_id IS NULL AND e.contact_id IS NULL",
+            "the row has neither message_id nor contact_id",
+            "contact_id",
+        ),
+        (
+            "e.message_id IS NOT NULL AND m.message_id IS NULL",
+            "message_id is not in the ledger (was it sent by dmops?)",
+            "message_id",
+        ),
+        (
+            "m.message_id IS NOT NULL AND e.contact_id IS NOT NULL AND e.contact_id <> m.contact_id",
+            "contact_id does not match the message's contact",
+            "contact_id",
+        ),
+        (
+            "e.revenue_text IS NOT NULL AND TRY_CAST(e.revenue_text AS DOUBLE) IS NULL",
+            "revenue is not a number",
+            "revenue",
+        ),
+        ("TRY_CAST(e.revenue_text AS DOUBLE) < 0", "revenue is negative", "revenue"),
+        (
+            "e.bounce_type IS NOT NULL AND e.bounce_type NOT IN ('hard', 'soft')",
+            "bounce_type must be hard or soft",
+            "bounce_type",
+        ),
+    ]
+    found: list[tuple[int, str, str]] = []
+    for condition, message, key in checks:
+        rows = con.execute(
+            f"""SELECT e.line FROM _dm_ev e LEFT JOIN ledger_messages m ON m.message_id = e.message_id
+                WHERE {condition} ORDER BY e.line LIMIT {MAX_LISTED}"""
+        ).fetchall()
+        found += [(int(r[0]), message, key) for r in rows]
+    found.sort()
+    return [DataError(message, file=path, line=line, key=key) for line, message, key in found[: MAX_LISTED * 2]]
+
+
+def import_events(ws: Workspace, path: Path, *, now: datetime | None = None) -> ImportResult:
+    """Validate ``path`` and add its new events to the ledger, with the suppressions they imply."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
+    with RunLock(ws.state_dir):
+        con = connect()
+        try:
+            ledger.attach(con, ws, writable=True)
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE ledger_messages AS
+                    SELECT message_id, contact_id, campaign_id, channel FROM {ledger.ALIAS}.entries
+                    WHERE kind = 'message'"""
+            )
+            _stage(con, ws, path)
+            raise_all(_problems(con, path))
+            total = int(con.execute("SELECT count(*) FROM _dm_ev").fetchall()[0][0])
+            con.execute(
+                """CREATE OR REPLACE TEMP TABLE _dm_new AS
+                   SELECT DISTINCT ON (event_key) * FROM (
+                       SELECT coalesce('id:' || e.event_id,
+                                       'row:' || sha256(concat_ws(chr(31), e.event, strftime(e.ts, '%Y-%m-%dT%H:%M:%S.%f'),
+                                                                  e.message_id, coalesce(e.contact_id, m.contact_id),
+                                                                  e.revenue_text, e.bounce_type, e.url))) AS event_key,
+                              e.event, e.ts, e.message_id, coalesce(e.contact_id, m.contact_id) AS contact_id,
+                              m.campaign_id, m.channel, coalesce(TRY_CAST(e.revenue_text AS DOUBLE), 0) AS revenue,
+                              CASE WHEN e.event = 'bounce' THEN coalesce(e.bounce_type, 'hard') END AS bounce_type,
+                              e.url, e.line
+                       FROM _dm_ev e LEFT JOIN ledger_messages m ON m.message_id = e.message_id
+                   ) ORDER BY event_key, line"""
+            )
+            con.execute(f"DELETE FROM _dm_new WHERE event_key IN (SELECT event_key FROM {ledger.ALIAS}.events)")
+            con.execute("BEGIN")
+            imported = con.execute(
+                f"""INSERT INTO {ledger.ALIAS}.events
+                    SELECT event_key, event, ts, message_id, contact_id, campaign_id, revenue, bounce_type, url,
+                           $source, $now FROM _dm_new ORDER BY line""",
+                {"source": path.name, "now": moment},
+            ).fetchall()[0][0]
+            suppressed = con.execute(
+                f"""INSERT INTO {ledger.ALIAS}.suppressions
+                    SELECT contact_id, NULL,
+                           CASE WHEN event = 'unsubscribe' THEN channel END,
+                           CASE event WHEN 'unsubscribe' THEN 'unsubscribe' WHEN 'complaint' THEN 'complaint'
+                                ELSE 'bounce' END,
+                           ts, 'events:' || $source
+                    FROM _dm_new
+                    WHERE event IN ('unsubscribe', 'complaint') OR (event = 'bounce' AND bounce_type = 'hard')""",
+                {"source": path.name},
+            ).fetchall()[0][0]
+            con.execute("COMMIT")
+        finally:
+            con.close()
+    return ImportResult(path, total, int(imported), total - int(imported), int(suppressed))

@@ -1,0 +1,288 @@
+"""KPIs per campaign, variant and holdout, lift and A/B statistics, goals, retention (SPEC §9).
+
+All aggregation runs in DuckDB over the ledger (who was messaged or held out,
+and when) and the imported events. The module returns plain data; the CLI
+formats it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from dmops import ledger
+from dmops.campaign import MAX_GOALS, Campaign, Cell
+from dmops.db import connect
+from dmops.stats import sample_ratio_mismatch, two_proportions, welch
+from dmops.workspace import Workspace
+
+DEFINITIONS = {
+    "recipients": "messages sent (variant) / contacts held out (holdout)",
+    "sent": "messages written to the outbox",
+    "bounced": "unique messages with a bounce and no open or click",
+    "delivered": "sent - bounced (delivered events are informational)",
+    "open_rate": "unique opened messages / delivered",
+    "click_rate": "unique clicked messages / delivered",
+    "ctor": "unique clicked messages / unique opened messages",
+    "unsubscribe_rate": "unique messages with an unsubscribe / delivered",
+    "complaint_rate": "unique messages with a complaint / delivered",
+    "bounce_rate": "bounced / sent",
+    "conversions": "recipients with >= 1 conversion in (t, t + window], t = their planned send time",
+    "conversion_rate": "conversions / recipients",
+    "revenue": "sum of the revenue of those conversions",
+    "revenue_per_recipient": "revenue / recipients",
+}
+RATES = ("open_rate", "click_rate", "ctor", "unsubscribe_rate", "complaint_rate", "bounce_rate", "conversion_rate")
+
+ROWS_SQL = """
+WITH r AS (
+    SELECT kind, coalesce(variant, 'holdout') AS grp, contact_id, occurrence, planned_at, message_id
+    FROM dm_ledger.entries WHERE campaign_id = $c AND ($occ IS NULL OR occurrence = $occ)
+),
+f AS (
+    SELECT message_id, bool_or(event = 'bounce') AS b, bool_or(event = 'open') AS o, bool_or(event = 'click') AS k,
+           bool_or(event = 'unsubscribe') AS u, bool_or(event = 'complaint') AS q
+    FROM dm_ledger.events WHERE campaign_id = $c AND message_id IS NOT NULL GROUP BY message_id
+),
+conv AS (
+    SELECT r.contact_id, r.occurrence, r.kind, sum(ev.revenue) AS revenue
+    FROM r JOIN dm_ledger.events ev
+      ON ev.event = 'conversion' AND ev.contact_id = r.contact_id
+     AND ev.ts > r.planned_at AND ev.ts <= r.planned_at + to_seconds($window)
+    GROUP BY ALL
+),
+per AS (
+    SELECT r.grp, r.kind, coalesce(f.b, false) AND NOT coalesce(f.o, false) AND NOT coalesce(f.k, false) AS bounced,
+           coalesce(f.o, false) AS opened, coalesce(f.k, false) AS clicked, coalesce(f.u, false) AS unsub,
+           coalesce(f.q, false) AS complained, c.revenue IS NOT NULL AS converted, coalesce(c.revenue, 0) AS revenue
+    FROM r LEFT JOIN f USING (message_id) LEFT JOIN conv c USING (contact_id, occurrence, kind)
+)
+SELECT grp, count(*) AS recipients, count(*) FILTER (WHERE kind = 'message') AS sent,
+       count(*) FILTER (WHERE bounced) AS bounced, count(*) FILTER (WHERE opened) AS opened,
+       count(*) FILTER (WHERE clicked) AS clicked, count(*) FILTER (WHERE unsub) AS unsubscribed,
+       count(*) FILTER (WHERE complained) AS complained, count(*) FILTER (WHERE converted) AS conversions,
+       sum(revenue) AS revenue, coalesce(stddev_samp(revenue), 0) AS revenue_sd
+FROM per GROUP BY grp
+"""
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _metrics(counts: dict[str, Any]) -> dict[str, Any]:
+    sent = counts["sent"]
+    delivered = sent - counts["bounced"]
+    recipients = counts["recipients"]
+    revenue = float(counts["revenue"] or 0)
+    return {
+        "recipients": recipients,
+        "sent": sent,
+        "bounced": counts["bounced"],
+        "delivered": delivered,
+        "opened": counts["opened"],
+        "clicked": counts["clicked"],
+        "open_rate": _ratio(counts["opened"], delivered),
+        "click_rate": _ratio(counts["clicked"], delivered),
+        "ctor": _ratio(counts["clicked"], counts["opened"]),
+        "unsubscribe_rate": _ratio(counts["unsubscribed"], delivered),
+        "complaint_rate": _ratio(counts["complained"], delivered),
+        "bounce_rate": _ratio(counts["bounced"], sent),
+        "conversions": counts["conversions"],
+        "conversion_rate": _ratio(counts["conversions"], recipients),
+        "revenue": round(revenue, 2),
+        "revenue_per_recipient": _ratio(revenue, recipients),
+    }
+
+
+@dataclass
+class CampaignReport:
+    campaign: str
+    name: str
+    rows: list[dict[str, Any]]
+    goals: list[dict[str, Any]]
+    ab: dict[str, Any]
+    definitions: dict[str, str] = field(default_factory=lambda: dict(DEFINITIONS))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign,
+            "name": self.name,
+            "definitions": self.definitions,
+            "rows": self.rows,
+            "goals": self.goals,
+            "ab": self.ab,
+        }
+
+
+def campaign_report(
+    con: duckdb.DuckDBPyConnection, campaign: Campaign, occurrence: str | None = None
+) -> CampaignReport:
+    """Rows per variant and the holdout, with lift, goals and the A/B comparison."""
+    window = int(campaign.window.total_seconds())
+    cursor = con.execute(ROWS_SQL, {"c": campaign.id, "occ": occurrence, "window": window})
+    names = [d[0] for d in cursor.description]
+    counts = {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+    variant_ids = [v.id for v in campaign.config.variants]
+    empty = dict.fromkeys(names[1:], 0)
+    holdout = counts.get("holdout", {**empty, "grp": "holdout"})
+    rows: list[dict[str, Any]] = []
+    for vid in variant_ids:
+        c = counts.get(vid, {**empty, "grp": vid})
+        row = {"variant": vid, **_metrics(c)}
+        sd0, sd1 = float(holdout["revenue_sd"] or 0), float(c["revenue_sd"] or 0)
+        n0, n1 = holdout["recipients"], c["recipients"]
+        row["lift"] = {
+            "conversion_rate": two_proportions(c["conversions"], n1, holdout["conversions"], n0),
+            "revenue_per_recipient": welch(
+                float(c["revenue"] or 0) / n1 if n1 else 0,
+                sd1,
+                n1,
+                float(holdout["revenue"] or 0) / n0 if n0 else 0,
+                sd0,
+                n0,
+            ),
+        }
+        rows.append(row)
+    held = {"variant": "holdout", **_metrics(holdout)}
+    for key in ("sent", "bounced", "delivered", "opened", "clicked"):
+        held[key] = None
+    for rate in ("open_rate", "click_rate", "ctor", "unsubscribe_rate", "complaint_rate", "bounce_rate"):
+        held[rate] = None
+    rows.append(held)
+    total = {k: sum(counts.get(v, empty).get(k, 0) or 0 for v in variant_ids) for k in names[1:]}
+    overall = _metrics(total)
+    has_events, has_conversions = con.execute(
+        """SELECT count(*) FILTER (WHERE campaign_id = $c) > 0, count(*) FILTER (WHERE event = 'conversion') > 0
+           FROM dm_ledger.events""",
+        {"c": campaign.id},
+    ).fetchall()[0]
+    goals = []
+    for metric, target in campaign.config.goals.items():
+        # before any event is imported a rate is unknown, not 0: such a goal has no data
+        known = has_conversions if metric in ("conversion_rate", "revenue_per_recipient") else has_events
+        actual = overall.get(metric) if known else None
+        met = None if actual is None else (actual <= target if metric in MAX_GOALS else actual >= target)
+        goals.append({"metric": metric, "target": target, "actual": actual, "met": met})
+    pairs = []
+    for i, a in enumerate(variant_ids):
+        for b in variant_ids[i + 1 :]:
+            ca, cb = counts.get(a, empty), counts.get(b, empty)
+            pairs.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "conversion_rate": two_proportions(
+                        cb["conversions"], cb["recipients"], ca["conversions"], ca["recipients"]
+                    ),
+                }
+            )
+    weights = [v.weight if v.weight is not None else 1.0 for v in campaign.config.variants]
+    observed = [counts.get(v, empty)["recipients"] for v in variant_ids]
+    fraction = campaign.config.holdout if isinstance(campaign.config.holdout, float) else 0.0
+    if (
+        fraction > 0
+        and not isinstance(campaign.config.holdout, Cell)
+        and all(v.where is None for v in campaign.config.variants)
+    ):
+        planned = [fraction, *[(1 - fraction) * w / sum(weights) for w in weights]]
+        srm = sample_ratio_mismatch([holdout["recipients"], *observed], planned)
+    elif all(v.where is None for v in campaign.config.variants):
+        srm = sample_ratio_mismatch(observed, weights)
+    else:
+        srm = {"chi2": None, "p_value": None, "mismatch": None}  # explicit cells have no planned ratio
+    return CampaignReport(campaign.id, campaign.config.name, rows, goals, {"pairs": pairs, "sample_ratio": srm})
+
+
+def open_report(ws: Workspace) -> duckdb.DuckDBPyConnection:
+    """A connection with the ledger attached read-only (empty when there is none yet)."""
+    con = connect()
+    if not ledger.attach(con, ws):
+        scratch = connect()
+        con.execute("ATTACH ':memory:' AS dm_ledger")
+        con.execute("USE dm_ledger")
+        con.execute(ledger.SCHEMA)
+        con.execute("USE memory")
+        scratch.close()
+    return con
+
+
+def retention(
+    con: duckdb.DuckDBPyConnection, ws: Workspace, period: str = "month", event: str = "conversion"
+) -> dict[str, Any]:
+    """Cohorts by the period of each contact's first ``event``; cell k = share active k periods later (SPEC §9)."""
+    unit = "month" if period == "month" else "week"
+    rows = con.execute(
+        f"""
+        WITH e AS (
+            SELECT contact_id, date_trunc('{unit}', CAST(timezone('UTC', ts) AT TIME ZONE $tz AS DATE)) AS p
+            FROM dm_ledger.events WHERE event = $event AND contact_id IS NOT NULL
+        ),
+        firsts AS (SELECT contact_id, min(p) AS cohort FROM e GROUP BY contact_id),
+        last AS (SELECT max(p) AS p FROM e),
+        active AS (
+            SELECT f.cohort, date_diff('{unit}', f.cohort, e.p) AS k, count(DISTINCT e.contact_id) AS n
+            FROM e JOIN firsts f USING (contact_id) GROUP BY ALL
+        ),
+        sizes AS (SELECT cohort, count(*) AS size FROM firsts GROUP BY cohort)
+        SELECT s.cohort, s.size, date_diff('{unit}', s.cohort, (SELECT p FROM last)) AS span,
+               list(struct_pack(k := a.k, n := a.n)) AS cells
+        FROM sizes s JOIN active a USING (cohort) GROUP BY ALL ORDER BY s.cohort
+        """,
+        {"tz": ws.config.timezone, "event": event},
+    ).fetchall()
+    cohorts = []
+    for cohort, size, span, cells in rows:
+        counts = {cell["k"]: cell["n"] for cell in cells}
+        label = (
+            cohort.strftime("%Y-%m") if unit == "month" else f"{cohort.isocalendar()[0]}-W{cohort.isocalendar()[1]:02d}"
+        )
+        cohorts.append(
+            {
+                "cohort": label,
+                "size": size,
+                "retention": [round(counts.get(k, 0) / size, 6) for k in range(int(span) + 1)],
+            }
+        )
+    return {"period": period, "event": event, "cohorts": cohorts}
+
+
+def csv_safe(value: Any) -> Any:
+    """A cell that a spreadsheet will not run as a formula."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def to_csv(reports: list[CampaignReport]) -> str:
+    columns = [
+        "campaign",
+        "variant",
+        *[k for k in DEFINITIONS if k not in ("sent",)],
+        "sent",
+        "lift_conversion_abs",
+        "lift_conversion_p_value",
+        "lift_revenue_abs",
+        "lift_revenue_p_value",
+    ]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for report in reports:
+        for row in report.rows:
+            lift = row.get("lift") or {}
+            conv, rev = lift.get("conversion_rate") or {}, lift.get("revenue_per_recipient") or {}
+            values = {
+                **row,
+                "campaign": report.campaign,
+                "lift_conversion_abs": conv.get("abs"),
+                "lift_conversion_p_value": conv.get("p_value"),
+                "lift_revenue_abs": rev.get("abs"),
+                "lift_revenue_p_value": rev.get("p_value"),
+            }
+            writer.writerow([csv_safe("" if values.get(c) is None else values.get(c)) for c in columns])
+    return out.getvalue()

@@ -1,0 +1,137 @@
+"""Reports as text: a terminal table, Markdown, and a self-contained HTML page (no network)."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from dmops.report import DEFINITIONS, CampaignReport
+
+SHOWN = ("recipients", "delivered", "open_rate", "click_rate", "ctor", "conversion_rate", "revenue_per_recipient")
+
+
+def fmt(value: Any, key: str = "") -> str:
+    if value is None:
+        return "–"
+    if key.endswith("rate") or key == "ctor":
+        return f"{100 * value:.1f}%"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def lift_text(lift: dict[str, Any] | None, percent: bool = True) -> str:
+    if not lift:
+        return "–"
+    scale, unit = (100, " pp") if percent else (1, "")
+    p = lift.get("p_value")
+    return f"{scale * lift['abs']:+.2f}{unit} [{scale * lift['ci_low']:+.2f}, {scale * lift['ci_high']:+.2f}]" + (
+        f" p={p:.3g}" if p is not None else ""
+    )
+
+
+def markdown(reports: list[CampaignReport]) -> str:
+    lines: list[str] = []
+    for report in reports:
+        lines += [
+            f"## {report.campaign} — {report.name}",
+            "",
+            "| variant | " + " | ".join(SHOWN) + " | conversion lift vs holdout |",
+            "|---" * (len(SHOWN) + 2) + "|",
+        ]
+        for row in report.rows:
+            lift = (row.get("lift") or {}).get("conversion_rate")
+            cells = [fmt(row.get(k), k) for k in SHOWN]
+            lines.append(f"| {row['variant']} | " + " | ".join(cells) + f" | {lift_text(lift)} |")
+        if report.goals:
+            lines += ["", "Goals:"]
+            for goal in report.goals:
+                state = {True: "met", False: "MISSED", None: "no data"}[goal["met"]]
+                lines.append(
+                    f"- {goal['metric']}: {fmt(goal['actual'], goal['metric'])} vs target "
+                    f"{fmt(goal['target'], goal['metric'])} — {state}"
+                )
+        srm = report.ab["sample_ratio"]
+        if srm.get("mismatch"):
+            lines.append(f"- sample ratio mismatch: p = {srm['p_value']:.2g}")
+        lines.append("")
+    lines += ["Formulas:", ""] + [f"- **{k}**: {v}" for k, v in DEFINITIONS.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _bar(value: float | None, low: float | None = None, high: float | None = None, scale: float = 1.0) -> str:
+    if value is None:
+        return '<svg width="220" height="18"></svg>'
+    width = 200 / scale if scale else 0
+    parts = [f'<rect x="0" y="3" width="{max(0.0, value) * width:.1f}" height="12" fill="#4c78a8"/>']
+    if low is not None and high is not None:
+        parts.append(
+            f'<line x1="{max(0.0, low) * width:.1f}" x2="{max(0.0, high) * width:.1f}" y1="9" y2="9" '
+            'stroke="#222" stroke-width="2"/>'
+        )
+    return f'<svg width="220" height="18" role="img">{"".join(parts)}</svg>'
+
+
+def page(reports: list[CampaignReport], retention: dict[str, Any] | None = None) -> str:
+    """One self-contained HTML file: funnel, rates with CIs, lift vs holdout, goals, retention heatmap."""
+    body: list[str] = ["<h1>dmops report</h1>"]
+    for report in reports:
+        body.append(f"<section><h2>{html.escape(report.campaign)} — {html.escape(report.name)}</h2>")
+        variants = [r for r in report.rows if r["variant"] != "holdout"]
+        top = max([r["recipients"] or 0 for r in report.rows] + [1])
+        body.append("<h3>Funnel</h3><table class='funnel'>")
+        for row in variants:
+            for key in ("recipients", "delivered", "opened", "clicked", "conversions"):
+                value = row.get(key) or 0
+                body.append(
+                    f"<tr><td>{html.escape(row['variant'])}</td><td>{key}</td><td>{value:,}</td>"
+                    f"<td>{_bar(value / top)}</td></tr>"
+                )
+        body.append("</table><h3>Rates (bar: rate; line: 95% CI of the difference vs holdout)</h3><table>")
+        body.append("<tr><th>variant</th>" + "".join(f"<th>{k}</th>" for k in SHOWN) + "<th>lift vs holdout</th></tr>")
+        for row in report.rows:
+            lift = (row.get("lift") or {}).get("conversion_rate")
+            cells = "".join(f"<td>{html.escape(fmt(row.get(k), k))}</td>" for k in SHOWN)
+            body.append(
+                f"<tr><td>{html.escape(row['variant'])}</td>{cells}<td>{html.escape(lift_text(lift))}"
+                f"{_bar(row.get('conversion_rate'), scale=max(r.get('conversion_rate') or 0 for r in report.rows) or 1)}"
+                "</td></tr>"
+            )
+        body.append("</table>")
+        if report.goals:
+            body.append("<h3>Goals</h3><ul>")
+            for goal in report.goals:
+                state = {True: "met", False: "missed", None: "no data"}[goal["met"]]
+                body.append(
+                    f"<li class='{state.replace(' ', '-')}'>{html.escape(goal['metric'])}: "
+                    f"{html.escape(fmt(goal['actual'], goal['metric']))} vs "
+                    f"{html.escape(fmt(goal['target'], goal['metric']))} — {state}</li>"
+                )
+            body.append("</ul>")
+        body.append("</section>")
+    if retention and retention["cohorts"]:
+        body.append(
+            f"<section><h2>Retention by {retention['period']} ({html.escape(retention['event'])})</h2>"
+            "<table class='heat'>"
+        )
+        for cohort in retention["cohorts"]:
+            cells = "".join(
+                f"<td style='background:rgba(76,120,168,{value:.2f})' title='{value:.1%}'>{100 * value:.0f}</td>"
+                for value in cohort["retention"]
+            )
+            body.append(f"<tr><th>{cohort['cohort']}</th><td>{cohort['size']:,}</td>{cells}</tr>")
+        body.append("</table></section>")
+    body.append(
+        "<section><h2>Formulas</h2><ul>"
+        + "".join(f"<li><b>{k}</b>: {html.escape(v)}</li>" for k, v in DEFINITIONS.items())
+        + "</ul></section>"
+    )
+    style = (
+        "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0}"
+        "td,th{padding:2px 8px;text-align:right;border-bottom:1px solid #eee}.missed{color:#b00}.met{color:#070}"
+        ".heat td{min-width:2.2em;text-align:center}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>dmops report</title><style>{style}</style>"
+        f"</head><body>{''.join(body)}</body></html>\n"
+    )

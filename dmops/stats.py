@@ -1,0 +1,73 @@
+"""The statistics of the report (SPEC §9), on scipy's distributions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from scipy import stats
+
+Z95 = float(stats.norm.ppf(0.975))
+
+
+def _rounded(values: dict[str, float | None]) -> dict[str, float | None]:
+    return {k: (None if v is None or math.isnan(v) else float(v)) for k, v in values.items()}
+
+
+def two_proportions(x1: int, n1: int, x0: int, n0: int) -> dict[str, float | None] | None:
+    """Group 1 vs group 0: difference, relative lift, Wald 95% CI of the difference, pooled two-sided z p-value.
+
+    None when a group has fewer than 2 members; ``rel`` is None when group 0's rate is 0.
+    """
+    if n1 < 2 or n0 < 2:
+        return None
+    p1, p0 = x1 / n1, x0 / n0
+    diff = p1 - p0
+    wald = math.sqrt(p1 * (1 - p1) / n1 + p0 * (1 - p0) / n0)
+    pooled = (x1 + x0) / (n1 + n0)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0))
+    p_value = None if se == 0 else float(2 * stats.norm.sf(abs(diff / se)))
+    return _rounded(
+        {
+            "abs": diff,
+            "rel": diff / p0 if p0 else None,
+            "ci_low": diff - Z95 * wald,
+            "ci_high": diff + Z95 * wald,
+            "p_value": p_value,
+        }
+    )
+
+
+def welch(mean1: float, sd1: float, n1: int, mean0: float, sd0: float, n0: int) -> dict[str, float | None] | None:
+    """Welch's t-test of means (group 1 vs 0) with the 95% CI of the difference; None below 2 per group."""
+    if n1 < 2 or n0 < 2:
+        return None
+    v1, v0 = sd1**2 / n1, sd0**2 / n0
+    diff = mean1 - mean0
+    if v1 + v0 == 0:
+        return _rounded(
+            {"abs": diff, "rel": diff / mean0 if mean0 else None, "ci_low": diff, "ci_high": diff, "p_value": None}
+        )
+    df = (v1 + v0) ** 2 / (v1**2 / (n1 - 1) + v0**2 / (n0 - 1))
+    half = float(stats.t.ppf(0.975, df)) * math.sqrt(v1 + v0)
+    result = stats.ttest_ind_from_stats(mean1, sd1, n1, mean0, sd0, n0, equal_var=False)
+    return _rounded(
+        {
+            "abs": diff,
+            "rel": diff / mean0 if mean0 else None,
+            "ci_low": diff - half,
+            "ci_high": diff + half,
+            "p_value": float(result.pvalue),
+        }
+    )
+
+
+def sample_ratio_mismatch(observed: Sequence[int], weights: Sequence[float]) -> dict[str, float | bool | None]:
+    """Chi-square of observed group sizes against the planned weights; flagged when p < 0.001."""
+    total = sum(observed)
+    if total == 0 or len(observed) < 2:
+        return {"chi2": None, "p_value": None, "mismatch": None}
+    expected = [total * w / sum(weights) for w in weights]
+    result = stats.chisquare(list(observed), expected)
+    p_value = float(result.pvalue)
+    return {"chi2": float(result.statistic), "p_value": p_value, "mismatch": p_value < 0.001}

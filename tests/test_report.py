@@ -1,0 +1,262 @@
+"""Events in, numbers out: import rules, KPI formulas on hand-computed event sets, statistics, goals."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from scipy import stats as scipy_stats
+
+from dmops.ledger import Entry, record
+from dmops.report import csv_safe
+from dmops.stats import sample_ratio_mismatch, two_proportions, welch
+from dmops.workspace import load_workspace
+from tests.planning import write
+
+WS = "version: 1\ntimezone: Asia/Shanghai\ncontacts: contacts.csv\nconsent: {email: email_opt_in}\n"
+CONTACTS = "contact_id,email,email_opt_in\n" + "".join(f"c{i},u{i}@example.com,yes\n" for i in range(1, 9))
+CAMPAIGN = """\
+id: promo
+name: Promo
+channel: email
+sender: {from: "Shop <news@shop.example.com>"}
+unsubscribe_url: "https://shop.example.com/u/{{ unsubscribe_token }}"
+variants:
+  - {id: a, weight: 1, subject: S, text: T}
+  - {id: b, weight: 1, subject: S, text: T}
+holdout: 0.2
+conversion: {window: 2d}
+goals: {open_rate: 0.5, bounce_rate: 0.2, click_rate: 0.9, conversion_rate: 0.1}
+"""
+T = datetime(2026, 12, 1, 2, 0, 0)  # every planned send time, UTC
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = write(tmp_path / "ws", {"dmops.yaml": WS, "contacts.csv": CONTACTS, "campaigns/promo.yaml": CAMPAIGN})
+    entries = [Entry("promo", "once", f"c{i}", "message", "email", "marketing", "a", T, f"m{i}") for i in (1, 2, 3, 4)]
+    entries += [Entry("promo", "once", f"c{i}", "message", "email", "marketing", "b", T, f"m{i}") for i in (5, 6)]
+    entries += [Entry("promo", "once", f"c{i}", "holdout", "email", "marketing", None, T) for i in (7, 8)]
+    record(load_workspace(root), entries)
+    return root
+
+
+EVENTS = """\
+event,ts,message_id,contact_id,revenue,bounce_type,event_id
+open,2026-12-01T03:00:00Z,m1,,,,
+open,2026-12-01T04:00:00Z,m1,,,,
+click,2026-12-01T04:05:00Z,m1,,,,
+bounce,2026-12-01T02:01:00Z,m2,,,,
+bounce,2026-12-01T02:01:00Z,m3,,,soft,
+open,2026-12-01T05:00:00Z,m3,,,,
+unsubscribe,2026-12-01T06:00:00Z,m4,,,,
+conversion,2026-12-03T02:00:00Z,,c1,100,,
+conversion,2026-12-03T02:00:01Z,,c2,50,,
+conversion,2026-12-01T02:00:00Z,,c5,70,,
+conversion,2026-12-01T12:00:00Z,,c6,30,,
+conversion,2026-12-02T12:00:00Z,,c6,20,,
+conversion,2026-12-02 10:00:00,,c7,40,,
+"""
+
+
+def report(cli, root: Path, *extra: str) -> dict:
+    result = cli("-w", root, "report", "promo", "--format", "json", *extra)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)["campaigns"][0]
+
+
+def test_kpis_on_a_hand_computed_event_set(cli, root: Path) -> None:
+    write(root, {"events.csv": EVENTS})
+    imported = cli("-w", root, "events", "import", root / "events.csv")
+    assert imported.exit_code == 0, imported.output
+    assert "13 rows, 13 imported" in imported.output
+    rows = {r["variant"]: r for r in report(cli, root)["rows"]}
+    a, b, held = rows["a"], rows["b"], rows["holdout"]
+    # a: m1 opened twice (one unique open) and clicked; m2 bounced; m3 bounced but opened: delivered; m4 unsubscribed
+    assert (a["recipients"], a["sent"], a["bounced"], a["delivered"]) == (4, 4, 1, 3)
+    assert a["open_rate"] == pytest.approx(2 / 3) and a["click_rate"] == pytest.approx(1 / 3)
+    assert a["ctor"] == pytest.approx(1 / 2) and a["bounce_rate"] == pytest.approx(1 / 4)
+    assert a["unsubscribe_rate"] == pytest.approx(1 / 3) and a["complaint_rate"] == 0
+    # c1 converts exactly at t + 2d (in the window); c2 one second later (out)
+    assert (a["conversions"], a["revenue"], a["conversion_rate"]) == (1, 100.0, 0.25)
+    assert a["revenue_per_recipient"] == 25.0
+    # b: c5 at exactly t (not after t: out); c6 twice in the window: one conversion, both revenues
+    assert (b["conversions"], b["revenue"]) == (1, 50.0)
+    assert b["open_rate"] == 0 and b["ctor"] is None  # no opens: ctor's denominator is 0
+    # the holdout converts from its own planned time; the naive ts is Shanghai time (02:00Z)
+    assert (held["recipients"], held["conversions"], held["revenue"]) == (2, 1, 40.0)
+    assert held["open_rate"] is None and held["sent"] is None
+
+
+def test_goals_lift_and_definitions(cli, root: Path) -> None:
+    write(root, {"events.csv": EVENTS})
+    cli("-w", root, "events", "import", root / "events.csv")
+    data = report(cli, root)
+    goals = {g["metric"]: g for g in data["goals"]}
+    assert goals["open_rate"]["actual"] == pytest.approx(2 / 5) and goals["open_rate"]["met"] is False
+    assert goals["bounce_rate"]["actual"] == pytest.approx(1 / 6) and goals["bounce_rate"]["met"] is True  # a maximum
+    assert goals["conversion_rate"]["actual"] == pytest.approx(2 / 6) and goals["conversion_rate"]["met"] is True
+    assert data["definitions"]["open_rate"] == "unique opened messages / delivered"
+    lift = data["rows"][0]["lift"]["conversion_rate"]
+    assert lift["abs"] == pytest.approx(0.25 - 0.5) and lift["rel"] == pytest.approx(-0.5)
+    assert cli("-w", root, "report", "promo", "--check-goals").exit_code == 1
+
+
+def test_goal_with_no_data_is_null_not_failed(cli, root: Path) -> None:
+    data = report(cli, root)
+    assert {g["metric"]: g["met"] for g in data["goals"]}["open_rate"] is None
+    assert cli("-w", root, "report", "promo", "--check-goals").exit_code == 0
+
+
+def test_import_is_idempotent_and_dedupes_overlaps(cli, root: Path) -> None:
+    write(
+        root, {"one.csv": EVENTS, "two.csv": EVENTS.splitlines()[0] + "\n" + "\n".join(EVENTS.splitlines()[5:]) + "\n"}
+    )
+    assert "13 imported" in cli("-w", root, "events", "import", root / "one.csv").output
+    assert "0 imported" in cli("-w", root, "events", "import", root / "one.csv").output
+    assert "0 imported" in cli("-w", root, "events", "import", root / "two.csv").output
+
+
+def test_event_id_dedupes_rows_that_differ(cli, root: Path) -> None:
+    header = "event,ts,message_id,event_id\n"
+    write(
+        root,
+        {
+            "a.csv": header + "open,2026-12-01T03:00:00Z,m1,e-1\n",
+            "b.csv": header + "open,2026-12-01T03:00:05Z,m1,e-1\nopen,2026-12-01T03:00:05Z,m5,e-2\n",
+        },
+    )
+    cli("-w", root, "events", "import", root / "a.csv")
+    assert "1 imported, 1 already there" in cli("-w", root, "events", "import", root / "b.csv").output
+
+
+def test_bad_rows_are_listed_and_nothing_is_imported(cli, root: Path) -> None:
+    bad = (
+        "event,ts,message_id,contact_id,revenue\n"
+        "open,2026-12-01T03:00:00Z,m1,,\n"
+        "opened,2026-12-01T03:00:00Z,m1,,\n"
+        "click,yesterday,m1,,\n"
+        "click,2026-12-01T03:00:00Z,m999,,\n"
+        "conversion,2026-12-01T03:00:00Z,,c1,-5\n"
+        "open,2026-12-01T03:00:00Z,,c1,\n"
+    )
+    write(root, {"bad.csv": bad})
+    result = cli("-w", root, "events", "import", root / "bad.csv")
+    assert result.exit_code == 65
+    for line, text in (
+        (3, "unknown event"),
+        (4, "ts is not"),
+        (5, "not in the ledger"),
+        (6, "revenue is negative"),
+        (7, "needs a message_id"),
+    ):
+        assert f"bad.csv:{line}" in result.output and text in result.output
+    assert report(cli, root)["rows"][0]["opened"] == 0
+
+
+def test_unsubscribes_complaints_and_hard_bounces_suppress_the_next_plan(cli, root: Path) -> None:
+    write(
+        root,
+        {"events.csv": EVENTS + "complaint,2026-12-01T06:00:00Z,m5,,,,\nunsubscribe,2026-12-01T06:00:00Z,,c8,,,\n"},
+    )
+    result = cli("-w", root, "events", "import", root / "events.csv")
+    assert "4 suppressions added" in result.output  # m2 hard bounce, m4 unsubscribe, m5 complaint, c8 unsubscribe
+    write(
+        root, {"campaigns/next.yaml": CAMPAIGN.replace("id: promo", "id: next").replace("holdout: 0.2", "holdout: 0")}
+    )
+    plan = cli("-w", root, "plan", "next", "--at", "2026-12-05T10:00", "--out", root / "next.csv")
+    assert plan.exit_code == 0, plan.output
+    reasons = {line.split(",")[0]: line.split(",")[2] for line in (root / "next.csv").read_text().splitlines()[1:]}
+    assert {cid for cid, reason in reasons.items() if reason == "suppressed"} == {"c2", "c4", "c5", "c8"}
+
+
+def test_csv_output_escapes_formula_injection() -> None:
+    assert [csv_safe(v) for v in ("=SUM(A1)", "+1", "-2", "@x", "\tx", "ok", 3)] == [
+        "'=SUM(A1)",
+        "'+1",
+        "'-2",
+        "'@x",
+        "'\tx",
+        "ok",
+        3,
+    ]
+
+
+def test_report_formats(cli, root: Path, tmp_path: Path) -> None:
+    write(root, {"events.csv": EVENTS})
+    cli("-w", root, "events", "import", root / "events.csv")
+    csv_text = cli("-w", root, "report", "promo", "--format", "csv").stdout
+    assert csv_text.splitlines()[0].startswith("campaign,variant,recipients")
+    assert len(csv_text.splitlines()) == 4
+    assert "| a | 4 | 3 | 66.7% |" in cli("-w", root, "report", "promo", "--format", "md").stdout
+    out = tmp_path / "report.html"
+    assert cli("-w", root, "report", "promo", "--format", "html", "--out", out).exit_code == 0
+    page = out.read_text()
+    assert page.startswith("<!doctype html>") and "<svg" in page and "http://" not in page.replace("https://", "")
+    assert "unique opened messages / delivered" in page
+
+
+def test_retention_cohorts(cli, root: Path) -> None:
+    header = "event,ts,contact_id\n"
+    rows = [
+        ("c1", "2026-01-10"),
+        ("c1", "2026-02-03"),
+        ("c2", "2026-01-20"),
+        ("c2", "2026-03-01"),
+        ("c3", "2026-02-14"),
+        ("c3", "2026-02-20"),
+    ]
+    write(root, {"orders.csv": header + "".join(f"conversion,{d}T12:00:00,{c}\n" for c, d in rows)})
+    assert cli("-w", root, "events", "import", root / "orders.csv").exit_code == 0
+    result = cli("-w", root, "report", "retention", "--format", "json")
+    assert json.loads(result.stdout) == {
+        "period": "month",
+        "event": "conversion",
+        "cohorts": [
+            {"cohort": "2026-01", "size": 2, "retention": [1.0, 0.5, 0.5]},
+            {"cohort": "2026-02", "size": 1, "retention": [1.0, 0.0]},
+        ],
+    }
+
+
+# --- statistics against independent computations -------------------------------------------------------------
+
+
+def test_two_proportion_test_matches_the_textbook() -> None:
+    result = two_proportions(45, 100, 30, 100)
+    assert result is not None
+    pooled = 75 / 200
+    z = 0.15 / math.sqrt(pooled * (1 - pooled) * (2 / 100))
+    assert result["abs"] == pytest.approx(0.15) and result["rel"] == pytest.approx(0.5)
+    assert result["p_value"] == pytest.approx(math.erfc(z / math.sqrt(2)))  # 2 * (1 - Phi(z)) = 0.02846
+    assert result["p_value"] == pytest.approx(0.02846, abs=1e-5)
+    se = math.sqrt(0.45 * 0.55 / 100 + 0.3 * 0.7 / 100)
+    assert (result["ci_low"], result["ci_high"]) == (
+        pytest.approx(0.15 - 1.959964 * se),
+        pytest.approx(0.15 + 1.959964 * se),
+    )
+    assert two_proportions(1, 1, 0, 10) is None and two_proportions(1, 10, 0, 10)["rel"] is None  # type: ignore[index]
+
+
+def test_welch_matches_scipy_on_raw_data() -> None:
+    a = [0, 0, 0, 120.5, 0, 80, 0, 0, 35, 0, 0, 0]
+    b = [0, 0, 60, 0, 0, 0, 0, 0]
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    sd = lambda xs: math.sqrt(sum((x - mean(xs)) ** 2 for x in xs) / (len(xs) - 1))  # noqa: E731
+    result = welch(mean(a), sd(a), len(a), mean(b), sd(b), len(b))
+    assert result is not None
+    assert result["p_value"] == pytest.approx(scipy_stats.ttest_ind(a, b, equal_var=False).pvalue)
+    v1, v0 = sd(a) ** 2 / len(a), sd(b) ** 2 / len(b)
+    df = (v1 + v0) ** 2 / (v1**2 / (len(a) - 1) + v0**2 / (len(b) - 1))
+    half = scipy_stats.t.ppf(0.975, df) * math.sqrt(v1 + v0)
+    assert result["ci_low"] == pytest.approx(mean(a) - mean(b) - half)
+
+
+def test_sample_ratio_mismatch() -> None:
+    assert sample_ratio_mismatch([5000, 5000], [1, 1])["mismatch"] is False
+    flagged = sample_ratio_mismatch([5000, 5400], [1, 1])
+    assert flagged["mismatch"] is True and flagged["p_value"] < 0.001
+    assert flagged["chi2"] == pytest.approx((200**2 / 5200) * 2)
