@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The demo: dmops on the repository's own sample workspace, as a marketer would run it.
+# The demo: the whole loop on the repository's own sample workspace, as a marketer would run it:
+# init -> validate -> plan -> send -> events import -> report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -7,10 +8,21 @@ run() { printf '\n$ %s\n' "$*"; "$@"; }
 expect_fail() { printf '\n$ %s\n' "$*"; if "$@"; then echo "expected a failure" >&2; exit 1; else echo "(exit $?)"; fi; }
 
 run dmops --version
+
+# A new workspace from the packaged sample; init never overwrites.
+rm -rf demo-workspace
+run dmops init demo-workspace
+expect_fail dmops init demo-workspace
+# A typo in an audience and an unquoted time: validate names file, line and key, and exits 78.
+sed -i "s/tier IN ('gold', 'silver')/teir IN ('gold', 'silver')/" demo-workspace/campaigns/winback.yaml
+sed -i 's/send_time: "10:00"/send_time: 10:00/' demo-workspace/campaigns/welcome.yaml
+expect_fail dmops --workspace demo-workspace validate
+
+# The repository root is the sample workspace itself: start from a clean state.
+rm -rf .dmops outbox outbox-eml STOP
 run dmops validate
 
 # Plan, send, and send again: the rerun sends nothing twice.
-rm -rf .dmops outbox outbox-eml STOP
 run dmops plan winback-2026-12 --at 2026-12-10T09:00
 run dmops send winback-2026-12 --at 2026-12-10T09:00
 run dmops send winback-2026-12 --at 2026-12-10T09:00
@@ -23,24 +35,15 @@ head -c 600 outbox/flash-sale-1212/once/run-0001/messages.jsonl; echo
 run dmops stop --reason "price error in the SMS"
 expect_fail dmops send flash-sale-1212 --at 2026-12-10T09:00
 run dmops resume
+run dmops send flash-sale-1212 --at 2026-12-10T09:00
 run dmops outbox export --eml outbox-eml winback-2026-12
 
 # Events back from the delivery system (simulated from the outbox) and the shop's orders, then the report.
-rm -f outbox/events.jsonl
-run .venv/bin/python scripts/simulate_events.py . outbox/events.jsonl
+run python scripts/simulate_events.py . outbox/events.jsonl
 run dmops events import outbox/events.jsonl
 run dmops events import outbox/events.jsonl
 run dmops events import samples/events.csv
 run dmops report winback-2026-12
 run dmops report flash-sale-1212 --format csv
 run dmops report --format html --out outbox/report.html
-echo "The HTML report is at $PWD/outbox/report.html"
-
-rm -rf demo-workspace
-run dmops init demo-workspace
-expect_fail dmops init demo-workspace
-
-# A typo in an audience and an unquoted time: validate names file, line and key, and exits 78.
-sed -i "s/tier IN ('gold', 'silver')/teir IN ('gold', 'silver')/" demo-workspace/campaigns/winback.yaml
-sed -i 's/send_time: "10:00"/send_time: 10:00/' demo-workspace/campaigns/welcome.yaml
-expect_fail dmops --workspace demo-workspace validate
+printf '\nThe HTML report is at %s\n' "$PWD/outbox/report.html"
