@@ -20,8 +20,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check dmops tests scripts
-	$(BIN)/ruff format --check dmops tests scripts
+	$(BIN)/ruff check dmops tests scripts benchmarks
+	$(BIN)/ruff format --check dmops tests scripts benchmarks
 	$(BIN)/mypy
 
 samples: $(STAMP)

@@ -93,7 +93,7 @@ def generate(out: Path, contacts: int, ledger_rows: int, contacts_format: str = 
                   FROM c WHERE hash(contact_id, 10) % 40 = 0
                   UNION ALL
                   SELECT NULL, email, 'email', 'bounce' FROM c WHERE hash(contact_id, 11) % 100 = 0)
-            TO '{out / 'optouts.csv'}' (FORMAT csv, HEADER true)"""
+            TO '{out / "optouts.csv"}' (FORMAT csv, HEADER true)"""
     )
     state = out / ".dmops"
     state.mkdir(exist_ok=True)

@@ -31,31 +31,51 @@ def main() -> None:
     rng = random.Random(args.seed)
     con = duckdb.connect(str(args.workspace / ".dmops" / "ledger.duckdb"), read_only=True)
     rows = con.execute(
-        """SELECT campaign_id, contact_id, kind, coalesce(variant, 'holdout'), planned_at, message_id, channel
+        """SELECT contact_id, kind, coalesce(variant, 'holdout'), planned_at, message_id, channel
            FROM entries ORDER BY campaign_id, occurrence, contact_id, kind"""
     ).fetchall()
     con.close()
     events = []
-    for campaign, contact, kind, variant, planned, message_id, channel in rows:
+    for contact, kind, variant, planned, message_id, channel in rows:
         t: datetime = planned
         if kind == "message":
             if rng.random() < 0.03:
-                events.append({"event": "bounce", "ts": t + timedelta(minutes=1), "message_id": message_id,
-                               "bounce_type": "hard" if rng.random() < 0.6 else "soft"})
+                events.append(
+                    {
+                        "event": "bounce",
+                        "ts": t + timedelta(minutes=1),
+                        "message_id": message_id,
+                        "bounce_type": "hard" if rng.random() < 0.6 else "soft",
+                    }
+                )
                 continue
             events.append({"event": "delivered", "ts": t + timedelta(minutes=1), "message_id": message_id})
             if channel == "email" and rng.random() < 0.42:
-                events.append({"event": "open", "ts": t + timedelta(hours=rng.uniform(0.1, 30)), "message_id": message_id})
+                events.append(
+                    {"event": "open", "ts": t + timedelta(hours=rng.uniform(0.1, 30)), "message_id": message_id}
+                )
                 if rng.random() < 0.3:
-                    events.append({"event": "click", "ts": t + timedelta(hours=rng.uniform(0.2, 31)),
-                                   "message_id": message_id, "url": "https://shop.example.com/"})
+                    events.append(
+                        {
+                            "event": "click",
+                            "ts": t + timedelta(hours=rng.uniform(0.2, 31)),
+                            "message_id": message_id,
+                            "url": "https://shop.example.com/",
+                        }
+                    )
             if rng.random() < 0.006:
                 events.append({"event": "unsubscribe", "ts": t + timedelta(hours=2), "message_id": message_id})
             if rng.random() < 0.001:
                 events.append({"event": "complaint", "ts": t + timedelta(hours=3), "message_id": message_id})
         if rng.random() < LIFT.get(variant, 0.05):
-            events.append({"event": "conversion", "ts": t + timedelta(hours=rng.uniform(1, 47)), "contact_id": contact,
-                           "revenue": round(rng.uniform(40, 600), 2)})
+            events.append(
+                {
+                    "event": "conversion",
+                    "ts": t + timedelta(hours=rng.uniform(1, 47)),
+                    "contact_id": contact,
+                    "revenue": round(rng.uniform(40, 600), 2),
+                }
+            )
     with args.out.open("w", encoding="utf-8") as handle:
         for index, event in enumerate(events, start=1):
             event["event_id"] = f"sim-{args.seed}-{index:07d}"
