@@ -437,13 +437,16 @@ def report_command(
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the report to FILE instead of stdout.")] = None,
     occurrence: Annotated[str | None, typer.Option("--occurrence", help="Only this occurrence.")] = None,
     check_goals: Annotated[bool, typer.Option("--check-goals", help="Exit 1 when a goal is missed.")] = False,
-    period: Annotated[str, typer.Option("--period", help="retention: month or week.")] = "month",
+    period: Annotated[
+        str | None,
+        typer.Option("--period", help="month or quarter: every campaign summed per period; retention: month or week."),
+    ] = None,
     event: Annotated[str, typer.Option("--event", help="retention: the event that counts.")] = "conversion",
 ) -> None:
     """Open, click, conversion, revenue per campaign and variant, lift vs holdout, A/B tests and goals."""
     from dmops.campaign import campaign_files
-    from dmops.report import campaign_report, open_report, retention, to_csv
-    from dmops.reportformat import markdown, page
+    from dmops.report import campaign_report, open_report, period_report, retention, to_csv
+    from dmops.reportformat import markdown, page, period_markdown
 
     ws = _workspace(ctx)
     names = campaigns or []
@@ -451,34 +454,90 @@ def report_command(
         con = open_report(ws)
         try:
             if names == ["retention"]:
-                if period not in ("month", "week"):
-                    raise UsageError("--period must be month or week")
-                view = retention(con, ws, period, event)
+                if period not in (None, "month", "week"):
+                    raise UsageError("--period must be month or week for retention")
+                view = retention(con, ws, period or "month", event)
                 _emit(
                     json.dumps(view, ensure_ascii=False, indent=2) if fmt != "html" else page([], view),
                     out_file,
                 )
                 return
             paths = [find_campaign_file(ws, n) for n in names] if names else campaign_files(ws)
+            if period is not None:
+                if period not in ("month", "quarter"):
+                    raise UsageError("--period must be month or quarter")
+                periods = period_report(con, ws, [load_campaign(p, ws) for p in paths], period)
+                _emit(
+                    json.dumps({"period": period, "periods": periods}, ensure_ascii=False, indent=2, default=str)
+                    if fmt == "json"
+                    else period_markdown(periods),
+                    out_file,
+                )
+                if check_goals and any(p["goals_missed"] for p in periods):
+                    raise typer.Exit(int(ExitCode.FAILURE))
+                return
             reports = [campaign_report(con, load_campaign(p, ws), occurrence) for p in paths]
             cohorts = retention(con, ws, "month", "conversion") if fmt == "html" else None
         finally:
             con.close()
     except DmopsError as exc:
         raise _fail(exc, ws.root) from None
+    text: str | None
     if fmt == "json":
         text = json.dumps({"campaigns": [r.as_json() for r in reports]}, ensure_ascii=False, indent=2)
     elif fmt == "csv":
         text = to_csv(reports)
-    elif fmt in ("md", "table"):
+    elif fmt == "table":
+        _print_report_table(reports)
+        text = None
+    elif fmt == "md":
         text = markdown(reports)
     else:
         text = page(reports, cohorts)
-    _emit(text, out_file)
+    if text is not None:
+        _emit(text, out_file)
     missed = [g for r in reports for g in r.goals if g["met"] is False]
     if check_goals and missed:
         _console(stderr=True).print(f"{len(missed)} goal(s) missed")
         raise typer.Exit(int(ExitCode.FAILURE))
+
+
+def _print_report_table(reports: list[Any]) -> None:
+    from rich.table import Table
+
+    from dmops.report import DEFINITIONS
+    from dmops.reportformat import SHOWN, fmt, lift_text
+
+    out = _console()
+    for report in reports:
+        table = Table(title=f"{report.campaign} — {report.name}", title_justify="left", box=None, pad_edge=False)
+        table.add_column("variant", no_wrap=True)
+        short = {
+            "recipients": "recip.",
+            "delivered": "deliv.",
+            "open_rate": "open",
+            "click_rate": "click",
+            "ctor": "CTOR",
+            "conversion_rate": "conv.",
+            "revenue_per_recipient": "rev/recip.",
+        }
+        for key in SHOWN:
+            table.add_column(short.get(key, key), justify="right", no_wrap=True)
+        table.add_column("conv. lift vs holdout [95% CI]", justify="right")
+        for row in report.rows:
+            lift = (row.get("lift") or {}).get("conversion_rate")
+            table.add_row(escape(row["variant"]), *[fmt(row.get(k), k) for k in SHOWN], escape(lift_text(lift)))
+        out.print(table)
+        for goal in report.goals:
+            state = {True: "[green]met[/green]", False: "[red]missed[/red]", None: "no data"}[goal["met"]]
+            out.print(
+                f"  goal {goal['metric']}: {fmt(goal['actual'], goal['metric'])} vs {fmt(goal['target'], goal['metric'])} — {state}"
+            )
+        if report.ab["sample_ratio"].get("mismatch"):
+            out.print(f"  [red]sample ratio mismatch[/red] (p = {report.ab['sample_ratio']['p_value']:.2g})")
+    out.print("formulas:")
+    for key, formula in DEFINITIONS.items():
+        out.print(f"  {key}: {escape(formula)}")
 
 
 def _emit(text: str, out_file: Path | None) -> None:

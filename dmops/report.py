@@ -40,7 +40,8 @@ RATES = ("open_rate", "click_rate", "ctor", "unsubscribe_rate", "complaint_rate"
 
 ROWS_SQL = """
 WITH r AS (
-    SELECT kind, coalesce(variant, 'holdout') AS grp, contact_id, occurrence, planned_at, message_id
+    SELECT kind, coalesce(variant, 'holdout') AS grp, contact_id, occurrence, planned_at, message_id,
+           {period} AS period
     FROM dm_ledger.entries WHERE campaign_id = $c AND ($occ IS NULL OR occurrence = $occ)
 ),
 f AS (
@@ -56,18 +57,19 @@ conv AS (
     GROUP BY ALL
 ),
 per AS (
-    SELECT r.grp, r.kind, coalesce(f.b, false) AND NOT coalesce(f.o, false) AND NOT coalesce(f.k, false) AS bounced,
+    SELECT r.grp, r.period, r.kind, coalesce(f.b, false) AND NOT coalesce(f.o, false) AND NOT coalesce(f.k, false) AS bounced,
            coalesce(f.o, false) AS opened, coalesce(f.k, false) AS clicked, coalesce(f.u, false) AS unsub,
            coalesce(f.q, false) AS complained, c.revenue IS NOT NULL AS converted, coalesce(c.revenue, 0) AS revenue
     FROM r LEFT JOIN f USING (message_id) LEFT JOIN conv c USING (contact_id, occurrence, kind)
 )
-SELECT grp, count(*) AS recipients, count(*) FILTER (WHERE kind = 'message') AS sent,
+SELECT grp, period, count(*) AS recipients, count(*) FILTER (WHERE kind = 'message') AS sent,
        count(*) FILTER (WHERE bounced) AS bounced, count(*) FILTER (WHERE opened) AS opened,
        count(*) FILTER (WHERE clicked) AS clicked, count(*) FILTER (WHERE unsub) AS unsubscribed,
        count(*) FILTER (WHERE complained) AS complained, count(*) FILTER (WHERE converted) AS conversions,
        sum(revenue) AS revenue, coalesce(stddev_samp(revenue), 0) AS revenue_sd
-FROM per GROUP BY grp
+FROM per GROUP BY grp, period
 """
+PERIOD_UNITS = {"month": "month", "quarter": "quarter"}
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
@@ -124,9 +126,9 @@ def campaign_report(
 ) -> CampaignReport:
     """Rows per variant and the holdout, with lift, goals and the A/B comparison."""
     window = int(campaign.window.total_seconds())
-    cursor = con.execute(ROWS_SQL, {"c": campaign.id, "occ": occurrence, "window": window})
-    names = [d[0] for d in cursor.description]
-    counts = {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+    cursor = con.execute(ROWS_SQL.format(period="NULL"), {"c": campaign.id, "occ": occurrence, "window": window})
+    names = [d[0] for d in cursor.description if d[0] != "period"]
+    counts = {row[0]: dict(zip(names, row[:1] + row[2:], strict=True)) for row in cursor.fetchall()}
     variant_ids = [v.id for v in campaign.config.variants]
     empty = dict.fromkeys(names[1:], 0)
     holdout = counts.get("holdout", {**empty, "grp": "holdout"})
@@ -196,6 +198,57 @@ def campaign_report(
     else:
         srm = {"chi2": None, "p_value": None, "mismatch": None}  # explicit cells have no planned ratio
     return CampaignReport(campaign.id, campaign.config.name, rows, goals, {"pairs": pairs, "sample_ratio": srm})
+
+
+def period_report(
+    con: duckdb.DuckDBPyConnection, ws: Workspace, campaigns: list[Campaign], period: str
+) -> list[dict[str, Any]]:
+    """Every campaign summed per month or quarter of its planned send times (workspace timezone).
+
+    Holdout rows are left out; each period lists its campaigns' goals as met, missed or without data.
+    """
+    unit = PERIOD_UNITS[period]
+    expression = f"date_trunc('{unit}', timezone('UTC', planned_at) AT TIME ZONE '{ws.config.timezone}')"
+    totals: dict[Any, dict[str, Any]] = {}
+    for campaign in campaigns:
+        window = int(campaign.window.total_seconds())
+        cursor = con.execute(ROWS_SQL.format(period=expression), {"c": campaign.id, "occ": None, "window": window})
+        names = [d[0] for d in cursor.description]
+        per_period: dict[Any, dict[str, Any]] = {}
+        for row in cursor.fetchall():
+            values = dict(zip(names, row, strict=True))
+            if values["grp"] == "holdout":
+                continue
+            bucket = per_period.setdefault(values["period"], {k: 0 for k in names[2:]})
+            for key in names[2:]:
+                bucket[key] += values[key] or 0
+        for start, counts in per_period.items():
+            total = totals.setdefault(start, {**{k: 0 for k in counts}, "campaigns": [], "goals": []})
+            for key, value in counts.items():
+                total[key] += value
+            total["campaigns"].append(campaign.id)
+            metrics = _metrics(counts)
+            for metric, target in campaign.config.goals.items():
+                actual = metrics.get(metric)
+                met = None if actual is None else (actual <= target if metric in MAX_GOALS else actual >= target)
+                total["goals"].append(
+                    {"campaign": campaign.id, "metric": metric, "target": target, "actual": actual, "met": met}
+                )
+    out = []
+    for start in sorted(totals):
+        total = totals[start]
+        label = f"{start.year}-{start.month:02d}" if unit == "month" else f"{start.year}-Q{(start.month - 1) // 3 + 1}"
+        out.append(
+            {
+                "period": label,
+                "campaigns": total["campaigns"],
+                **_metrics(total),
+                "goals": total["goals"],
+                "goals_met": sum(1 for g in total["goals"] if g["met"] is True),
+                "goals_missed": sum(1 for g in total["goals"] if g["met"] is False),
+            }
+        )
+    return out
 
 
 def open_report(ws: Workspace) -> duckdb.DuckDBPyConnection:

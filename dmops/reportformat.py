@@ -135,3 +135,16 @@ def page(reports: list[CampaignReport], retention: dict[str, Any] | None = None)
         f"<!doctype html><html><head><meta charset='utf-8'><title>dmops report</title><style>{style}</style>"
         f"</head><body>{''.join(body)}</body></html>\n"
     )
+
+
+def period_markdown(periods: list[dict[str, Any]]) -> str:
+    """The period view: every campaign summed per month or quarter."""
+    keys = ("sent", "delivered", "open_rate", "click_rate", "conversion_rate", "conversions", "revenue")
+    lines = [
+        "| period | campaigns | " + " | ".join(keys) + " | goals met | goals missed |",
+        "|---" * (len(keys) + 4) + "|",
+    ]
+    for p in periods:
+        cells = " | ".join(fmt(p.get(k), k) for k in keys)
+        lines.append(f"| {p['period']} | {len(p['campaigns'])} | {cells} | {p['goals_met']} | {p['goals_missed']} |")
+    return "\n".join(lines) + "\n\nRates are over every campaign's messages in the period (holdouts excluded).\n"

@@ -192,6 +192,9 @@ def test_report_formats(cli, root: Path, tmp_path: Path) -> None:
     assert csv_text.splitlines()[0].startswith("campaign,variant,recipients")
     assert len(csv_text.splitlines()) == 4
     assert "| a | 4 | 3 | 66.7% |" in cli("-w", root, "report", "promo", "--format", "md").stdout
+    table = cli("-w", root, "report", "promo").stdout
+    assert "conv. lift vs holdout [95% CI]" in table and "goal open_rate: 40.0% vs 50.0% — missed" in table
+    assert "open_rate: unique opened messages / delivered" in table
     out = tmp_path / "report.html"
     assert cli("-w", root, "report", "promo", "--format", "html", "--out", out).exit_code == 0
     page = out.read_text()
@@ -260,3 +263,24 @@ def test_sample_ratio_mismatch() -> None:
     flagged = sample_ratio_mismatch([5000, 5400], [1, 1])
     assert flagged["mismatch"] is True and flagged["p_value"] < 0.001
     assert flagged["chi2"] == pytest.approx((200**2 / 5200) * 2)
+
+
+def test_period_view_sums_campaigns_per_month_and_quarter(cli, root: Path) -> None:
+    write(root, {"campaigns/later.yaml": CAMPAIGN.replace("id: promo", "id: later"), "events.csv": EVENTS})
+    january = datetime(2027, 1, 5, 2, 0, 0)
+    record(
+        load_workspace(root),
+        [Entry("later", "once", f"c{i}", "message", "email", "marketing", "a", january, f"n{i}") for i in (1, 2, 3)],
+    )
+    assert cli("-w", root, "events", "import", root / "events.csv").exit_code == 0
+    result = cli("-w", root, "report", "--period", "month", "--format", "json")
+    assert result.exit_code == 0, result.output
+    periods = {p["period"]: p for p in json.loads(result.stdout)["periods"]}
+    assert set(periods) == {"2026-12", "2027-01"}
+    december, january_row = periods["2026-12"], periods["2027-01"]
+    assert (december["sent"], december["delivered"], december["conversions"]) == (6, 5, 2)  # holdouts left out
+    assert december["open_rate"] == pytest.approx(2 / 5)
+    assert (january_row["sent"], january_row["campaigns"]) == (3, ["later"])
+    quarters = json.loads(cli("-w", root, "report", "--period", "quarter", "--format", "json").stdout)["periods"]
+    assert [q["period"] for q in quarters] == ["2026-Q4", "2027-Q1"]
+    assert cli("-w", root, "report", "--period", "week").exit_code == 2
