@@ -284,3 +284,30 @@ def test_period_view_sums_campaigns_per_month_and_quarter(cli, root: Path) -> No
     quarters = json.loads(cli("-w", root, "report", "--period", "quarter", "--format", "json").stdout)["periods"]
     assert [q["period"] for q in quarters] == ["2026-Q4", "2027-Q1"]
     assert cli("-w", root, "report", "--period", "week").exit_code == 2
+
+
+def test_jsonl_and_parquet_import_like_csv(cli, root: Path) -> None:
+    import duckdb
+
+    lines = [
+        {"event": "open", "ts": "2026-12-01T03:00:00Z", "message_id": "m1", "event_id": "j1"},
+        {
+            "event": "conversion",
+            "ts": "2026-12-02T03:00:00+08:00",
+            "contact_id": "c1",
+            "revenue": 12.5,
+            "event_id": "j2",
+        },
+    ]
+    write(root, {"events.jsonl": "".join(json.dumps(line) + "\n" for line in lines)})
+    result = cli("-w", root, "events", "import", root / "events.jsonl")
+    assert "2 rows, 2 imported" in result.output, result.output
+    duckdb.connect().execute(
+        "COPY (SELECT 'click' AS event, TIMESTAMP '2026-12-01 12:00:00' AS ts, 'm1' AS message_id) "
+        f"TO '{root / 'events.parquet'}' (FORMAT parquet)"
+    )
+    assert "1 rows, 1 imported" in cli("-w", root, "events", "import", root / "events.parquet").output
+    row = {r["variant"]: r for r in report(cli, root)["rows"]}["a"]
+    assert (row["opened"], row["clicked"], row["conversions"], row["revenue"]) == (1, 1, 1, 12.5)
+    write(root, {"broken.jsonl": '{"event": "open", "ts": \n'})
+    assert cli("-w", root, "events", "import", root / "broken.jsonl").exit_code == 65
