@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint samples clean
+.PHONY: demo test lint samples bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check dmops tests scripts benchmarks
 	$(BIN)/ruff format --check dmops tests scripts benchmarks
 	$(BIN)/mypy
+
+# BENCH_ARGS=--quick for a run of a few minutes; the full run takes much longer.
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 samples: $(STAMP)
 	$(BIN)/python scripts/make_samples.py

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +62,15 @@ def _fail(exc: DmopsError, root: Path | None = None) -> typer.Exit:
     for problem in problems:
         err.print(f"[red]error:[/red] {escape(problem.render(root))}")
     return typer.Exit(int(exc.exit_code))
+
+
+@contextmanager
+def _reported(root: Path | None = None) -> Iterator[None]:
+    """Turn a DmopsError raised inside into its message on stderr and its exit code."""
+    try:
+        yield
+    except DmopsError as exc:
+        raise _fail(exc, root) from None
 
 
 def _version(value: bool) -> None:
@@ -365,10 +376,8 @@ def stop_command(
     from dmops.runlock import request_stop
 
     ws = _workspace(ctx)
-    try:
+    with _reported(ws.root):
         path = request_stop(ws, reason)
-    except DmopsError as exc:
-        raise _fail(exc, ws.root) from None
     _console().print(f"stopped: {escape(str(path.relative_to(ws.root)))} written; `dmops resume` lifts it")
 
 
@@ -395,10 +404,8 @@ def outbox_export_command(
     from dmops.export import export_eml
 
     ws = _workspace(ctx)
-    try:
+    with _reported(ws.root):
         count = export_eml(ws.outbox_dir, eml, campaign)
-    except DmopsError as exc:
-        raise _fail(exc, ws.root) from None
     _console().print(f"wrote {count:,} .eml files to {escape(str(eml))}")
 
 
@@ -415,10 +422,8 @@ def events_import_command(
     from dmops.events import import_events
 
     ws = _workspace(ctx)
-    try:
+    with _reported(ws.root):
         result = import_events(ws, file)
-    except DmopsError as exc:
-        raise _fail(exc, ws.root) from None
     _console().print(
         f"{escape(file.name)}: {result.rows:,} rows, {result.imported:,} imported, "
         f"{result.duplicates:,} already there; {result.suppressions:,} suppressions added"
