@@ -76,7 +76,8 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator else None
 
 
-def _metrics(counts: dict[str, Any]) -> dict[str, Any]:
+def _metrics(counts: dict[str, Any], opens: bool = True) -> dict[str, Any]:
+    """The metrics of SPEC §9 from counts; without opens (SMS, DM) open rate and CTOR are null."""
     sent = counts["sent"]
     delivered = sent - counts["bounced"]
     recipients = counts["recipients"]
@@ -88,9 +89,9 @@ def _metrics(counts: dict[str, Any]) -> dict[str, Any]:
         "delivered": delivered,
         "opened": counts["opened"],
         "clicked": counts["clicked"],
-        "open_rate": _ratio(counts["opened"], delivered),
+        "open_rate": _ratio(counts["opened"], delivered) if opens else None,
         "click_rate": _ratio(counts["clicked"], delivered),
-        "ctor": _ratio(counts["clicked"], counts["opened"]),
+        "ctor": _ratio(counts["clicked"], counts["opened"]) if opens else None,
         "unsubscribe_rate": _ratio(counts["unsubscribed"], delivered),
         "complaint_rate": _ratio(counts["complained"], delivered),
         "bounce_rate": _ratio(counts["bounced"], sent),
@@ -130,12 +131,13 @@ def campaign_report(
     names = [d[0] for d in cursor.description if d[0] != "period"]
     counts = {row[0]: dict(zip(names, row[:1] + row[2:], strict=True)) for row in cursor.fetchall()}
     variant_ids = [v.id for v in campaign.config.variants]
+    opens = campaign.config.channel == "email"  # only email has opens
     empty = dict.fromkeys(names[1:], 0)
     holdout = counts.get("holdout", {**empty, "grp": "holdout"})
     rows: list[dict[str, Any]] = []
     for vid in variant_ids:
         c = counts.get(vid, {**empty, "grp": vid})
-        row = {"variant": vid, **_metrics(c)}
+        row = {"variant": vid, **_metrics(c, opens)}
         sd0, sd1 = float(holdout["revenue_sd"] or 0), float(c["revenue_sd"] or 0)
         n0, n1 = holdout["recipients"], c["recipients"]
         row["lift"] = {
@@ -157,7 +159,7 @@ def campaign_report(
         held[rate] = None
     rows.append(held)
     total = {k: sum(counts.get(v, empty).get(k, 0) or 0 for v in variant_ids) for k in names[1:]}
-    overall = _metrics(total)
+    overall = _metrics(total, opens)
     has_events, has_conversions = con.execute(
         """SELECT count(*) FILTER (WHERE campaign_id = $c) > 0, count(*) FILTER (WHERE event = 'conversion') > 0
            FROM dm_ledger.events""",

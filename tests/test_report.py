@@ -311,3 +311,20 @@ def test_jsonl_and_parquet_import_like_csv(cli, root: Path) -> None:
     assert (row["opened"], row["clicked"], row["conversions"], row["revenue"]) == (1, 1, 1, 12.5)
     write(root, {"broken.jsonl": '{"event": "open", "ts": \n'})
     assert cli("-w", root, "events", "import", root / "broken.jsonl").exit_code == 65
+
+
+def test_sms_has_no_open_rate(cli, root: Path) -> None:
+    sms = "id: sms\nname: SMS\nchannel: sms\nvariants:\n  - {id: a, text: Hi}\ngoals: {open_rate: 0.2}\n"
+    write(root, {"campaigns/sms.yaml": sms, "events.csv": "event,ts,message_id\nclick,2026-12-01T03:00:00Z,s1\n"})
+    record(
+        load_workspace(root),
+        [
+            Entry("sms", "once", "c1", "message", "sms", "marketing", "a", T, "s1"),
+            Entry("sms", "once", "c2", "message", "sms", "marketing", "a", T, "s2"),
+        ],
+    )
+    assert cli("-w", root, "events", "import", root / "events.csv").exit_code == 0
+    data = json.loads(cli("-w", root, "report", "sms", "--format", "json").stdout)["campaigns"][0]
+    row = data["rows"][0]
+    assert row["open_rate"] is None and row["ctor"] is None and row["click_rate"] == 0.5
+    assert data["goals"] == [{"metric": "open_rate", "target": 0.2, "actual": None, "met": None}]
