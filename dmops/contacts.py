@@ -143,6 +143,7 @@ def _check_ids(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 CHANNEL_COLUMNS = (
     "email",
     "email_ok",
+    "email_key",  # the raw address trimmed and lower-cased: what suppressions match, valid or not
     "phone",
     "phone_ok",
     "dm_handle",
@@ -215,7 +216,9 @@ def _channel_sql(con: duckdb.DuckDBPyConnection, ws: Workspace, present: dict[st
         else:
             consent_sql.append(f"false AS _dm_consent_{channel}")
     handle = f"CAST(r.{quote_ident(present['dm_handle'])} AS VARCHAR)" if "dm_handle" in present else "NULL"
+    raw_email = f"CAST(r.{quote_ident(present['email'])} AS VARCHAR)" if "email" in present else "NULL"
     return f"""e.norm AS _dm_email, e.norm IS NOT NULL AS _dm_email_ok,
+               nullif(lower(trim({raw_email}, ' \t')), '') AS _dm_email_key,
                p.norm AS _dm_phone, p.norm IS NOT NULL AS _dm_phone_ok,
                nullif(trim({handle}), '') AS _dm_dm_handle, coalesce(trim({handle}), '') <> '' AS _dm_dm_ok,
                z.name AS _dm_tz, {", ".join(consent_sql)}"""

@@ -172,7 +172,7 @@ def _select_base(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campai
         CREATE OR REPLACE TEMP TABLE _dm_base AS
         SELECT c.contact_id, {cell_names}
                c._dm_{ADDRESS_OK[channel]} AS address_ok, c._dm_consent_{channel} AS consent,
-               lower(c._dm_email) AS email_key, c._dm_phone AS phone_key, c._dm_dm_handle AS dm_key,
+               c._dm_email_key AS email_key, c._dm_phone AS phone_key, c._dm_dm_handle AS dm_key,
                coalesce(c._dm_tz, $ws) AS zone, c._dm_tz IS NULL AS zone_fallback,
                s.base_at, s.planned_at, s.local_text,
                CAST('0x' || substr(md5($cid || ':' || c.contact_id), 1, 15) AS UBIGINT) AS h
@@ -512,10 +512,10 @@ def explain(
         """
         SELECT s.source, s.line, s.reason, coalesce(s.channel, 'all channels'),
                CASE WHEN s.contact_id = c.contact_id THEN 'contact_id'
-                    WHEN s.email_key = lower(c.email) THEN 'email'
+                    WHEN s.email_key = c.email_key THEN 'email'
                     WHEN s.phone_key = c.phone THEN 'phone' ELSE 'dm handle' END
         FROM suppressions_all s, contact_channels c
-        WHERE c.contact_id = $id AND (s.contact_id = c.contact_id OR s.email_key = lower(c.email)
+        WHERE c.contact_id = $id AND (s.contact_id = c.contact_id OR s.email_key = c.email_key
               OR s.phone_key = c.phone OR s.dm_key = c.dm_handle)
         ORDER BY s.source, s.line
         """,

@@ -148,9 +148,22 @@ def test_channels_normalise_and_mark_invalid_addresses(workspace) -> None:
     )
     con, _ = load(workspace({"contacts.csv": csv}))
     assert rows(con, "SELECT * FROM contact_channels ORDER BY contact_id") == [
-        ("1", "Li@Example.com", True, "+8613800138000", True, "wx_li", True, "Asia/Shanghai", True, True, True),
-        ("2", None, False, None, False, None, False, None, False, False, True),
-        ("3", None, False, "+14155550123", True, None, False, None, True, False, True),
+        (
+            "1",
+            "Li@Example.com",
+            True,
+            "li@example.com",
+            "+8613800138000",
+            True,
+            "wx_li",
+            True,
+            "Asia/Shanghai",
+            True,
+            True,
+            True,
+        ),
+        ("2", None, False, "not-an-email", None, False, None, False, None, False, False, True),
+        ("3", None, False, None, "+14155550123", True, None, False, None, True, False, True),
     ]
 
 

@@ -454,3 +454,12 @@ def test_contact_columns_may_share_names_with_internal_ones(root: Path) -> None:
     )
     _, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
     assert rows == {"c01": (None, "a", "2026-12-01T02:00:00Z")}
+
+
+def test_an_email_opt_out_suppresses_other_channels_even_when_the_email_is_invalid(root: Path) -> None:
+    contacts = 'contact_id,email,phone,sms_opt_in\nc01,"""quoted""@Example.com",+8613800000001,yes\n'
+    optouts = 'contact_id,address,channel,reason\n,"""quoted""@example.com",,unsubscribe\n'
+    sms = "id: sms\nname: SMS\nchannel: sms\nvariants:\n  - {id: a, text: Hi}\n"
+    write(root, {"contacts.csv": contacts, "optouts.csv": optouts, "campaigns/sms.yaml": sms})
+    _, rows = plan(root, "campaigns/sms.yaml", "2026-11-30T12:00")
+    assert rows["c01"][0] == "suppressed"
