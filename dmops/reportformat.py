@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import html
+import math
 from typing import Any
 
 from dmops.report import DEFINITIONS, CampaignReport
+from dmops.stats import Z95
 
 SHOWN = ("recipients", "delivered", "open_rate", "click_rate", "ctor", "conversion_rate", "revenue_per_recipient")
 
@@ -59,6 +61,15 @@ def markdown(reports: list[CampaignReport]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rate_interval(successes: int | None, trials: int | None) -> tuple[float | None, float | None]:
+    """Wald 95% interval of a rate, clipped to [0, 1]; (None, None) without trials."""
+    if not trials or successes is None:
+        return None, None
+    p = successes / trials
+    half = Z95 * math.sqrt(p * (1 - p) / trials)
+    return max(0.0, p - half), min(1.0, p + half)
+
+
 def _bar(value: float | None, low: float | None = None, high: float | None = None, scale: float = 1.0) -> str:
     if value is None:
         return '<svg width="220" height="18"></svg>'
@@ -87,15 +98,25 @@ def page(reports: list[CampaignReport], retention: dict[str, Any] | None = None)
                     f"<tr><td>{html.escape(row['variant'])}</td><td>{key}</td><td>{value:,}</td>"
                     f"<td>{_bar(value / top)}</td></tr>"
                 )
-        body.append("</table><h3>Rates (bar: rate; line: 95% CI of the difference vs holdout)</h3><table>")
-        body.append("<tr><th>variant</th>" + "".join(f"<th>{k}</th>" for k in SHOWN) + "<th>lift vs holdout</th></tr>")
+        body.append("</table><h3>Rates (bar: conversion rate; line: its 95% confidence interval)</h3><table>")
+        body.append(
+            "<tr><th>variant</th>"
+            + "".join(f"<th>{k}</th>" for k in SHOWN)
+            + "<th>conversion rate, 95% CI</th><th>lift vs holdout</th></tr>"
+        )
+        intervals = {
+            row["variant"]: rate_interval(row.get("conversions"), row.get("recipients")) for row in report.rows
+        }
+        scale = max([high for _, high in intervals.values() if high is not None] + [0.01])
         for row in report.rows:
             lift = (row.get("lift") or {}).get("conversion_rate")
             cells = "".join(f"<td>{html.escape(fmt(row.get(k), k))}</td>" for k in SHOWN)
+            low, high = intervals[row["variant"]]
+            ci = f" [{fmt(low, 'rate')}, {fmt(high, 'rate')}]" if low is not None else ""
             body.append(
-                f"<tr><td>{html.escape(row['variant'])}</td>{cells}<td>{html.escape(lift_text(lift))}"
-                f"{_bar(row.get('conversion_rate'), scale=max(r.get('conversion_rate') or 0 for r in report.rows) or 1)}"
-                "</td></tr>"
+                f"<tr><td>{html.escape(row['variant'])}</td>{cells}"
+                f"<td>{_bar(row.get('conversion_rate'), low, high, scale)}{html.escape(ci)}</td>"
+                f"<td>{html.escape(lift_text(lift))}</td></tr>"
             )
         body.append("</table>")
         if report.goals:

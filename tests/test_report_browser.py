@@ -55,6 +55,7 @@ def test_headless_chromium_draws_the_charts(cli, tmp_path: Path) -> None:
     ).stdout
     widths = [float(w) for w in re.findall(r'<rect[^>]*width="([0-9.]+)"', dom)]
     assert len(widths) >= 5 and max(widths) > 50, "the funnel and rate bars are drawn"
+    assert re.search(r'<line x1="[0-9.]+" x2="[0-9.]+"', dom), "confidence intervals are drawn on the rate bars"
     assert "Retention by month" in dom and '<td style="background:rgba(' in dom
     shot = tmp_path / "report.png"
     subprocess.run(
