@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,7 @@ class PlanSummary:
         }
 
 
+@lru_cache(maxsize=4096)  # planned times repeat: one per recipient zone
 def iso_z(moment: datetime) -> str:
     """An instant as UTC ISO 8601 with ``Z``, whole seconds."""
     if moment.tzinfo is not None:
