@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -61,6 +60,3 @@ def export_eml(outbox_dir: Path, target: Path, campaign_id: str | None = None) -
     except OSError as exc:
         raise OutputError(f"cannot write .eml files: {exc.strerror}", file=target) from None
     return written
-
-
-__all__ = ["export_eml", "os", "to_email"]

@@ -16,7 +16,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
@@ -195,6 +194,3 @@ def context_for(row: Mapping[str, Any], builtins: Mapping[str, Any]) -> dict[str
     }
     context.update(builtins)
     return context
-
-
-__all__ = ["Compiled", "Path", "compile_template", "context_for", "environment", "parse", "variables"]

@@ -492,6 +492,3 @@ def _record(
 
 def _execute(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> duckdb.DuckDBPyConnection:
     return con.execute(sql, bound(sql, params))
-
-
-__all__ = ["UTC", "SendResult", "StoppedDuringSend", "send", "unsubscribe_token"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -184,11 +183,3 @@ def load_workspace(root: Path) -> Workspace:
         outbox_dir=outbox_dir,
         campaigns_dir=campaigns_dir,
     )
-
-
-def open_workspace(
-    explicit: Path | None = None, env: Mapping[str, str] | None = None, cwd: Path | None = None
-) -> Workspace:
-    """Find and load the workspace in one step."""
-    root = find_workspace(explicit, os.environ if env is None else env, Path.cwd() if cwd is None else cwd)
-    return load_workspace(root)
