@@ -6,6 +6,7 @@ import random
 
 import duckdb
 import phonenumbers
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +29,11 @@ def test_fast_path_emails_match_email_validator(addresses: list[str]) -> None:
     got = through_sql("email", addresses)
     for address in addresses:
         assert got[address] == normalise_email(address)
-        if len(address.split("@")[0]) <= 64 and len(address) <= 254:
+        # inside the fast path's own limits (lengths; no "--", which could be IDNA; no special-use domain)
+        # it is accepted unchanged
+        domain = address.split("@")[1].lower()
+        special = any(domain == name or domain.endswith("." + name) for name in SPECIAL_USE_DOMAIN_NAMES)
+        if len(address.split("@")[0]) <= 64 and len(address) <= 254 and "--" not in domain and not special:
             assert got[address] == address
 
 
