@@ -154,16 +154,17 @@ def record(ws: Workspace, entries: Iterable[Entry]) -> int:
 
 
 def attach(con: duckdb.DuckDBPyConnection, ws: Workspace, *, writable: bool = False) -> bool:
-    """Expose the ledger to ``con`` as views ``ledger_entries`` and ``ledger_suppressions``.
+    """Attach the ledger to ``con`` as ``dm_ledger``, with views ``ledger_entries`` and ``ledger_suppressions``.
 
-    Read-only unless ``writable`` (``send``, under the run lock, which then writes through
-    ``dm_ledger.*``). Read-only with no ledger yet, both views are empty and nothing is
+    Read-only unless ``writable`` (``send`` and ``events import``, under the run lock, which then write
+    through ``dm_ledger.*``). With no ledger file yet, an empty in-memory ledger stands in and nothing is
     created on disk. Returns whether a ledger file was found.
     """
     path = ledger_path(ws)
     if writable:
         open_for_writing(ws).close()  # create it with its schema
-    if path.is_file():
+    found = path.is_file()
+    if found:
         try:
             mode = "" if writable else " (READ_ONLY)"
             con.execute(f"ATTACH $path AS {ALIAS}{mode}", {"path": str(path)})
@@ -173,19 +174,12 @@ def attach(con: duckdb.DuckDBPyConnection, ws: Workspace, *, writable: bool = Fa
                     "the ledger is in use by a running send", file=path, hint="retry when it has finished"
                 ) from None
             raise IOFailure(f"cannot read the ledger ({type(exc).__name__})", file=path) from None
-        con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_entries AS SELECT * FROM {ALIAS}.entries")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_suppressions AS SELECT * FROM {ALIAS}.suppressions")
-        return True
-    scratch = duckdb.connect()
-    scratch.execute(SCHEMA)
-    for table in ("entries", "suppressions"):
-        columns = ", ".join(f"CAST(NULL AS {kind}) AS {name}" for name, kind in _columns(scratch, table))
-        con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_{table} AS SELECT {columns} WHERE false")
-    scratch.close()
-    return False
-
-
-def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
-    return [
-        (row[0], row[1]) for row in con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {table})").fetchall()
-    ]
+    else:
+        home = con.execute("SELECT current_database()").fetchall()[0][0]
+        con.execute(f"ATTACH ':memory:' AS {ALIAS}")
+        con.execute(f"USE {ALIAS}")
+        con.execute(SCHEMA)
+        con.execute(f"USE {home}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_entries AS SELECT * FROM {ALIAS}.entries")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_suppressions AS SELECT * FROM {ALIAS}.suppressions")
+    return found

@@ -102,6 +102,12 @@ def _metrics(counts: dict[str, Any], opens: bool = True) -> dict[str, Any]:
     }
 
 
+def _goal(metric: str, target: float, actual: float | None) -> dict[str, Any]:
+    """A goal's verdict: bounce, unsubscribe and complaint rates are maxima, the rest minima; no data is None."""
+    met = None if actual is None else (actual <= target if metric in MAX_GOALS else actual >= target)
+    return {"metric": metric, "target": target, "actual": actual, "met": met}
+
+
 @dataclass
 class CampaignReport:
     campaign: str
@@ -169,9 +175,7 @@ def campaign_report(
     for metric, target in campaign.config.goals.items():
         # before any event is imported a rate is unknown, not 0: such a goal has no data
         known = has_conversions if metric in ("conversion_rate", "revenue_per_recipient") else has_events
-        actual = overall.get(metric) if known else None
-        met = None if actual is None else (actual <= target if metric in MAX_GOALS else actual >= target)
-        goals.append({"metric": metric, "target": target, "actual": actual, "met": met})
+        goals.append(_goal(metric, target, overall.get(metric) if known else None))
     pairs = []
     for i, a in enumerate(variant_ids):
         for b in variant_ids[i + 1 :]:
@@ -231,11 +235,7 @@ def period_report(
             total["campaigns"].append(campaign.id)
             metrics = _metrics(counts)
             for metric, target in campaign.config.goals.items():
-                actual = metrics.get(metric)
-                met = None if actual is None else (actual <= target if metric in MAX_GOALS else actual >= target)
-                total["goals"].append(
-                    {"campaign": campaign.id, "metric": metric, "target": target, "actual": actual, "met": met}
-                )
+                total["goals"].append({"campaign": campaign.id, **_goal(metric, target, metrics.get(metric))})
     out = []
     for start in sorted(totals):
         total = totals[start]
@@ -256,13 +256,7 @@ def period_report(
 def open_report(ws: Workspace) -> duckdb.DuckDBPyConnection:
     """A connection with the ledger attached read-only (empty when there is none yet)."""
     con = connect()
-    if not ledger.attach(con, ws):
-        scratch = connect()
-        con.execute("ATTACH ':memory:' AS dm_ledger")
-        con.execute("USE dm_ledger")
-        con.execute(ledger.SCHEMA)
-        con.execute("USE memory")
-        scratch.close()
+    ledger.attach(con, ws)
     return con
 
 
