@@ -35,15 +35,22 @@ def _relative(ws: Workspace, path: Path) -> str:
         return str(path)
 
 
-def _load_file(con: duckdb.DuckDBPyConnection, ws: Workspace, path: Path, index: int) -> None:
-    if not path.is_file():
-        raise MissingInputError(
+def missing_files(ws: Workspace) -> list[MissingInputError]:
+    """One error per listed suppression file that does not exist, naming its key in dmops.yaml (exit 66)."""
+    return [
+        MissingInputError(
             f"suppression file '{ws.config.suppressions[index]}' not found",
             file=ws.file,
             line=ws.line_of("suppressions", index),
             key=f"suppressions[{index}]",
             hint="a listed suppression file must exist; it is never treated as empty",
         )
+        for index, path in enumerate(ws.suppression_paths)
+        if not path.is_file()
+    ]
+
+
+def _load_file(con: duckdb.DuckDBPyConnection, ws: Workspace, path: Path) -> None:
     names = {n.lower(): n for n in read_table(con, path, "_dm_sup_raw", "suppression")}
     if "contact_id" not in names and "address" not in names:
         raise DataError(
@@ -90,8 +97,9 @@ def load_suppressions(con: duckdb.DuckDBPyConnection, ws: Workspace) -> int:
         """CREATE OR REPLACE TEMP TABLE _dm_sup_rows (
                contact_id VARCHAR, address VARCHAR, channel VARCHAR, reason VARCHAR, source VARCHAR, line BIGINT)"""
     )
-    for index, path in enumerate(ws.suppression_paths):
-        _load_file(con, ws, path, index)
+    raise_all(list(missing_files(ws)))
+    for path in ws.suppression_paths:
+        _load_file(con, ws, path)
     con.execute(
         """INSERT INTO _dm_sup_rows
            SELECT contact_id, nullif(trim(address), ''), channel, reason, source, NULL FROM ledger_suppressions"""

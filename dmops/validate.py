@@ -12,7 +12,8 @@ from dmops import expressions, render
 from dmops.campaign import Campaign, campaign_files, find_campaign_file, load_campaign
 from dmops.contacts import ContactsInfo, address_quality, load_contacts
 from dmops.db import connect
-from dmops.errors import ConfigError, DmopsError, ExitCode, MissingInputError, ProblemsFound
+from dmops.errors import ConfigError, DmopsError, ExitCode, ProblemsFound
+from dmops.suppressions import missing_files
 from dmops.workspace import Workspace, load_workspace
 
 
@@ -87,17 +88,7 @@ def validate(root: Path, names: Sequence[str] = ()) -> ValidationReport:
     except DmopsError as exc:
         report.add(exc)
         return report
-    for index, path in enumerate(ws.suppression_paths):
-        if not path.is_file():
-            report.errors.append(
-                MissingInputError(
-                    f"suppression file '{ws.config.suppressions[index]}' not found",
-                    file=ws.file,
-                    line=ws.line_of("suppressions", index),
-                    key=f"suppressions[{index}]",
-                    hint="a listed suppression file must exist; it is never treated as empty",
-                )
-            )
+    report.errors.extend(missing_files(ws))
     con = connect()
     columns: list[str] | None = None
     try:
