@@ -103,23 +103,14 @@ def main_options(
 
 def _root(ctx: typer.Context) -> Path:
     options: Options = ctx.obj
-    try:
+    with _reported():
         return find_workspace(options.workspace, os.environ, Path.cwd())
-    except DmopsError as exc:
-        raise _fail(exc) from None
 
 
 def _finding(exc: DmopsError, severity: str, root: Path) -> dict[str, Any]:
-    file = exc.location.file
-    shown: str | None = None
-    if file is not None:
-        try:
-            shown = str(file.resolve().relative_to(root.resolve()))
-        except ValueError:
-            shown = str(file)
     return {
         "severity": severity,
-        "file": shown,
+        "file": exc.location.shown_file(root),
         "line": exc.location.line,
         "key": exc.location.key,
         "message": exc.message,
@@ -188,10 +179,8 @@ def init_command(
     directory: Annotated[Path, typer.Argument(help="Folder to create the workspace in.")] = Path("."),
 ) -> None:
     """Write a runnable sample workspace into DIRECTORY; never overwrites a file."""
-    try:
+    with _reported():
         written = init_workspace(directory)
-    except DmopsError as exc:
-        raise _fail(exc) from None
     out = _console()
     out.print(f"wrote {len(written)} files to {escape(str(directory))}:")
     for relative in written:
@@ -200,12 +189,9 @@ def init_command(
 
 
 def _open(ctx: typer.Context, campaign_name: str) -> tuple[Workspace, Campaign]:
-    root = _root(ctx)
-    try:
-        ws = load_workspace(root)
+    ws = _workspace(ctx)
+    with _reported(ws.root):
         return ws, load_campaign(find_campaign_file(ws, campaign_name), ws)
-    except DmopsError as exc:
-        raise _fail(exc, root) from None
 
 
 def _bar(count: int, total: int, width: int = 24) -> str:
@@ -560,10 +546,8 @@ def _emit(text: str, out_file: Path | None) -> None:
 
 def _workspace(ctx: typer.Context) -> Workspace:
     root = _root(ctx)
-    try:
+    with _reported(root):
         return load_workspace(root)
-    except DmopsError as exc:
-        raise _fail(exc, root) from None
 
 
 def main() -> None:

@@ -30,16 +30,22 @@ class Location:
     line: int | None = None
     key: str | None = None
 
+    def shown_file(self, root: Path | None = None) -> str | None:
+        """The file as a user should read it: relative to ``root`` when it lies inside."""
+        if self.file is None:
+            return None
+        if root is not None:
+            try:
+                return str(self.file.resolve().relative_to(root.resolve()))
+            except ValueError:
+                pass
+        return str(self.file)
+
     def render(self, root: Path | None = None) -> str:
         parts: list[str] = []
-        if self.file is not None:
-            shown = self.file
-            if root is not None:
-                try:
-                    shown = self.file.resolve().relative_to(root.resolve())
-                except ValueError:
-                    shown = self.file
-            parts.append(str(shown) + (f":{self.line}" if self.line else ""))
+        shown = self.shown_file(root)
+        if shown is not None:
+            parts.append(shown + (f":{self.line}" if self.line else ""))
         elif self.line:
             parts.append(f"line {self.line}")
         if self.key:
