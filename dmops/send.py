@@ -59,6 +59,17 @@ from dmops.render import Compiled, compile_template, context_for
 from dmops.runlock import RunLock, check_stop, stop_reason
 from dmops.schedule import occurrence_key
 from dmops.sms import measure
+from dmops.sqlrender import (
+    SEND,
+    FastRun,
+    Unsupported,
+    build_sites,
+    compile_run,
+    hmac_pads,
+    ident,
+    register_functions,
+    run_query,
+)
 from dmops.timeutil import zone
 from dmops.workspace import Workspace
 
@@ -219,8 +230,10 @@ class _Renderer:
         for (variant, part), template in campaign.templates.items():
             self.parts.setdefault(variant, {})[part] = compile_template(template, html=(part == "html"))
         self.unsubscribe = compile_template(campaign.unsubscribe_url) if campaign.unsubscribe_url else None
+        self.pads = hmac_pads(secret)
         sender = self.config.sender
         self.headers: dict[str, str] = {}
+        self.domain = "dmops.invalid"
         if self.config.channel == "email" and sender is not None:
             self.headers["From"] = sender.from_
             if sender.reply_to:
@@ -324,12 +337,77 @@ def _render_in_workers(batches: Iterator[list[tuple[Any, ...]]], setup: tuple[An
                 future.cancel()
 
 
-def _contact_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
-    return [
-        row[0]
-        for row in con.execute("SELECT column_name FROM (DESCRIBE contacts)").fetchall()
+def _contact_columns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The contact columns a template can read -> their DuckDB types."""
+    return {
+        row[0]: row[1]
+        for row in con.execute("SELECT column_name, column_type FROM (DESCRIBE contacts)").fetchall()
         if not row[0].startswith("_dm")
-    ]
+    }
+
+
+def _fast_run(campaign: Campaign, columns: dict[str, str], engine: str) -> FastRun | None:
+    """The compiled SQL rendering of the campaign, or None when it needs Jinja (or Jinja was asked for)."""
+    if engine == "jinja":
+        return None
+    try:
+        return compile_run(campaign, columns)
+    except Unsupported:
+        if engine == "sql":
+            raise
+        return None
+
+
+def _fast_lines(
+    con: duckdb.DuckDBPyConnection,
+    fast: FastRun,
+    renderer: _Renderer,
+    summary: PlanSummary,
+    take: int,
+) -> Iterator[tuple[bytes, int]]:
+    """Render with the compiled query; a NULL line is re-rendered with Jinja, which raises its exact error."""
+    campaign = fast.campaign
+    address = ADDRESS_COLUMN[campaign.config.channel]
+    read = "".join(f", c.{ident(name)}" for name in fast.columns if name != "contact_id")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {SEND} AS
+            SELECT p.contact_id, p.variant AS _dm_variant, p.planned_at AS _dm_planned_at, c.{address} AS _dm_to{read}
+            FROM plan_rows p JOIN contacts c USING (contact_id)
+            WHERE p.variant IS NOT NULL ORDER BY p.contact_id LIMIT $take""",
+        {"take": take},
+    )
+    build_sites(con, fast.url_sites + fast.sites, fast.where)
+    register_functions(con)
+    sql = run_query(
+        fast,
+        occurrence=summary.occurrence,
+        channel=campaign.config.channel,
+        purpose=campaign.config.purpose,
+        headers=renderer.headers,
+        domain=renderer.domain,
+    )
+    params = {"ipad": renderer.pads[0], "opad": renderer.pads[1]} if fast.uses_token else {}
+    cursor = con.execute(sql, params)
+    while rows := cursor.fetchmany(BATCH):
+        lines = [line for _, line in rows]
+        if None in lines:
+            _raise_jinja_error(con, renderer, rows[lines.index(None)][0])
+        yield ("\n".join(lines) + "\n").encode(), len(lines)
+
+
+def _raise_jinja_error(con: duckdb.DuckDBPyConnection, renderer: _Renderer, contact_id: str) -> None:
+    columns = list(_contact_columns(con))
+    select = ", ".join(f"c.{ident(name)}" for name in columns)
+    address = ADDRESS_COLUMN[renderer.config.channel]
+    row = con.execute(
+        f"""SELECT p.variant, p.planned_at, c.{address}, {select}
+            FROM plan_rows p JOIN contacts c USING (contact_id) WHERE p.contact_id = $id""",
+        {"id": contact_id},
+    ).fetchone()
+    assert row is not None
+    variant, planned_at, to, *values = row
+    renderer.message(dict(zip(columns, values, strict=True)), variant, planned_at, to)
+    raise RuntimeError("the compiled template and Jinja disagree about a message; please report this")
 
 
 def send(
@@ -341,18 +419,41 @@ def send(
     limit: int | None = None,
     progress: Progress | None = None,
     show_pii: bool = False,
+    engine: str = "auto",
 ) -> SendResult:
-    """Send ``campaign`` for the occurrence of ``at``: see the module docs for the order of writes."""
+    """Send ``campaign`` for the occurrence of ``at``: see the module docs for the order of writes.
+
+    ``engine``: ``auto`` renders with compiled SQL when every template allows it, else Jinja;
+    ``jinja`` and ``sql`` force one (``sql`` raises :class:`Unsupported` when it cannot).
+    """
     if limit is not None and limit < 0:
         raise UsageError("--limit must be 0 or more")
     if dry_run:
-        return _run(ws, campaign, at, dry_run=True, limit=limit, progress=progress, show_pii=show_pii, recovered=0)
+        return _run(
+            ws,
+            campaign,
+            at,
+            dry_run=True,
+            limit=limit,
+            progress=progress,
+            show_pii=show_pii,
+            recovered=0,
+            engine=engine,
+        )
     with RunLock(ws.state_dir):
         check_stop(ws)
         occurrence = occurrence_key(campaign.config.recurrence, at, zone(ws.config.timezone))
         recovered = recover(ws, campaign, occurrence)
         return _run(
-            ws, campaign, at, dry_run=False, limit=limit, progress=progress, show_pii=show_pii, recovered=recovered
+            ws,
+            campaign,
+            at,
+            dry_run=False,
+            limit=limit,
+            progress=progress,
+            show_pii=show_pii,
+            recovered=recovered,
+            engine=engine,
         )
 
 
@@ -366,6 +467,7 @@ def _run(
     progress: Progress | None,
     show_pii: bool,
     recovered: int,
+    engine: str = "auto",
 ) -> SendResult:
     con = prepare(ws, campaign, writable_ledger=not dry_run)
     try:
@@ -373,14 +475,17 @@ def _run(
         secret = load_secret(ws, create=not dry_run)
         renderer = _Renderer(ws, campaign, summary.occurrence, secret, show_pii)
         take = summary.to_send if limit is None else min(limit, summary.to_send)
-        columns = _contact_columns(con)
-        select = ", ".join(f'c."{name}"' for name in columns)
-        con.execute(
-            f"""SELECT p.variant, p.planned_at, c.{ADDRESS_COLUMN[campaign.config.channel]}, {select}
-                FROM plan_rows p JOIN contacts c USING (contact_id)
-                WHERE p.variant IS NOT NULL ORDER BY p.contact_id LIMIT $take""",
-            {"take": take},
-        )
+        types = _contact_columns(con)
+        fast = _fast_run(campaign, types, engine)
+        columns = list(types)
+        if fast is None:
+            select = ", ".join(f"c.{ident(name)}" for name in columns)
+            con.execute(
+                f"""SELECT p.variant, p.planned_at, c.{ADDRESS_COLUMN[campaign.config.channel]}, {select}
+                    FROM plan_rows p JOIN contacts c USING (contact_id)
+                    WHERE p.variant IS NOT NULL ORDER BY p.contact_id LIMIT $take""",
+                {"take": take},
+            )
         folder = occurrence_dir(ws.outbox_dir, campaign.id, summary.occurrence)
         writer = RunWriter.start(folder) if take and not dry_run else None
         written = 0
@@ -388,7 +493,10 @@ def _run(
         run_dir: Path | None = None
         try:
             batches = iter(lambda: con.fetchmany(BATCH), [])
-            if take >= PARALLEL_MIN and (os.cpu_count() or 1) > 1:
+            rendered: Iterator[tuple[bytes, int]]
+            if fast is not None:
+                rendered = _fast_lines(con, fast, renderer, summary, take) if take else iter(())
+            elif take >= PARALLEL_MIN and (os.cpu_count() or 1) > 1:
                 rendered = _render_in_workers(batches, (ws, campaign, summary.occurrence, secret, show_pii, columns))
             else:
                 rendered = (_render_batch(renderer, columns, batch) for batch in batches)

@@ -520,7 +520,7 @@ def test_rendering_on_every_core_writes_the_same_bytes(tmp_path: Path, monkeypat
         ws = write(tmp_path / name, {"dmops.yaml": WS, "contacts.csv": contacts(60), "campaigns/promo.yaml": EMAIL})
         (ws / ".dmops").mkdir()
         (ws / ".dmops" / "secret.key").write_bytes(b"k" * 32)
-        _send_in_process(ws)
+        _send_in_process(ws, engine="jinja")
         runs.append((ws / "outbox/promo/once/run-0001" / MESSAGES).read_bytes())
     assert runs[0] == runs[1] and runs[0].count(b"\n") > 30
 
@@ -543,7 +543,7 @@ def test_a_render_error_in_a_worker_names_file_line_and_contact(tmp_path: Path, 
         },
     )
     with pytest.raises(DataError) as caught:
-        _send_in_process(ws)
+        _send_in_process(ws, engine="jinja")
     assert caught.value.location.key == "variants[0].subject" and caught.value.location.line == 10
     assert "contact 00*33" in caught.value.message
     assert outbox_messages(ws) == []
