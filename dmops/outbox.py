@@ -10,13 +10,16 @@ Run names are ``run-0001``, ``run-0002``, … per occurrence.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +84,11 @@ def _fsync_dir(path: Path) -> None:
 
 @dataclass
 class RunWriter:
-    """Writes one run: append messages, then :meth:`finish` makes it visible, or :meth:`abort` drops it."""
+    """Writes one run: append messages, then :meth:`finish` makes it visible, or :meth:`abort` drops it.
+
+    Hashing and writing happen on one background thread, in order, so they overlap with rendering;
+    a write error surfaces at the next :meth:`write_lines` or at :meth:`finish`.
+    """
 
     folder: Path  # the occurrence folder
     name: str
@@ -89,6 +96,8 @@ class RunWriter:
     count: int = 0
     _handle: Any = None
     _digest: Any = None
+    _thread: ThreadPoolExecutor | None = None
+    _pending: deque[Future[None]] = field(default_factory=deque)
 
     @property
     def sha256(self) -> str:
@@ -106,19 +115,38 @@ class RunWriter:
         writer = cls(folder=folder, name=name, tmp=tmp)
         writer._handle = (tmp / MESSAGES).open("wb")
         writer._digest = hashlib.sha256()
+        writer._thread = ThreadPoolExecutor(1, thread_name_prefix="dmops-outbox")
         return writer
 
-    def write_lines(self, lines: bytes, count: int) -> None:
-        """Append ``count`` encoded messages (see :func:`encode`)."""
+    def _append(self, lines: bytes) -> None:
         self._digest.update(lines)
         try:
             self._handle.write(lines)
         except OSError as exc:
             raise IOFailure(f"cannot write the outbox: {exc.strerror}", file=self.tmp / MESSAGES) from None
+
+    def _wait(self, keep: int) -> None:
+        while len(self._pending) > keep:
+            self._pending.popleft().result()
+
+    def write_lines(self, lines: bytes, count: int) -> None:
+        """Append ``count`` encoded messages (see :func:`encode`)."""
+        assert self._thread is not None
+        self._wait(1)  # at most two blocks in flight
+        self._pending.append(self._thread.submit(self._append, lines))
         self.count += count
+
+    def _stop_thread(self) -> None:
+        try:
+            self._wait(0)
+        finally:
+            if self._thread is not None:
+                self._thread.shutdown(wait=True, cancel_futures=True)
+                self._thread = None
 
     def finish(self, manifest: dict[str, Any]) -> Path:
         """Sync, write the manifest, and rename the run into view; the visible run folder."""
+        self._stop_thread()
         try:
             self._handle.flush()
             os.fsync(self._handle.fileno())
@@ -146,6 +174,8 @@ class RunWriter:
     def abort(self) -> None:
         """Drop the run: nothing of it becomes visible."""
         try:
+            with contextlib.suppress(Exception):  # the error that made us abort is already on its way
+                self._stop_thread()
             self._handle.close()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
