@@ -217,6 +217,14 @@ class Campaign:
             out.append(("holdout.where", self.config.holdout.where))
         return out
 
+    def texts(self) -> list[str]:
+        """The campaign's expressions and template sources: what may name a contact column or trait."""
+        texts = [expression for _, expression in self.where_clauses()]
+        texts += [template.source for template in self.templates.values()]
+        if self.unsubscribe_url is not None:
+            texts.append(self.unsubscribe_url.source)
+        return texts
+
 
 def key_path(key: str) -> KeyPath:
     """``variants[0].where`` -> ``('variants', 0, 'where')``."""

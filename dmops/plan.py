@@ -29,7 +29,7 @@ from typing import Any
 
 import duckdb
 
-from dmops import expressions, ledger
+from dmops import expressions, ledger, traits
 from dmops.campaign import Campaign, Cell, key_path
 from dmops.contacts import load_contacts
 from dmops.db import bound, connect, lock_down
@@ -256,6 +256,8 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
     ws_zone = zone(ws.config.timezone)
     occurrence = occurrence_key(config.recurrence, at, ws_zone)
     local_at = at.astimezone(ws_zone).replace(tzinfo=None)
+    if traits.mentioned(campaign.texts()):
+        traits.add_to_contacts(con, ws, at)
     expressions.create_source(con, local_at.isoformat(sep=" "), local_at.date().isoformat())
     _check_expressions(con, campaign)
     _schedule(con, ws, campaign, at)

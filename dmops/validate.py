@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 
-from dmops import expressions, render
+from dmops import expressions, render, traits
 from dmops.campaign import Campaign, campaign_files, find_campaign_file, load_campaign
 from dmops.contacts import ContactsInfo, address_quality, load_contacts
 from dmops.db import connect
@@ -93,8 +93,8 @@ def validate(root: Path, names: Sequence[str] = ()) -> ValidationReport:
     columns: list[str] | None = None
     try:
         report.contacts = load_contacts(con, ws)
-        columns = list(report.contacts.columns)
         report.quality = address_quality(con)
+        columns = [*report.contacts.columns, *traits.add_to_contacts(con, ws, None)]
         expressions.create_source(con)
     except DmopsError as exc:
         report.add(exc)

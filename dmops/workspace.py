@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import phonenumbers
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from dmops.errors import ConfigError, DmopsError, MissingInputError, ProblemsFound
 from dmops.schema import Strict, hinted, validate_doc
@@ -54,6 +54,41 @@ class QuietHours(Strict):
         return value
 
 
+class Lifecycle(Strict):
+    """The windows that define lifecycle stages (see :mod:`dmops.traits`)."""
+
+    new_within: str = "30d"
+    active_within: str = "90d"
+    churned_after: str = "180d"
+
+    @field_validator("new_within", "active_within", "churned_after")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Lifecycle:
+        if not self.new_window <= self.active_window < self.churned_window:
+            raise hinted(
+                "the lifecycle windows must satisfy new_within <= active_within < churned_after",
+                "e.g. new_within: 30d, active_within: 90d, churned_after: 180d",
+            )
+        return self
+
+    @property
+    def new_window(self) -> timedelta:
+        return parse_duration(self.new_within)
+
+    @property
+    def active_window(self) -> timedelta:
+        return parse_duration(self.active_within)
+
+    @property
+    def churned_window(self) -> timedelta:
+        return parse_duration(self.churned_after)
+
+
 class WorkspaceConfig(Strict):
     """The schema of ``dmops.yaml``."""
 
@@ -68,6 +103,7 @@ class WorkspaceConfig(Strict):
     outbox_dir: str = "outbox"
     campaigns_dir: str = "campaigns"
     phone_region: str | None = None
+    lifecycle: Lifecycle = Lifecycle()
 
     @field_validator("timezone")
     @classmethod
