@@ -433,14 +433,26 @@ def report_command(
         typer.Option("--period", help="month or quarter: every campaign summed per period; retention: month or week."),
     ] = None,
     event: Annotated[str, typer.Option("--event", help="retention: the event that counts.")] = "conversion",
+    at: AtOption = None,
+    months: Annotated[int, typer.Option("--months", help="lifecycle: how many months, ending with --at's.")] = 12,
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="fatigue: the unsubscribe rate that suggests a cap.")
+    ] = 0.005,
 ) -> None:
-    """Open, click, conversion, revenue per campaign and variant, lift vs holdout, A/B tests and goals."""
+    """Open, click, conversion, revenue per campaign and variant, lift vs holdout, A/B tests and goals.
+
+    Also: 'retention' (cohorts), 'lifecycle' (stages per month, flows, churn) and 'fatigue'
+    (unsubscribe and complaint rates by recent message count).
+    """
     from dmops.campaign import campaign_files
     from dmops.report import campaign_report, open_report, period_report, retention, to_csv
     from dmops.reportformat import markdown, page, period_markdown
 
     ws = _workspace(ctx)
     names = campaigns or []
+    if names in (["lifecycle"], ["fatigue"]):
+        _lifecycle_reports(ws, names[0], fmt, out_file, at, months, threshold)
+        return
     try:
         con = open_report(ws)
         try:
@@ -491,6 +503,39 @@ def report_command(
     if check_goals and missed:
         _console(stderr=True).print(f"{len(missed)} goal(s) missed")
         raise typer.Exit(int(ExitCode.FAILURE))
+
+
+def _lifecycle_reports(
+    ws: Workspace, which: str, fmt: str, out_file: Path | None, at: str | None, months: int, threshold: float
+) -> None:
+    from dmops.contacts import load_contacts
+    from dmops.lifecycle import fatigue_report, lifecycle_report
+    from dmops.report import open_report
+    from dmops.reportformat import fatigue_page, fatigue_table, lifecycle_page, lifecycle_table
+
+    with _reported(ws.root):
+        if fmt not in ("table", "json", "html"):
+            raise UsageError(f"the {which} report comes as table, json or html")
+        if which == "lifecycle" and not 1 <= months <= 120:
+            raise UsageError("--months must be between 1 and 120")
+        if which == "fatigue" and not 0 <= threshold < 1:
+            raise UsageError("--threshold must be a rate between 0 and 1, e.g. 0.005")
+        con = open_report(ws)
+        try:
+            if which == "lifecycle":
+                load_contacts(con, ws)
+                moment = resolve_at(at, datetime.now(UTC), zone(ws.config.timezone))
+                view = lifecycle_report(con, ws, moment, months)
+            else:
+                view = fatigue_report(con, threshold)
+        finally:
+            con.close()
+        if fmt == "json":
+            _emit(json.dumps(view, ensure_ascii=False, indent=2), out_file)
+        elif fmt == "html":
+            _emit(lifecycle_page(view) if which == "lifecycle" else fatigue_page(view), out_file)
+        else:
+            _emit(lifecycle_table(view) if which == "lifecycle" else fatigue_table(view), out_file)
 
 
 def _print_report_table(reports: list[Any]) -> None:

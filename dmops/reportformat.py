@@ -169,3 +169,173 @@ def period_markdown(periods: list[dict[str, Any]]) -> str:
         cells = " | ".join(fmt(p.get(k), k) for k in keys)
         lines.append(f"| {p['period']} | {len(p['campaigns'])} | {cells} | {p['goals_met']} | {p['goals_missed']} |")
     return "\n".join(lines) + "\n\nRates are over every campaign's messages in the period (holdouts excluded).\n"
+
+
+STAGE_COLOURS = {
+    "prospect": "#bab0ac",
+    "new": "#59a14f",
+    "active": "#4c78a8",
+    "reactivated": "#b07aa1",
+    "at_risk": "#f28e2b",
+    "churned": "#e15759",
+}
+
+
+def _html_page(title: str, body: list[str]) -> str:
+    style = (
+        "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0}"
+        "td,th{padding:2px 8px;text-align:right;border-bottom:1px solid #eee}.key span{display:inline-block;"
+        "width:1em;height:1em;margin:0 .3em 0 1em;vertical-align:middle}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    )
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}%"
+
+
+def lifecycle_table(view: dict[str, Any]) -> str:
+    """The lifecycle report as plain text: stage counts per month, churn, flows."""
+    stages = view["stages"]
+    churn = {c["month"]: c for c in view["churn"]}
+    width = max(len(s) for s in stages) + 2
+    lines = [f"Lifecycle stages at the end of each month (the last as of {view['at']})", ""]
+    lines.append("month   " + "".join(f"{s:>{width}}" for s in stages) + f"{'churn rate':>{width + 2}}")
+    for month in view["months"]:
+        rate = churn.get(month["month"], {}).get("rate")
+        lines.append(
+            f"{month['month']:<8}"
+            + "".join(f"{month['counts'][s]:>{width},}" for s in stages)
+            + f"{_percent(rate):>{width + 2}}"
+        )
+    lines += ["", "Flows between consecutive months:"]
+    for flow in view["flows"]:
+        lines.append(
+            f"  {flow['from_month']} → {flow['to_month']}: won back (at_risk → active/reactivated) "
+            f"{flow['won_back']:,}; slipped (new/active/reactivated → at_risk) {flow['slipped']:,}; "
+            f"churned → reactivated {flow['reactivated_from_churned']:,}"
+        )
+    lines += ["", f"Churn rate: {view['definitions']['churn_rate']}."]
+    return "\n".join(lines) + "\n"
+
+
+def lifecycle_page(view: dict[str, Any]) -> str:
+    """Self-contained HTML: a stacked bar per month, the counts, the flows and the churn definition."""
+    months = view["months"]
+    stages = view["stages"]
+    top = max([sum(m["counts"].values()) for m in months] + [1])
+    bar_w, gap, height = 36, 12, 220
+    svg = [f'<svg width="{len(months) * (bar_w + gap) + 40}" height="{height + 40}" role="img">']
+    for i, month in enumerate(months):
+        x = 20 + i * (bar_w + gap)
+        y = height + 10
+        for stage in stages:
+            h = month["counts"][stage] / top * height
+            y -= h
+            svg.append(
+                f'<rect x="{x}" y="{y:.1f}" width="{bar_w}" height="{h:.1f}" fill="{STAGE_COLOURS[stage]}">'
+                f"<title>{html.escape(month['month'])} {stage}: {month['counts'][stage]:,}</title></rect>"
+            )
+        svg.append(
+            f'<text x="{x + bar_w / 2}" y="{height + 28}" font-size="10" text-anchor="middle">'
+            f"{html.escape(month['month'])}</text>"
+        )
+    svg.append("</svg>")
+    key = "".join(f"<span style='background:{STAGE_COLOURS[s]}'></span>{s}" for s in stages)
+    churn = {c["month"]: c for c in view["churn"]}
+    body = [
+        "<h1>Lifecycle stages by month</h1>",
+        f"<p>Each month as of its end in the workspace time zone; the last as of {html.escape(view['at'])}.</p>",
+        "".join(svg),
+        f"<p class='key'>{key}</p><table><tr><th>month</th>",
+        "".join(f"<th>{s}</th>" for s in stages) + "<th>churn rate</th></tr>",
+    ]
+    for month in months:
+        rate = churn.get(month["month"], {}).get("rate")
+        body.append(
+            f"<tr><td>{html.escape(month['month'])}</td>"
+            + "".join(f"<td>{month['counts'][s]:,}</td>" for s in stages)
+            + f"<td>{_percent(rate)}</td></tr>"
+        )
+    body.append(
+        "</table><h2>Flows</h2><table><tr><th>months</th><th>won back</th><th>slipped</th>"
+        "<th>churned → reactivated</th></tr>"
+    )
+    for flow in view["flows"]:
+        body.append(
+            f"<tr><td>{html.escape(flow['from_month'])} → {html.escape(flow['to_month'])}</td>"
+            f"<td>{flow['won_back']:,}</td><td>{flow['slipped']:,}</td><td>{flow['reactivated_from_churned']:,}</td></tr>"
+        )
+    body.append(f"</table><p>Churn rate: {html.escape(view['definitions']['churn_rate'])}.</p>")
+    return _html_page("dmops lifecycle", body)
+
+
+def fatigue_table(view: dict[str, Any]) -> str:
+    """The fatigue report as plain text, per channel and window."""
+    lines = []
+    for channel in view["channels"]:
+        for window, curve in channel["windows"].items():
+            lines += [
+                f"{channel['channel']}: messages by marketing messages in the previous {window}",
+                f"{'prior':>6} {'messages':>10} {'unsub':>7} {'unsub rate [95% CI]':>28} {'complaint rate [95% CI]':>30}",
+            ]
+            for p in curve:
+                u_low, u_high = p["unsubscribe_ci"]
+                q_low, q_high = p["complaint_ci"]
+                lines.append(
+                    f"{p['label']:>6} {p['messages']:>10,} {p['unsubscribes']:>7,} "
+                    f"{_percent(p['unsubscribe_rate']) + ' [' + _percent(u_low) + ', ' + _percent(u_high) + ']':>28} "
+                    f"{_percent(p['complaint_rate']) + ' [' + _percent(q_low) + ', ' + _percent(q_high) + ']':>30}"
+                )
+            lines.append("")
+        suggestion = channel["suggestion"]
+        if suggestion:
+            cap = suggestion["cap"]
+            lines.append(
+                f"Suggested cap for {channel['channel']}: {{max: {cap['max']}, per: {cap['per']}}} — {suggestion['because']}"
+            )
+        else:
+            lines.append(
+                f"No cap suggested for {channel['channel']}: no 7-day bucket's unsubscribe rate is credibly above "
+                f"{_percent(view['threshold'])}."
+            )
+        lines.append("")
+    if not view["channels"]:
+        lines.append("No marketing messages in the ledger yet.")
+    lines += [f"Rates: {view['definitions']['rates']}.", f"Suggestion: {view['definitions']['suggestion']}."]
+    return "\n".join(lines) + "\n"
+
+
+def fatigue_page(view: dict[str, Any]) -> str:
+    """Self-contained HTML: per channel and window, the unsubscribe rate by prior count with its interval."""
+    body = ["<h1>Message fatigue</h1>"]
+    for channel in view["channels"]:
+        body.append(f"<h2>{html.escape(channel['channel'])}</h2>")
+        for window, curve in channel["windows"].items():
+            scale = max([p["unsubscribe_ci"][1] or 0 for p in curve] + [0.001])
+            body.append(
+                f"<h3>by marketing messages in the previous {window} (bar: unsubscribe rate; line: 95% CI)</h3>"
+                "<table><tr><th>prior</th><th>messages</th><th>unsubscribe rate</th><th></th>"
+                "<th>complaint rate</th></tr>"
+            )
+            for p in curve:
+                low, high = p["unsubscribe_ci"]
+                body.append(
+                    f"<tr><td>{p['label']}</td><td>{p['messages']:,}</td><td>{_percent(p['unsubscribe_rate'])}</td>"
+                    f"<td>{_bar(p['unsubscribe_rate'], low, high, scale)}</td><td>{_percent(p['complaint_rate'])}</td></tr>"
+                )
+            body.append("</table>")
+        suggestion = channel["suggestion"]
+        body.append(
+            f"<p>Suggested cap: {{max: {suggestion['cap']['max']}, per: 7d}} — {html.escape(suggestion['because'])}</p>"
+            if suggestion
+            else "<p>No cap suggested.</p>"
+        )
+    body.append(
+        f"<p>Rates: {html.escape(view['definitions']['rates'])}.</p>"
+        f"<p>Suggestion: {html.escape(view['definitions']['suggestion'])}.</p>"
+    )
+    return _html_page("dmops fatigue", body)

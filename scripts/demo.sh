@@ -22,7 +22,14 @@ expect_fail dmops --workspace demo-workspace validate
 rm -rf .dmops outbox outbox-eml STOP
 run dmops validate
 
-# Plan, send, and send again: the rerun sends nothing twice.
+# The shop's order history: computed traits (lifecycle_stage, recency, RFM) come from it.
+run dmops events import samples/events.csv
+# Three weekly newsletters: the message history the fatigue report reads.
+run dmops send newsletter --at 2026-11-19T09:00
+run dmops send newsletter --at 2026-11-26T09:00
+run dmops send newsletter --at 2026-12-03T09:00
+
+# The win-back targets lifecycle_stage = 'at_risk'. Plan, send, and send again: the rerun sends nothing twice.
 run dmops plan winback-2026-12 --at 2026-12-10T09:00
 run dmops send winback-2026-12 --at 2026-12-10T09:00
 run dmops send winback-2026-12 --at 2026-12-10T09:00
@@ -46,4 +53,8 @@ run dmops events import samples/events.csv
 run dmops report winback-2026-12
 run dmops report flash-sale-1212 --format csv
 run dmops report --format html --out outbox/report.html
+run dmops report lifecycle --at 2026-12-10T09:00 --months 6
+run dmops report lifecycle --at 2026-12-10T09:00 --format html --out outbox/lifecycle.html
+run dmops report fatigue
+run dmops report fatigue --format html --out outbox/fatigue.html
 printf '\nThe HTML report is at %s\n' "$PWD/outbox/report.html"

@@ -4,7 +4,8 @@
 
 For the demo only: a delivery system would report these. Each message gets
 `delivered` or a bounce, some opens and clicks, a few unsubscribes and
-complaints; recipients and held-out contacts convert at different rates
+complaints (more of them the more marketing messages of the channel the
+contact had in the 30 days before); recipients and held-out contacts convert at different rates
 (variant b a little better), within each campaign's window. Seeded: the same
 outbox gives the same file.
 """
@@ -30,13 +31,19 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     con = duckdb.connect(str(args.workspace / ".dmops" / "ledger.duckdb"), read_only=True)
+    # prior: marketing messages of the same channel to the contact in the 30 days before this one
     rows = con.execute(
-        """SELECT contact_id, kind, coalesce(variant, 'holdout'), planned_at, message_id, channel
+        """SELECT contact_id, kind, coalesce(variant, 'holdout'), planned_at, message_id, channel,
+                  CASE WHEN kind = 'message' AND purpose = 'marketing' THEN
+                       count(*) FILTER (WHERE kind = 'message' AND purpose = 'marketing')
+                       OVER (PARTITION BY contact_id, channel ORDER BY planned_at
+                             RANGE BETWEEN INTERVAL 30 DAYS PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING)
+                  ELSE 0 END AS prior
            FROM entries ORDER BY campaign_id, occurrence, contact_id, kind"""
     ).fetchall()
     con.close()
     events = []
-    for contact, kind, variant, planned, message_id, channel in rows:
+    for contact, kind, variant, planned, message_id, channel, prior in rows:
         t: datetime = planned
         if kind == "message":
             if rng.random() < 0.03:
@@ -63,9 +70,10 @@ def main() -> None:
                             "url": "https://shop.example.com/",
                         }
                     )
-            if rng.random() < 0.006:
+            # fatigue: every recent message makes the next unsubscribe and complaint likelier
+            if rng.random() < 0.002 + 0.006 * prior:
                 events.append({"event": "unsubscribe", "ts": t + timedelta(hours=2), "message_id": message_id})
-            if rng.random() < 0.001:
+            if rng.random() < 0.0005 + 0.001 * prior:
                 events.append({"event": "complaint", "ts": t + timedelta(hours=3), "message_id": message_id})
         if rng.random() < LIFT.get(variant, 0.05):
             events.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -150,9 +151,15 @@ def test_unknown_campaign_is_66(cli, root: Path) -> None:
 
 
 def test_sample_workspace_plan(cli, tmp_path: Path) -> None:
-    result = cli("-w", REPO, "plan", "winback-2026-12", "--at", "2026-11-30T09:00", "--format", "json")
+    root = tmp_path / "ws"
+    for name in ("campaigns", "samples"):
+        shutil.copytree(REPO / name, root / name)
+    shutil.copy(REPO / "dmops.yaml", root / "dmops.yaml")
+    assert cli("-w", root, "events", "import", "samples/events.csv").exit_code == 0  # the order history
+    result = cli("-w", root, "plan", "winback-2026-12", "--at", "2026-11-30T09:00", "--format", "json")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
+    assert payload["audience"] > 50  # gold and silver members whose last order was 90-180 days ago
     assert payload["audience"] == payload["to_send"] + sum(payload["excluded"].values())
     for reason in ("invalid_address", "no_consent", "suppressed", "holdout"):
         assert payload["excluded"][reason] > 0, reason

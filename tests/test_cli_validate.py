@@ -12,7 +12,7 @@ def test_sample_workspace_is_valid(cli) -> None:
     result = cli("--workspace", REPO, "validate")
     assert result.exit_code == 0, result.output
     assert "contacts: 5,000 rows" in result.output
-    assert "campaigns: flash-sale-1212, welcome, winback-2026-12" in result.output
+    assert "campaigns: flash-sale-1212, newsletter, welcome, winback-2026-12" in result.output
     assert "ok: workspace is valid" in result.output
 
 

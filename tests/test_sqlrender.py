@@ -28,6 +28,7 @@ from dmops.sqlrender import (
     python_whitespace,
     token_sql,
 )
+from dmops.traits import TRAITS
 from dmops.workspace import load_workspace
 from tests.planning import write
 
@@ -266,7 +267,8 @@ def test_the_sample_workspace_campaigns_compile(tmp_path: Path) -> None:
     shutil.copy(repo / "dmops.yaml", root / "dmops.yaml")
     ws = load_workspace(root)
     for path in sorted((root / "campaigns").glob("*.yaml")):
-        compile_run(load_campaign(path, ws), {"first_name": "VARCHAR", "tier": "VARCHAR", "city": "VARCHAR"})
+        columns = {"first_name": "VARCHAR", "tier": "VARCHAR", "city": "VARCHAR", **TRAITS}
+        compile_run(load_campaign(path, ws), columns)
 
 
 # --- the SQL building blocks against their Python definitions ---------------------------------

@@ -1,0 +1,194 @@
+"""``dmops report lifecycle`` and ``dmops report fatigue``: stages month by month, and what frequency costs.
+
+Lifecycle: each contact of the contacts file gets its ``lifecycle_stage``
+(:mod:`dmops.traits`) as of the end of each month, in the workspace time zone
+(the last month ends at ``--at``); the report counts the stages, the flows
+between consecutive months and the churn rate.
+
+Fatigue: every marketing message in the ledger is bucketed by how many
+marketing messages of the same channel the contact had been sent in the 7 and
+30 days before it (``[t - 7 days, t)``); per channel and bucket, the share of
+those messages followed by an unsubscribe or a complaint event for that
+message, with Wilson 95% intervals.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+from dateutil.relativedelta import relativedelta
+from scipy.stats import binomtest
+
+from dmops import ledger, traits
+from dmops.timeutil import zone
+from dmops.workspace import Workspace
+
+CUSTOMERS = ("new", "active", "reactivated", "at_risk")
+CHURN_DEFINITION = (
+    "churn rate of month m = contacts whose stage was new, active, reactivated or at_risk at the end of month m-1 "
+    "and is churned at the end of m / contacts whose stage was new, active, reactivated or at_risk at the end of m-1"
+)
+WINDOWS = {"7d": (7, 10), "30d": (30, 30)}  # window -> (days, the bucket that collects "this many or more")
+FATIGUE_DEFINITION = (
+    "for each marketing message at planned time t: prior = marketing messages of the same channel to the same "
+    "contact planned in [t - window, t); rate = messages followed by an unsubscribe (complaint) event for that "
+    "message / messages; 95% Wilson interval"
+)
+
+
+def month_ends(ws: Workspace, at: datetime, months: int) -> list[tuple[str, datetime]]:
+    """(label, instant in UTC) for the end of each of the last ``months`` months; the last is ``at`` itself."""
+    tz = zone(ws.config.timezone)
+    local = at.astimezone(tz)
+    first_of_month = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+    ends: list[tuple[str, datetime]] = [(first_of_month.strftime("%Y-%m"), at.astimezone(UTC))]
+    for back in range(1, months):
+        start = first_of_month - relativedelta(months=back)
+        end = (start + relativedelta(months=1)).replace(tzinfo=tz)
+        ends.append((start.strftime("%Y-%m"), end.astimezone(UTC)))
+    return list(reversed(ends))
+
+
+def lifecycle_report(con: duckdb.DuckDBPyConnection, ws: Workspace, at: datetime, months: int = 12) -> dict[str, Any]:
+    """Stage counts, flows and churn per month; ``con`` holds ``contacts`` and the attached ledger."""
+    ends = month_ends(ws, at, months)
+    con.execute("CREATE OR REPLACE TEMP TABLE _dm_stages (month VARCHAR, contact_id VARCHAR, stage VARCHAR)")
+    for label, instant in ends:
+        table = traits.compute(con, ws, instant)
+        con.execute(f"INSERT INTO _dm_stages SELECT $m, contact_id, lifecycle_stage FROM {table}", {"m": label})
+    counts = {label: dict.fromkeys(traits.STAGES, 0) for label, _ in ends}
+    for month, stage, n in con.execute("SELECT month, stage, count(*) FROM _dm_stages GROUP BY ALL").fetchall():
+        counts[month][stage] = int(n)
+    labels = [label for label, _ in ends]
+    flows: list[dict[str, Any]] = []
+    churn: list[dict[str, Any]] = []
+    for before, after in itertools.pairwise(labels):
+        rows = con.execute(
+            """SELECT a.stage, b.stage, count(*) FROM _dm_stages a JOIN _dm_stages b USING (contact_id)
+               WHERE a.month = $a AND b.month = $b AND a.stage <> b.stage GROUP BY ALL ORDER BY 3 DESC, 1, 2""",
+            {"a": before, "b": after},
+        ).fetchall()
+        moves = {(f, t): int(n) for f, t, n in rows}
+        base = sum(counts[before][s] for s in CUSTOMERS)
+        churned = sum(n for (f, t), n in moves.items() if t == "churned" and f in CUSTOMERS)
+        flows.append(
+            {
+                "from_month": before,
+                "to_month": after,
+                "won_back": sum(n for (f, t), n in moves.items() if f == "at_risk" and t in ("active", "reactivated")),
+                "reactivated_from_churned": moves.get(("churned", "reactivated"), 0),
+                "slipped": sum(
+                    n for (f, t), n in moves.items() if f in ("new", "active", "reactivated") and t == "at_risk"
+                ),
+                "moves": [{"from": f, "to": t, "contacts": n} for (f, t), n in moves.items()],
+            }
+        )
+        churn.append(
+            {"month": after, "customers_before": base, "churned": churned, "rate": churned / base if base else None}
+        )
+    return {
+        "at": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "stages": list(traits.STAGES),
+        "months": [{"month": label, "counts": counts[label]} for label in labels],
+        "flows": flows,
+        "churn": churn,
+        "definitions": {
+            "churn_rate": CHURN_DEFINITION,
+            "month_end": "stages as of the first instant of the next month in the workspace time zone; "
+            "the current month as of --at",
+            "lifecycle": dict(ws.config.lifecycle.model_dump()),
+        },
+    }
+
+
+def wilson(successes: int, trials: int) -> tuple[float | None, float | None]:
+    if trials == 0:
+        return None, None
+    ci = binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+FATIGUE_SQL = f"""
+WITH m AS (
+    SELECT message_id, channel,
+           count(*) OVER (PARTITION BY contact_id, channel ORDER BY planned_at
+                          RANGE BETWEEN INTERVAL 7 DAYS PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING) AS prior_7d,
+           count(*) OVER (PARTITION BY contact_id, channel ORDER BY planned_at
+                          RANGE BETWEEN INTERVAL 30 DAYS PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING) AS prior_30d
+    FROM {ledger.ALIAS}.entries WHERE kind = 'message' AND purpose = 'marketing'
+),
+o AS (
+    SELECT message_id, bool_or(event = 'unsubscribe') AS u, bool_or(event = 'complaint') AS q
+    FROM {ledger.ALIAS}.events WHERE message_id IS NOT NULL AND event IN ('unsubscribe', 'complaint')
+    GROUP BY message_id
+),
+j AS (SELECT m.*, coalesce(o.u, false) AS u, coalesce(o.q, false) AS q FROM m LEFT JOIN o USING (message_id))
+SELECT channel, '7d' AS win, least(prior_7d, {WINDOWS["7d"][1]}) AS bucket, count(*), count(*) FILTER (WHERE u),
+       count(*) FILTER (WHERE q)
+FROM j GROUP BY ALL
+UNION ALL
+SELECT channel, '30d', least(prior_30d, {WINDOWS["30d"][1]}), count(*), count(*) FILTER (WHERE u),
+       count(*) FILTER (WHERE q)
+FROM j GROUP BY ALL
+ORDER BY 1, 2, 3
+"""
+
+
+def fatigue_report(con: duckdb.DuckDBPyConnection, threshold: float = 0.005) -> dict[str, Any]:
+    """Unsubscribe and complaint rates by prior-message count, per channel and window; a suggested cap."""
+    rows = con.execute(FATIGUE_SQL).fetchall()
+    curves: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for channel, win, bucket, messages, unsubscribed, complained in rows:
+        u_low, u_high = wilson(int(unsubscribed), int(messages))
+        q_low, q_high = wilson(int(complained), int(messages))
+        top = WINDOWS[win][1]
+        curves.setdefault((channel, win), []).append(
+            {
+                "prior": int(bucket),
+                "label": f"{bucket}+" if bucket == top else str(bucket),
+                "messages": int(messages),
+                "unsubscribes": int(unsubscribed),
+                "unsubscribe_rate": unsubscribed / messages,
+                "unsubscribe_ci": [u_low, u_high],
+                "complaints": int(complained),
+                "complaint_rate": complained / messages,
+                "complaint_ci": [q_low, q_high],
+            }
+        )
+    channels = []
+    for channel in sorted({c for c, _ in curves}):
+        entry: dict[str, Any] = {"channel": channel, "windows": {}}
+        for win in WINDOWS:
+            entry["windows"][win] = curves.get((channel, win), [])
+        entry["suggestion"] = _suggest(entry["windows"]["7d"], threshold)
+        channels.append(entry)
+    return {
+        "threshold": threshold,
+        "channels": channels,
+        "definitions": {
+            "rates": FATIGUE_DEFINITION,
+            "suggestion": (
+                "the smallest k >= 1 such that messages sent when the contact already had k messages of the channel "
+                "in the previous 7 days have an unsubscribe rate whose Wilson 95% lower bound is above the threshold; "
+                "suggested cap: at most k messages per 7 days"
+            ),
+        },
+    }
+
+
+def _suggest(curve: list[dict[str, Any]], threshold: float) -> dict[str, Any] | None:
+    for point in curve:
+        low = point["unsubscribe_ci"][0]
+        if point["prior"] >= 1 and low is not None and low > threshold:
+            return {
+                "cap": {"max": point["prior"], "per": "7d"},
+                "because": (
+                    f"messages sent after {point['label']} in the previous 7 days: unsubscribe rate "
+                    f"{point['unsubscribe_rate']:.2%} (95% CI {low:.2%}–{point['unsubscribe_ci'][1]:.2%}) "
+                    f"over {point['messages']:,} messages, above the threshold {threshold:.2%}"
+                ),
+            }
+    return None
