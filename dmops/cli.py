@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from dmops import __version__
 from dmops.campaign import Campaign, find_campaign_file, load_campaign
-from dmops.errors import DmopsError, ExitCode, OutputError, ProblemsFound, UsageError
+from dmops.errors import DmopsError, ExitCode, Location, OutputError, ProblemsFound, UsageError
 from dmops.plan import REASONS, Check, PlanSummary, explain, iso_z, run_plan
 from dmops.scaffold import init_workspace
 from dmops.schedule import resolve_at
@@ -291,14 +291,22 @@ def send_command(
     limit: Annotated[
         int | None, typer.Option("--limit", min=0, help="Send only the first N eligible contacts by contact id.")
     ] = None,
+    skip_lint: Annotated[
+        bool, typer.Option("--skip-lint", help="Send even when the error-level lint rules fire (printed loudly).")
+    ] = False,
 ) -> None:
-    """Render CAMPAIGN and write its messages to the outbox; a rerun sends nothing twice."""
+    """Render CAMPAIGN and write its messages to the outbox; a rerun sends nothing twice.
+
+    The error-level rules of `dmops lint` run first: on an error nothing is sent (exit 1).
+    """
     from dmops.send import StoppedDuringSend, send
 
     options: Options = ctx.obj
     ws, loaded = _open(ctx, campaign)
     err = _console(stderr=True)
     interactive = sys.stderr.isatty()
+    if skip_lint:
+        err.print("[bold red]WARNING: --skip-lint: content and compliance checks were NOT run for this send[/]")
     try:
         moment = resolve_at(at, datetime.now(UTC), zone(ws.config.timezone))
         if interactive:
@@ -314,9 +322,12 @@ def send_command(
                     limit=limit,
                     show_pii=options.show_pii,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
+                    lint=not skip_lint,
                 )
         else:
-            result = send(ws, loaded, moment, dry_run=dry_run, limit=limit, show_pii=options.show_pii)
+            result = send(
+                ws, loaded, moment, dry_run=dry_run, limit=limit, show_pii=options.show_pii, lint=not skip_lint
+            )
     except StoppedDuringSend as stopped:
         _print_send(stopped.result, ws)
         raise _fail(stopped, ws.root) from None
@@ -414,6 +425,69 @@ def events_import_command(
         f"{escape(file.name)}: {result.rows:,} rows, {result.imported:,} imported, "
         f"{result.duplicates:,} already there; {result.suppressions:,} suppressions added"
     )
+
+
+@app.command("lint")
+def lint_command(
+    ctx: typer.Context,
+    campaigns: Annotated[list[str] | None, typer.Argument(help="Campaign ids or files (default: all).")] = None,
+    fmt: Annotated[
+        Literal["table", "json", "github"],
+        typer.Option("--format", help="table, json, or github (workflow annotations)."),
+    ] = "table",
+    at: AtOption = None,
+    sample: Annotated[int, typer.Option("--sample", min=1, help="Real contacts rendered per variant.")] = 200,
+) -> None:
+    """Render every variant for sample and edge contacts and check compliance and deliverability; exit 1 on an error."""
+    from dmops import traits
+    from dmops.campaign import campaign_files
+    from dmops.lint import github_annotations, lint_campaign
+    from dmops.plan import prepare
+
+    ws = _workspace(ctx)
+    with _reported(ws.root):
+        paths = [find_campaign_file(ws, n) for n in campaigns] if campaigns else campaign_files(ws)
+        loaded = [load_campaign(p, ws) for p in paths]
+        if not loaded:
+            raise UsageError("no campaigns to lint")
+        moment = resolve_at(at, datetime.now(UTC), zone(ws.config.timezone))
+        con = prepare(ws, loaded[0])
+        try:
+            if any(traits.mentioned(c.texts()) for c in loaded):
+                traits.add_to_contacts(con, ws, moment)
+            results = [lint_campaign(con, ws, c, sample) for c in loaded]
+        finally:
+            con.close()
+    findings = [f for r in results for f in r.findings]
+    errors = sum(f.severity == "error" for f in findings)
+    if fmt == "json":
+        payload = {
+            "campaigns": [c.id for c in loaded],
+            "rendered": sum(r.rendered for r in results),
+            "errors": errors,
+            "warnings": len(findings) - errors,
+            "findings": [f.as_json() for f in findings],
+        }
+        _emit(json.dumps(payload, ensure_ascii=False, indent=2), None)
+    elif fmt == "github":
+        sys.stdout.write(github_annotations(findings, ws.root))
+    else:
+        out = _console()
+        for f in findings:
+            where = (Location(file=Path(f.file)).shown_file(ws.root) if f.file else None) or f.campaign
+            colour = "red" if f.severity == "error" else "yellow"
+            out.print(
+                f"{escape(where)}:{f.line or ''}: [{colour}]{f.severity}[/] {f.rule} "
+                f"({escape(f.campaign)}/{escape(f.variant)}/{f.part}): {escape(f.message)}"
+                + (f" [{f.contacts} sample contacts]" if f.contacts > 1 else "")
+            )
+            out.print(f"    fix: {escape(f.hint)}")
+        out.print(
+            f"{len(loaded)} campaign(s), {sum(r.rendered for r in results):,} messages rendered: "
+            f"{errors} error(s), {len(findings) - errors} warning(s)"
+        )
+    if errors:
+        raise typer.Exit(int(ExitCode.FAILURE))
 
 
 @app.command("report")

@@ -420,8 +420,12 @@ def send(
     progress: Progress | None = None,
     show_pii: bool = False,
     engine: str = "auto",
+    lint: bool = False,
 ) -> SendResult:
     """Send ``campaign`` for the occurrence of ``at``: see the module docs for the order of writes.
+
+    ``lint``: run the error-level ``dmops lint`` rules (:data:`dmops.lint.SEND_GATE`) on the planned
+    campaign first and raise :class:`dmops.lint.LintFailed` (nothing written) when one fires.
 
     ``engine``: ``auto`` renders with compiled SQL when every template allows it, else Jinja;
     ``jinja`` and ``sql`` force one (``sql`` raises :class:`Unsupported` when it cannot).
@@ -454,6 +458,7 @@ def send(
             show_pii=show_pii,
             recovered=recovered,
             engine=engine,
+            lint=lint,
         )
 
 
@@ -468,10 +473,17 @@ def _run(
     show_pii: bool,
     recovered: int,
     engine: str = "auto",
+    lint: bool = False,
 ) -> SendResult:
     con = prepare(ws, campaign, writable_ledger=not dry_run)
     try:
         summary = build(con, ws, campaign, at)
+        if lint:
+            from dmops.lint import LintFailed, lint_campaign
+
+            errors = lint_campaign(con, ws, campaign, gate=True).errors
+            if errors:
+                raise LintFailed(errors)
         secret = load_secret(ws, create=not dry_run)
         renderer = _Renderer(ws, campaign, summary.occurrence, secret, show_pii)
         take = summary.to_send if limit is None else min(limit, summary.to_send)

@@ -89,6 +89,17 @@ class Lifecycle(Strict):
         return parse_duration(self.churned_after)
 
 
+class LintConfig(Strict):
+    """What ``dmops lint`` checks beyond its defaults (see :mod:`dmops.lint`)."""
+
+    extra_terms: list[str] = []  # more banned claims, matched like the shipped lists
+    allow: list[str] = []  # phrases that are fine even though they contain a banned term (e.g. 第一次)
+    utm: Literal["required", "optional"] = "optional"  # required: every link carries utm_ parameters
+    postal_address: str | None = None  # the sender identity line marketing email must carry
+    sms_signature: str | None = None  # e.g. 【好物商城】: marketing SMS must carry it
+    max_sms_segments: int = Field(default=3, ge=1)
+
+
 class WorkspaceConfig(Strict):
     """The schema of ``dmops.yaml``."""
 
@@ -104,6 +115,7 @@ class WorkspaceConfig(Strict):
     campaigns_dir: str = "campaigns"
     phone_region: str | None = None
     lifecycle: Lifecycle = Lifecycle()
+    lint: LintConfig = LintConfig()
 
     @field_validator("timezone")
     @classmethod

@@ -21,6 +21,9 @@ expect_fail dmops --workspace demo-workspace validate
 # The repository root is the sample workspace itself: start from a clean state.
 rm -rf .dmops outbox outbox-eml STOP
 run dmops validate
+# Content and deliverability checks: the sample lints clean; the example kept to break every rule does not.
+run dmops lint
+expect_fail dmops --workspace examples/lint-bad lint bad-sms
 
 # The shop's order history: computed traits (lifecycle_stage, recency, RFM) come from it.
 run dmops events import samples/events.csv
