@@ -34,6 +34,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parseaddr
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -432,34 +433,13 @@ def send(
     """
     if limit is not None and limit < 0:
         raise UsageError("--limit must be 0 or more")
+    run = partial(_run, ws, campaign, at, limit=limit, progress=progress, show_pii=show_pii, engine=engine, lint=lint)
     if dry_run:
-        return _run(
-            ws,
-            campaign,
-            at,
-            dry_run=True,
-            limit=limit,
-            progress=progress,
-            show_pii=show_pii,
-            recovered=0,
-            engine=engine,
-        )
+        return run(dry_run=True, recovered=0)
     with RunLock(ws.state_dir):
         check_stop(ws)
         occurrence = occurrence_key(campaign.config.recurrence, at, zone(ws.config.timezone))
-        recovered = recover(ws, campaign, occurrence)
-        return _run(
-            ws,
-            campaign,
-            at,
-            dry_run=False,
-            limit=limit,
-            progress=progress,
-            show_pii=show_pii,
-            recovered=recovered,
-            engine=engine,
-            lint=lint,
-        )
+        return run(dry_run=False, recovered=recover(ws, campaign, occurrence))
 
 
 def _run(

@@ -12,16 +12,10 @@ from dmops.campaign import load_campaign
 from dmops.lint import SEVERITY, banned_claims, lint_campaign, normalise, sms_opt_out_present, ucs2_culprits
 from dmops.plan import prepare
 from dmops.workspace import load_workspace
-from tests.conftest import REPO
+from tests.conftest import BASIC_WORKSPACE, REPO
 from tests.planning import write
 
-WS = """\
-version: 1
-timezone: Asia/Shanghai
-contacts: contacts.csv
-consent: {email: email_opt_in, sms: sms_opt_in}
-phone_region: CN
-"""
+WS = BASIC_WORKSPACE
 CONTACTS = """\
 contact_id,first_name,email,phone,email_opt_in,sms_opt_in,orders
 00001,Lin,lin@example.com,13800138001,yes,yes,3
@@ -216,6 +210,7 @@ def test_the_bad_example_fires_every_rule(cli) -> None:
 def test_send_refuses_on_a_lint_error_unless_skipped(cli, tmp_path: Path) -> None:
     bad = email(fields(subject="A miracle cure for dry skin", text=OK_TEXT))
     root = write(tmp_path / "ws", {"dmops.yaml": WS, "contacts.csv": CONTACTS, "campaigns/c.yaml": bad})
+    assert cli("-w", root, "send", "c", "--at", "2026-11-30T12:00", "--dry-run").exit_code == 1
     refused = cli("-w", root, "send", "c", "--at", "2026-11-30T12:00")
     assert refused.exit_code == 1
     assert "claim.banned" in refused.stderr and "nothing was sent" in refused.stderr

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dmops.campaign import load_campaign
-from dmops.errors import ConfigError, DataError
+from dmops.errors import ConfigError, DataError, DmopsError
 from dmops.outbox import MESSAGES
 from dmops.send import send, unsubscribe_token
 from dmops.sqlrender import (
@@ -30,16 +30,11 @@ from dmops.sqlrender import (
 )
 from dmops.traits import TRAITS
 from dmops.workspace import load_workspace
+from tests.conftest import BASIC_WORKSPACE
 from tests.planning import write
 
 AT = datetime(2026, 11, 30, 4, tzinfo=UTC)
-WS = """\
-version: 1
-timezone: Asia/Shanghai
-contacts: contacts.csv
-consent: {email: email_opt_in, sms: sms_opt_in}
-phone_region: CN
-"""
+WS = BASIC_WORKSPACE
 HEADER = ["contact_id", "first_name", "tier", "city", "note", "orders", "score", "last_order_at"]
 # Values that differ between naive SQL and Jinja: blanks of every kind, HTML specials, control
 # characters, the text "\u00", non-BMP characters, case mappings that change length.
@@ -206,40 +201,36 @@ def test_sms_encoding_and_segments_match_the_python_count(tmp_path: Path) -> Non
     assert any(m["encoding"] == "ucs2" and "😀" not in m["text"] for m in multi)
 
 
-def test_a_missing_value_raises_the_same_error_on_both_paths(tmp_path: Path) -> None:
-    variants = [{"subject": "Hi {{ first_name }}", "text": "{% if tier == 'gold' %}x{% endif %}"}]
-    jinja_root, sql_root = _pair(tmp_path, {"campaigns/promo.yaml": email_campaign(variants)})
+def _errors_on_both_paths(tmp_path: Path, campaign: str, kind: type[Exception]) -> list[tuple[object, ...]]:
+    """(message, line, key) of the error each engine raises; neither leaves a visible run."""
+    jinja_root, sql_root = _pair(tmp_path, {"campaigns/promo.yaml": campaign})
     errors = []
     for root, engine in ((jinja_root, "jinja"), (sql_root, "sql")):
-        with pytest.raises(DataError) as caught:
+        with pytest.raises(kind) as caught:
             _send(root, engine)
-        errors.append((caught.value.message, caught.value.location.line, caught.value.location.key))
-        assert not list((root / "outbox").rglob(MESSAGES))  # nothing made visible
-    assert errors[0] == errors[1] and "first_name" in errors[0][0]
+        error = caught.value
+        assert isinstance(error, DmopsError)
+        errors.append((error.message, error.location.line, error.location.key))
+        assert not list((root / "outbox").rglob(MESSAGES))
+    return errors
+
+
+def test_a_missing_value_raises_the_same_error_on_both_paths(tmp_path: Path) -> None:
+    variants = [{"subject": "Hi {{ first_name }}", "text": "{% if tier == 'gold' %}x{% endif %}"}]
+    errors = _errors_on_both_paths(tmp_path, email_campaign(variants), DataError)
+    assert errors[0] == errors[1] and "first_name" in str(errors[0][0])
 
 
 def test_a_failing_if_test_raises_the_same_error_on_both_paths(tmp_path: Path) -> None:
     variants = [{"subject": "s", "text": "{% if tier == 'gold' %}gold{% endif %}"}]
-    files = {"campaigns/promo.yaml": email_campaign(variants)}
-    jinja_root, sql_root = _pair(tmp_path, files)
-    errors = []
-    for root, engine in ((jinja_root, "jinja"), (sql_root, "sql")):
-        with pytest.raises(DataError) as caught:
-            _send(root, engine)
-        errors.append((caught.value.message, caught.value.location.line, caught.value.location.key))
-    assert errors[0] == errors[1] and "tier" in errors[0][0]
+    errors = _errors_on_both_paths(tmp_path, email_campaign(variants), DataError)
+    assert errors[0] == errors[1] and "tier" in str(errors[0][0])
 
 
 def test_an_unsubscribe_url_that_is_not_https_is_refused_on_both_paths(tmp_path: Path) -> None:
-    variants = [{"subject": "s", "text": "t"}]
-    files = {"campaigns/promo.yaml": email_campaign(variants, "{{ city | default('http://x.example') }}")}
-    jinja_root, sql_root = _pair(tmp_path, files)
-    errors = []
-    for root, engine in ((jinja_root, "jinja"), (sql_root, "sql")):
-        with pytest.raises(ConfigError) as caught:
-            _send(root, engine)
-        errors.append((caught.value.message, caught.value.location.line, caught.value.location.key))
-    assert errors[0] == errors[1] and "https" in errors[0][0]
+    campaign = email_campaign([{"subject": "s", "text": "t"}], "{{ city | default('http://x.example') }}")
+    errors = _errors_on_both_paths(tmp_path, campaign, ConfigError)
+    assert errors[0] == errors[1] and "https" in str(errors[0][0])
 
 
 @pytest.mark.parametrize(
