@@ -20,7 +20,6 @@ from typing import Any
 
 import duckdb
 from dateutil.relativedelta import relativedelta
-from scipy.stats import binomtest
 
 from dmops import ledger, traits
 from dmops.timeutil import zone
@@ -107,6 +106,8 @@ def lifecycle_report(con: duckdb.DuckDBPyConnection, ws: Workspace, at: datetime
 def wilson(successes: int, trials: int) -> tuple[float | None, float | None]:
     if trials == 0:
         return None, None
+    from scipy.stats import binomtest  # only the fatigue report pays for scipy.stats
+
     ci = binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="wilson")
     return float(ci.low), float(ci.high)
 

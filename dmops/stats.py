@@ -1,13 +1,17 @@
-"""The statistics of the report (SPEC §9), on scipy's distributions."""
+"""The statistics of the report (SPEC §9), on scipy's distribution functions.
+
+``scipy.special`` holds the same normal, Student t and chi-square functions as
+``scipy.stats`` and imports in a fifth of the time, which every report pays.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
-from scipy import stats
+from scipy import special
 
-Z95 = float(stats.norm.ppf(0.975))
+Z95 = float(special.ndtri(0.975))
 
 
 def _rounded(values: dict[str, float | None]) -> dict[str, float | None]:
@@ -26,7 +30,7 @@ def two_proportions(x1: int, n1: int, x0: int, n0: int) -> dict[str, float | Non
     wald = math.sqrt(p1 * (1 - p1) / n1 + p0 * (1 - p0) / n0)
     pooled = (x1 + x0) / (n1 + n0)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0))
-    p_value = None if se == 0 else float(2 * stats.norm.sf(abs(diff / se)))
+    p_value = None if se == 0 else float(2 * special.ndtr(-abs(diff / se)))
     return _rounded(
         {
             "abs": diff,
@@ -49,15 +53,16 @@ def welch(mean1: float, sd1: float, n1: int, mean0: float, sd0: float, n0: int) 
             {"abs": diff, "rel": diff / mean0 if mean0 else None, "ci_low": diff, "ci_high": diff, "p_value": None}
         )
     df = (v1 + v0) ** 2 / (v1**2 / (n1 - 1) + v0**2 / (n0 - 1))
-    half = float(stats.t.ppf(0.975, df)) * math.sqrt(v1 + v0)
-    result = stats.ttest_ind_from_stats(mean1, sd1, n1, mean0, sd0, n0, equal_var=False)
+    se = math.sqrt(v1 + v0)
+    half = float(special.stdtrit(df, 0.975)) * se
+    p_value = float(2 * special.stdtr(df, -abs(diff / se)))
     return _rounded(
         {
             "abs": diff,
             "rel": diff / mean0 if mean0 else None,
             "ci_low": diff - half,
             "ci_high": diff + half,
-            "p_value": float(result.pvalue),
+            "p_value": p_value,
         }
     )
 
@@ -68,6 +73,6 @@ def sample_ratio_mismatch(observed: Sequence[int], weights: Sequence[float]) -> 
     if total == 0 or len(observed) < 2:
         return {"chi2": None, "p_value": None, "mismatch": None}
     expected = [total * w / sum(weights) for w in weights]
-    result = stats.chisquare(list(observed), expected)
-    p_value = float(result.pvalue)
-    return {"chi2": float(result.statistic), "p_value": p_value, "mismatch": p_value < 0.001}
+    chi2 = sum((o - e) ** 2 / e for o, e in zip(observed, expected, strict=True))
+    p_value = float(special.chdtrc(len(observed) - 1, chi2))
+    return {"chi2": float(chi2), "p_value": p_value, "mismatch": p_value < 0.001}
