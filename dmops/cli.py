@@ -466,7 +466,10 @@ def lint_command(
             "rendered": sum(r.rendered for r in results),
             "errors": errors,
             "warnings": len(findings) - errors,
-            "findings": [f.as_json() for f in findings],
+            "findings": [
+                {**f.as_json(), "file": Location(file=Path(f.file)).shown_file(ws.root) if f.file else None}
+                for f in findings
+            ],
         }
         _emit(json.dumps(payload, ensure_ascii=False, indent=2), None)
     elif fmt == "github":
