@@ -256,7 +256,7 @@ to the whole-process time within a few tenths of a second):
 | rendering query: HMAC token and message id (~1.0), parts (~1.3), JSON lines (~1.2) | ~3.3 |
 | hash and write the outbox file (overlapped with rendering) | ~0.5 |
 | record 653k messages and 73k holdouts in the ledger in one transaction | ~1.5 |
-| the `dmops lint` gate (sample renders, blank and longest-value scans); added after the table above was measured | ~0.8 |
+| the `dmops lint` gate: sample renders, blank and longest-value scans | ~0.8 |
 
 Rendering is no longer the bottleneck: templates of text, outputs and `if`
 blocks run as one DuckDB query (Jinja evaluates each distinct expression input
@@ -267,16 +267,18 @@ ledger transaction. Next steps, not done yet: keep a checked copy of the
 contacts keyed by the file's hash (a `send` after a `plan` of the same file
 would skip ~4.5 s), and record the run's messages from the rendering table
 instead of recomputing the plan rows. The report target is missed for the same
-kind of reason: every run reads the whole events table from the ledger file;
-pre-aggregating per message at import time is the planned fix.
+kind of reason: every run reads the whole events table from the ledger file
+(in-process the report's query takes ~2.8 s of it at 10M; starting Python and
+importing DuckDB and scipy the rest); pre-aggregating per message at import
+time is the planned fix.
 
 Not in this table: `dmops plan` of 10M contacts (Parquet) with a 50M-row
 ledger, measured once by hand (`benchmarks/generate.py DIR --contacts 10000000
 --ledger 50000000`, then `/usr/bin/time dmops plan bench`): 57.3 s and 4.2 GB
 peak against a 10 s target, dominated by the same contact checks. `dmops
 report` over 100M events (the 1M-contact data, `seed_events` with 100M rows:
-a 3.9 GB ledger), measured twice by hand: 21.7 s and 20.3 s, 3.9 GB peak,
-against 20 s and 8 GB: the memory target is met, the time missed by about
+a 3.9 GB ledger), measured twice by hand: 20.7 s and 20.0 s, 3.8 GB peak,
+against 20 s and 8 GB: the memory target is met, the time missed by under
 1 s, for the same reason as at 10M.
 """
 
