@@ -58,7 +58,7 @@ from dmops.campaign import Campaign, Template
 from dmops.contacts import TEXT_COLUMNS
 from dmops.db import quote_ident
 from dmops.errors import DmopsError, ExitCode, Location
-from dmops.render import Compiled, compile_template, context_for
+from dmops.render import Compiled, compile_template, context_for, variables
 from dmops.send import one_click_headers, unsubscribe_token
 from dmops.sms import GSM7_BASIC, GSM7_EXTENSION, measure, non_gsm_characters
 from dmops.workspace import Workspace
@@ -214,8 +214,13 @@ def links(text: str, html: bool = False) -> list[str]:
 # --- rendering the samples ----------------------------------------------------------------------
 
 
-def sample_contacts(con: duckdb.DuckDBPyConnection, n: int = SAMPLE) -> tuple[list[str], list[dict[str, Any]]]:
-    """Columns, and up to ``n`` real contacts (a stable sample) plus the blank-edge and longest-edge contacts."""
+def sample_contacts(
+    con: duckdb.DuckDBPyConnection, n: int = SAMPLE, used: Iterable[str] | None = None
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns, and up to ``n`` real contacts (a stable sample) plus the blank-edge and longest-edge contacts.
+
+    The longest-edge contact takes the longest value of each column in ``used`` (default: every column).
+    """
     columns = [
         row[0]
         for row in con.execute("SELECT column_name FROM (DESCRIBE contacts)").fetchall()
@@ -229,9 +234,14 @@ def sample_contacts(con: duckdb.DuckDBPyConnection, n: int = SAMPLE) -> tuple[li
     required = {c.lower() for c in TEXT_COLUMNS}
     blank = {c: (v if c.lower() in required else None) for c, v in contacts[0].items()}
     blank["_dm_edge"] = "blank"
-    longest_sql = ", ".join(f"arg_max({quote_ident(c)}, length(CAST({quote_ident(c)} AS VARCHAR)))" for c in columns)
-    longest_row = con.execute(f"SELECT {longest_sql} FROM contacts").fetchone()
-    longest = dict(zip(columns, longest_row or (), strict=True))
+    measured = [c for c in columns if used is None or c in set(used)]
+    longest = dict(contacts[0])
+    if measured:
+        longest_sql = ", ".join(
+            f"arg_max({quote_ident(c)}, length(CAST({quote_ident(c)} AS VARCHAR)))" for c in measured
+        )
+        row = con.execute(f"SELECT {longest_sql} FROM contacts").fetchone() or ()
+        longest.update(zip(measured, row, strict=True))
     longest["_dm_edge"] = "longest"
     return columns, [*contacts, blank, longest]
 
@@ -540,8 +550,12 @@ def lint_campaign(
     con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, sample: int = SAMPLE, gate: bool = False
 ) -> LintResult:
     """Render every variant for the sample and the edge contacts, and check each message."""
-    columns, contacts = sample_contacts(con, sample)
-    linter = _Linter(ws, campaign, blank_columns(con, columns))
+    templates = list(campaign.templates.items())
+    if campaign.unsubscribe_url is not None:
+        templates.append((("", "unsubscribe_url"), campaign.unsubscribe_url))
+    used = {name for (_, part), t in templates for name in variables(t, html=part == "html")}
+    columns, contacts = sample_contacts(con, sample, used)
+    linter = _Linter(ws, campaign, blank_columns(con, [c for c in columns if c in used]))
     result = LintResult()
     for variant in [v.id for v in campaign.config.variants]:
         for contact in contacts:
