@@ -58,8 +58,8 @@ from dmops.campaign import Campaign, Template
 from dmops.contacts import TEXT_COLUMNS
 from dmops.db import quote_ident
 from dmops.errors import DmopsError, ExitCode, Location
-from dmops.render import Compiled, compile_template, context_for, variables
-from dmops.send import one_click_headers, unsubscribe_token
+from dmops.render import variables
+from dmops.send import Renderer, one_click_headers
 from dmops.sms import GSM7_BASIC, GSM7_EXTENSION, measure, non_gsm_characters
 from dmops.workspace import Workspace
 
@@ -172,7 +172,8 @@ def banned_claims(text: str, extra: Iterable[str], allow: Iterable[str]) -> list
     lists = {**shipped_terms(), "workspace": tuple(extra)}
     for list_name, terms in lists.items():
         for term in terms:
-            if normalise(term) and normalise(term) in plain and term not in [t for t, _ in found]:
+            key = normalise(term)
+            if key and key in plain and all(term != seen for seen, _ in found):
                 found.append((term, list_name))
     return found
 
@@ -273,10 +274,7 @@ class _Linter:
         self.campaign = campaign
         self.config = ws.config.lint
         self.blanks = blanks
-        self.parts: dict[str, dict[str, Compiled]] = {}
-        for (variant, part), template in campaign.templates.items():
-            self.parts.setdefault(variant, {})[part] = compile_template(template, html=(part == "html"))
-        self.url = compile_template(campaign.unsubscribe_url) if campaign.unsubscribe_url else None
+        self.renderer = Renderer(ws, campaign, "lint", LINT_SECRET, show_pii=False)  # the send's own rendering
         self.found: dict[tuple[str, str, str, str, str], Finding] = {}
 
     def add(
@@ -311,17 +309,8 @@ class _Linter:
     def render(self, contact: dict[str, Any], variant: str) -> tuple[dict[str, str], str | None] | None:
         edge = contact.get("_dm_edge")
         values = {k: v for k, v in contact.items() if k != "_dm_edge"}
-        contact_id = str(values.get("contact_id"))
-        token = unsubscribe_token(LINT_SECRET, self.campaign.id, contact_id)
-        context = context_for(values, {"campaign": self.campaign.id, "variant": variant, "unsubscribe_token": token})
-        url: str | None = None
-        rendered: dict[str, str] = {}
         try:
-            if self.url is not None:
-                url = self.url.render(context, "lint").strip()
-                context["unsubscribe_url"] = url
-            for part, compiled in self.parts[variant].items():
-                rendered[part] = compiled.render(context, "lint")
+            return self.renderer.render(values, variant)
         except DmopsError as exc:
             variable = exc.message.split("'")[1] if "is missing or empty" in exc.message else ""
             part = exc.location.key.rsplit(".", 1)[-1] if exc.location.key else "template"
@@ -343,13 +332,12 @@ class _Linter:
                     "template.render",
                     variant,
                     part,
-                    exc.message.replace("contact lint", "a sample contact"),
+                    exc.message,
                     exc.hint or "fix the template",
                     template,
                     exc.location.line,
                 )
             return None
-        return rendered, url
 
     def check(self, variant: str, rendered: dict[str, str], url: str | None) -> None:
         config = self.campaign.config

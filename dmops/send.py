@@ -42,7 +42,7 @@ import duckdb
 
 from dmops import ledger
 from dmops.campaign import Campaign
-from dmops.db import bound
+from dmops.db import bound, quote_ident
 from dmops.errors import ConfigError, IOFailure, TemporaryFailure, UsageError
 from dmops.outbox import (
     RunWriter,
@@ -67,7 +67,6 @@ from dmops.sqlrender import (
     build_sites,
     compile_run,
     hmac_pads,
-    ident,
     register_functions,
     run_query,
 )
@@ -218,7 +217,7 @@ def recover(ws: Workspace, campaign: Campaign, occurrence: str) -> int:
     return recovered
 
 
-class _Renderer:
+class Renderer:
     """Turns one planned row into one outbox message."""
 
     def __init__(self, ws: Workspace, campaign: Campaign, occurrence: str, secret: bytes, show_pii: bool) -> None:
@@ -242,7 +241,8 @@ class _Renderer:
             domain = parseaddr(sender.from_)[1].rpartition("@")[2]
             self.domain = domain or "dmops.invalid"
 
-    def message(self, contact: dict[str, Any], variant: str, planned_at: datetime, to: str) -> dict[str, Any]:
+    def render(self, contact: dict[str, Any], variant: str) -> tuple[dict[str, str], str | None]:
+        """The variant's parts for one contact, and the unsubscribe URL; DataError naming file and line."""
         contact_id = str(contact["contact_id"])
         masked = contact_id if self.show_pii else mask_id(contact_id)
         token = unsubscribe_token(self.secret, self.campaign.id, contact_id)
@@ -251,8 +251,12 @@ class _Renderer:
         if self.unsubscribe is not None:
             url = self.unsubscribe.render(context, masked).strip()
             context["unsubscribe_url"] = url
-        parts = self.parts[variant]
-        rendered = {part: compiled.render(context, masked) for part, compiled in parts.items()}
+        rendered = {part: compiled.render(context, masked) for part, compiled in self.parts[variant].items()}
+        return rendered, url
+
+    def message(self, contact: dict[str, Any], variant: str, planned_at: datetime, to: str) -> dict[str, Any]:
+        contact_id = str(contact["contact_id"])
+        rendered, url = self.render(contact, variant)
         mid = message_id(self.campaign.id, self.occurrence, contact_id)
         channel = self.config.channel
         headers: dict[str, str] = {}
@@ -289,7 +293,7 @@ class _Renderer:
         return message
 
 
-def _render_batch(renderer: _Renderer, columns: list[str], batch: list[tuple[Any, ...]]) -> tuple[bytes, int]:
+def _render_batch(renderer: Renderer, columns: list[str], batch: list[tuple[Any, ...]]) -> tuple[bytes, int]:
     """Render a batch of planned rows into JSON lines; (bytes, count)."""
     lines = [
         encode(renderer.message(dict(zip(columns, values, strict=True)), variant, planned_at, to))
@@ -298,14 +302,14 @@ def _render_batch(renderer: _Renderer, columns: list[str], batch: list[tuple[Any
     return b"".join(lines), len(lines)
 
 
-_worker: tuple[_Renderer, list[str]] | None = None
+_worker: tuple[Renderer, list[str]] | None = None
 
 
 def _worker_start(
     ws: Workspace, campaign: Campaign, occurrence: str, secret: bytes, show_pii: bool, columns: list[str]
 ) -> None:
     global _worker
-    _worker = (_Renderer(ws, campaign, occurrence, secret, show_pii), columns)
+    _worker = (Renderer(ws, campaign, occurrence, secret, show_pii), columns)
 
 
 def _worker_render(batch: list[tuple[Any, ...]]) -> tuple[bytes, int]:
@@ -362,14 +366,14 @@ def _fast_run(campaign: Campaign, columns: dict[str, str], engine: str) -> FastR
 def _fast_lines(
     con: duckdb.DuckDBPyConnection,
     fast: FastRun,
-    renderer: _Renderer,
+    renderer: Renderer,
     summary: PlanSummary,
     take: int,
 ) -> Iterator[tuple[bytes, int]]:
     """Render with the compiled query; a NULL line is re-rendered with Jinja, which raises its exact error."""
     campaign = fast.campaign
     address = ADDRESS_COLUMN[campaign.config.channel]
-    read = "".join(f", c.{ident(name)}" for name in fast.columns if name != "contact_id")
+    read = "".join(f", c.{quote_ident(name)}" for name in fast.columns if name != "contact_id")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {SEND} AS
             SELECT p.contact_id, p.variant AS _dm_variant, p.planned_at AS _dm_planned_at, c.{address} AS _dm_to{read}
@@ -377,7 +381,7 @@ def _fast_lines(
             WHERE p.variant IS NOT NULL ORDER BY p.contact_id LIMIT $take""",
         {"take": take},
     )
-    build_sites(con, fast.url_sites + fast.sites, fast.where)
+    build_sites(con, fast.url_sites + fast.sites)
     register_functions(con)
     sql = run_query(
         fast,
@@ -396,14 +400,17 @@ def _fast_lines(
         yield ("\n".join(lines) + "\n").encode(), len(lines)
 
 
-def _raise_jinja_error(con: duckdb.DuckDBPyConnection, renderer: _Renderer, contact_id: str) -> None:
+def _planned_sql(channel: str, columns: list[str], condition: str) -> str:
+    """SELECT variant, planned time, address and every contact column of the plan rows meeting ``condition``."""
+    select = ", ".join(f"c.{quote_ident(name)}" for name in columns)
+    return f"""SELECT p.variant, p.planned_at, c.{ADDRESS_COLUMN[channel]}, {select}
+               FROM plan_rows p JOIN contacts c USING (contact_id) WHERE {condition}"""
+
+
+def _raise_jinja_error(con: duckdb.DuckDBPyConnection, renderer: Renderer, contact_id: str) -> None:
     columns = list(_contact_columns(con))
-    select = ", ".join(f"c.{ident(name)}" for name in columns)
-    address = ADDRESS_COLUMN[renderer.config.channel]
     row = con.execute(
-        f"""SELECT p.variant, p.planned_at, c.{address}, {select}
-            FROM plan_rows p JOIN contacts c USING (contact_id) WHERE p.contact_id = $id""",
-        {"id": contact_id},
+        _planned_sql(renderer.config.channel, columns, "p.contact_id = $id"), {"id": contact_id}
     ).fetchone()
     assert row is not None
     variant, planned_at, to, *values = row
@@ -465,19 +472,14 @@ def _run(
             if errors:
                 raise LintFailed(errors)
         secret = load_secret(ws, create=not dry_run)
-        renderer = _Renderer(ws, campaign, summary.occurrence, secret, show_pii)
+        renderer = Renderer(ws, campaign, summary.occurrence, secret, show_pii)
         take = summary.to_send if limit is None else min(limit, summary.to_send)
         types = _contact_columns(con)
         fast = _fast_run(campaign, types, engine)
         columns = list(types)
         if fast is None:
-            select = ", ".join(f"c.{ident(name)}" for name in columns)
-            con.execute(
-                f"""SELECT p.variant, p.planned_at, c.{ADDRESS_COLUMN[campaign.config.channel]}, {select}
-                    FROM plan_rows p JOIN contacts c USING (contact_id)
-                    WHERE p.variant IS NOT NULL ORDER BY p.contact_id LIMIT $take""",
-                {"take": take},
-            )
+            condition = "p.variant IS NOT NULL ORDER BY p.contact_id LIMIT $take"
+            con.execute(_planned_sql(campaign.config.channel, columns, condition), {"take": take})
         folder = occurrence_dir(ws.outbox_dir, campaign.id, summary.occurrence)
         writer = RunWriter.start(folder) if take and not dry_run else None
         written = 0

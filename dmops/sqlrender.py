@@ -40,6 +40,7 @@ from jinja2 import Template as JinjaTemplate
 from jinja2 import meta, nodes
 
 from dmops.campaign import Campaign
+from dmops.db import quote_ident
 from dmops.render import MAX_OUTPUT, context_for, environment, parse
 from dmops.sms import GSM7_BASIC, GSM7_EXTENSION, measure
 
@@ -63,10 +64,6 @@ def python_whitespace() -> str:
 def literal(text: str) -> str:
     """``text`` as a SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
-
-
-def ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _whitespace_codes() -> str:
@@ -195,7 +192,7 @@ class Compiler:
             expr = expr.node  # type: ignore[assignment]
         if not isinstance(expr, nodes.Name) or self.columns.get(expr.name) != "VARCHAR":
             return None
-        column = f"{SEND}.{ident(expr.name)}"
+        column = f"{SEND}.{quote_ident(expr.name)}"
         value = html_escape(column) if self.html else column
         if fallback is None:
             return f"(CASE WHEN {is_missing(column)} THEN NULL ELSE {value} END)"
@@ -247,27 +244,26 @@ def _render_site(site: Site, values: tuple[Any, ...]) -> str | bool | None:
     return text == "1" if site.test else text
 
 
-def build_sites(con: duckdb.DuckDBPyConnection, sites: list[Site], where: Mapping[str, str]) -> None:
-    """Render every site once per distinct input among the run's contacts; table ``<alias>(columns…, out)``."""
+def build_sites(con: duckdb.DuckDBPyConnection, sites: list[Site]) -> None:
+    """Render every site once per distinct input among its variant's contacts; table ``<alias>(columns…, out)``."""
     for site in sites:
-        cols = ", ".join(ident(c) for c in site.columns)
-        condition = where.get(site.alias, "TRUE")
+        cols = ", ".join(quote_ident(c) for c in site.columns)
+        kind = "BOOLEAN" if site.test else "VARCHAR"
         if not site.columns:
             value = _render_site(site, ())
-            kind = "BOOLEAN" if site.test else "VARCHAR"
             con.execute(f"CREATE OR REPLACE TEMP TABLE {site.alias} AS SELECT CAST($v AS {kind}) AS out", {"v": value})
             continue
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE {site.alias}_keys AS
-                SELECT row_number() OVER () AS k, * FROM (SELECT DISTINCT {cols} FROM {SEND} WHERE {condition})"""
+                SELECT row_number() OVER () AS k, * FROM (SELECT DISTINCT {cols} FROM {SEND} WHERE _dm_variant = $v)""",
+            {"v": site.constants["variant"]},
         )
         rows = con.execute(f"SELECT k, {cols} FROM {site.alias}_keys").fetchall()
         keys = [row[0] for row in rows]
         outs = [_render_site(site, tuple(row[1:])) for row in rows]
-        kind = "BOOLEAN" if site.test else "VARCHAR"
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE {site.alias} AS
-                SELECT {", ".join(f"k.{ident(c)}" for c in site.columns)}, o.out
+                SELECT {", ".join(f"k.{quote_ident(c)}" for c in site.columns)}, o.out
                 FROM {site.alias}_keys k
                 JOIN (SELECT unnest($k::BIGINT[]) AS k, unnest($o::{kind}[]) AS out) o USING (k)""",
             {"k": keys, "o": outs},
@@ -280,7 +276,9 @@ def site_joins(sites: list[Site]) -> str:
     joins = []
     for site in sites:
         if site.columns:
-            on = " AND ".join(f"{SEND}.{ident(c)} IS NOT DISTINCT FROM {site.alias}.{ident(c)}" for c in site.columns)
+            on = " AND ".join(
+                f"{SEND}.{quote_ident(c)} IS NOT DISTINCT FROM {site.alias}.{quote_ident(c)}" for c in site.columns
+            )
         else:
             on = "TRUE"
         joins.append(f"LEFT JOIN {site.alias} ON {on}")
@@ -344,11 +342,9 @@ class FastRun:
     columns: tuple[str, ...]  # contact columns the templates read
     url_sites: list[Site]  # sites of the unsubscribe URL
     sites: list[Site]  # sites of the message parts
-    where: dict[str, str]  # site alias -> the variant whose contacts it serves
     parts: dict[str, dict[str, str]]  # part -> variant -> SQL of the rendered text
     url: dict[str, str]  # variant -> SQL of the unsubscribe URL (before stripping)
     uses_token: bool
-    variants: tuple[str, ...]
 
 
 def compile_run(campaign: Campaign, columns: Mapping[str, str]) -> FastRun:
@@ -357,7 +353,6 @@ def compile_run(campaign: Campaign, columns: Mapping[str, str]) -> FastRun:
     variants = [v.id for v in config.variants]
     sites: list[Site] = []
     url_sites: list[Site] = []
-    where: dict[str, str] = {}
     counter = [0]
     read: set[str] = set()
     uses_token = False
@@ -368,11 +363,8 @@ def compile_run(campaign: Campaign, columns: Mapping[str, str]) -> FastRun:
         constants = {"campaign": campaign.id, "variant": variant}
         compiler = Compiler(columns, constants, html, per_contact, counter=counter)
         sql = compiler.compile(tree)
-        for site in compiler.sites:
-            where[site.alias] = f"{SEND}._dm_variant = {literal(variant)}"
-            read.update(site.columns)
         sites.extend(compiler.sites)
-        names = meta.find_undeclared_variables(tree)
+        names = meta.find_undeclared_variables(tree)  # every site's columns are among these
         read.update(names & set(columns))
         uses_token = uses_token or "unsubscribe_token" in names
         return sql
@@ -387,7 +379,7 @@ def compile_run(campaign: Campaign, columns: Mapping[str, str]) -> FastRun:
     parts: dict[str, dict[str, str]] = {}
     for (variant, part), template in campaign.templates.items():
         parts.setdefault(part, {})[variant] = compile_one(template, variant, part == "html", per_contact, sites)
-    return FastRun(campaign, tuple(sorted(read)), url_sites, sites, where, parts, url, uses_token, tuple(variants))
+    return FastRun(campaign, tuple(sorted(read)), url_sites, sites, parts, url, uses_token)
 
 
 def _json(value: Any) -> str:
@@ -457,7 +449,7 @@ def run_query(
         literal('","campaign_id":' + _json(cid) + ',"occurrence":' + _json(occurrence) + ',"contact_id":'),
         json_string("contact_id"),
         literal(',"channel":' + _json(channel) + ',"variant":'),
-        _by_variant({v: literal(_json(v)) for v in fast.variants}),
+        _by_variant({v.id: literal(_json(v.id)) for v in fast.campaign.config.variants}),
         literal(',"to":'),
         json_string("_dm_to"),
         literal(',"send_after":"'),
