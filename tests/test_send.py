@@ -15,16 +15,10 @@ import pytest
 
 from dmops.outbox import MANIFEST, MESSAGES, message_id
 from dmops.send import list_unsubscribe_uris, one_click_headers, tokens_match, unsubscribe_token
-from tests.conftest import REFERENCE
+from tests.conftest import BASIC_WORKSPACE, REFERENCE
 from tests.planning import write
 
-WS = """\
-version: 1
-timezone: Asia/Shanghai
-contacts: contacts.csv
-consent: {email: email_opt_in, sms: sms_opt_in}
-phone_region: CN
-"""
+WS = BASIC_WORKSPACE
 
 EMAIL = """\
 id: promo
