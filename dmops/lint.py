@@ -310,7 +310,7 @@ class _Linter:
         edge = contact.get("_dm_edge")
         values = {k: v for k, v in contact.items() if k != "_dm_edge"}
         try:
-            return self.renderer.render(values, variant)
+            return self.renderer.render(values, variant, shown_as="lint")  # one finding for all contacts
         except DmopsError as exc:
             variable = exc.message.split("'")[1] if "is missing or empty" in exc.message else ""
             part = exc.location.key.rsplit(".", 1)[-1] if exc.location.key else "template"
@@ -332,7 +332,7 @@ class _Linter:
                     "template.render",
                     variant,
                     part,
-                    exc.message,
+                    exc.message.replace("contact lint", "a sample contact"),
                     exc.hint or "fix the template",
                     template,
                     exc.location.line,

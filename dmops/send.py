@@ -241,10 +241,15 @@ class Renderer:
             domain = parseaddr(sender.from_)[1].rpartition("@")[2]
             self.domain = domain or "dmops.invalid"
 
-    def render(self, contact: dict[str, Any], variant: str) -> tuple[dict[str, str], str | None]:
-        """The variant's parts for one contact, and the unsubscribe URL; DataError naming file and line."""
+    def render(
+        self, contact: dict[str, Any], variant: str, shown_as: str | None = None
+    ) -> tuple[dict[str, str], str | None]:
+        """The variant's parts for one contact, and the unsubscribe URL; DataError naming file and line.
+
+        Errors name the contact by its masked id (its id with --show-pii), or as ``shown_as`` when given.
+        """
         contact_id = str(contact["contact_id"])
-        masked = contact_id if self.show_pii else mask_id(contact_id)
+        masked = shown_as or (contact_id if self.show_pii else mask_id(contact_id))
         token = unsubscribe_token(self.secret, self.campaign.id, contact_id)
         context = context_for(contact, {"campaign": self.campaign.id, "variant": variant, "unsubscribe_token": token})
         url = None

@@ -199,6 +199,8 @@ def test_the_bad_example_fires_every_rule(cli) -> None:
     payload = json.loads(result.stdout)
     assert {f["rule"] for f in payload["findings"]} == set(SEVERITY)
     assert all(f["file"].startswith("campaigns/") and f["line"] and f["hint"] for f in payload["findings"])
+    render = [f for f in payload["findings"] if f["rule"] == "template.render"]
+    assert len(render) == 1 and render[0]["contacts"] > 1  # one finding for every contact it fails for
     github = cli("-w", root, "lint", "--format", "github")
     assert github.exit_code == 1
     lines = github.stdout.splitlines()
