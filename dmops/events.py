@@ -22,6 +22,7 @@ from dmops.db import connect, quote_ident
 from dmops.errors import DataError, DmopsError, MissingInputError
 from dmops.runlock import RunLock
 from dmops.tabular import MAX_LISTED, raise_all, read_table
+from dmops.timeutil import naive_utc
 from dmops.workspace import Workspace
 
 EVENTS = ("delivered", "bounce", "open", "click", "unsubscribe", "complaint", "conversion")
@@ -145,7 +146,7 @@ def _problems(con: duckdb.DuckDBPyConnection, path: Path) -> list[DmopsError]:
 
 def import_events(ws: Workspace, path: Path, *, now: datetime | None = None) -> ImportResult:
     """Validate ``path`` and add its new events to the ledger, with the suppressions they imply."""
-    moment = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
+    moment = naive_utc(now or datetime.now(UTC))
     with RunLock(ws.state_dir):
         con = connect()
         try:

@@ -21,7 +21,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -36,7 +36,7 @@ from dmops.db import bound, connect, lock_down
 from dmops.errors import ConfigError, DataError, DmopsError, OutputError, UsageError
 from dmops.schedule import ZoneTime, occurrence_key, zone_time
 from dmops.suppressions import load_suppressions
-from dmops.timeutil import zone
+from dmops.timeutil import naive_utc, zone
 from dmops.workspace import Cap, Workspace
 
 REASONS = (
@@ -99,9 +99,7 @@ class PlanSummary:
 @lru_cache(maxsize=4096)  # planned times repeat: one per recipient zone
 def iso_z(moment: datetime) -> str:
     """An instant as UTC ISO 8601 with ``Z``, whole seconds."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return naive_utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def hash_thresholds(holdout: float, weights: Sequence[float]) -> tuple[int, list[int]]:
@@ -216,7 +214,7 @@ def _schedule(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign,
         {
             "zones": [t.zone for t in times],
             "base": [t.base.replace(tzinfo=None) for t in times],
-            "planned": [t.planned.astimezone(UTC).replace(tzinfo=None) for t in times],
+            "planned": [naive_utc(t.planned) for t in times],
             "local": [t.local.strftime("%Y-%m-%d %H:%M:%S %Z (UTC%z)") for t in times],
         },
     )

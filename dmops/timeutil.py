@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -83,3 +83,8 @@ def parse_clock(text: str) -> time:
     if not match:
         raise ValueError(f"'{text}' is not a time of day; write HH:MM in 24-hour time, quoted: \"08:00\"")
     return time(int(match.group(1)), int(match.group(2)))
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """An aware instant as the naive UTC TIMESTAMP the ledger stores; a naive one is taken as UTC already."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo is not None else moment

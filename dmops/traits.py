@@ -39,12 +39,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import duckdb
 
 from dmops import ledger
 from dmops.db import quote_ident
+from dmops.timeutil import naive_utc
 from dmops.workspace import Workspace
 
 DAY_US = 86_400_000_000
@@ -73,10 +74,6 @@ def mentioned(texts: Iterable[str]) -> set[str]:
     for text in texts:
         words.update(_WORD.findall(text))
     return words & set(TRAITS)
-
-
-def _utc(at: datetime) -> datetime:
-    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo is not None else at
 
 
 def windows(ws: Workspace) -> dict[str, int]:
@@ -149,7 +146,7 @@ def compute(con: duckdb.DuckDBPyConnection, ws: Workspace, at: datetime, source:
     """``_dm_traits``: every trait for each contact id of ``source`` as of ``at``; the table name."""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _dm_traits AS " + TRAITS_SQL.replace("{source}", source),
-        {"at": _utc(at), **windows(ws)},
+        {"at": naive_utc(at), **windows(ws)},
     )
     return "_dm_traits"
 
