@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from dmops import __version__
 from dmops.campaign import Campaign, find_campaign_file, load_campaign
+from dmops.durable import write_atomic
 from dmops.errors import DmopsError, ExitCode, Location, OutputError, ProblemsFound, UsageError
 from dmops.plan import REASONS, Check, PlanSummary, explain, iso_z, run_plan
 from dmops.scaffold import init_workspace
@@ -657,10 +658,8 @@ def _emit(text: str, out_file: Path | None) -> None:
     if out_file is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
-    tmp = out_file.with_name(f".{out_file.name}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out_file)
+        write_atomic(out_file, text)
     except OSError as exc:
         raise _fail(OutputError(f"cannot write the report: {exc.strerror}", file=out_file)) from None
     _console(stderr=True).print(f"wrote {escape(str(out_file))}")

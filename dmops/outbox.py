@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dmops.durable import fsync_dir
 from dmops.errors import IOFailure, OutputError
 
 MESSAGES = "messages.jsonl"
@@ -72,14 +73,6 @@ def _next_run(folder: Path) -> str:
             if match:
                 numbers.append(int(match.group(1)))
     return f"run-{max(numbers) + 1:04d}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -163,10 +156,10 @@ class RunWriter:
                 handle.write("\n")
                 handle.flush()
                 os.fsync(handle.fileno())
-            _fsync_dir(self.tmp)
+            fsync_dir(self.tmp)
             final = self.folder / self.name
             os.rename(self.tmp, final)
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
         except OSError as exc:
             raise IOFailure(f"cannot finish the outbox run: {exc.strerror}", file=self.tmp) from None
         return final

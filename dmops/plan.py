@@ -33,6 +33,7 @@ from dmops import expressions, ledger, traits
 from dmops.campaign import Campaign, Cell, key_path
 from dmops.contacts import load_contacts
 from dmops.db import bound, connect, lock_down
+from dmops.durable import publish
 from dmops.errors import ConfigError, DataError, DmopsError, OutputError, UsageError
 from dmops.schedule import ZoneTime, occurrence_key, zone_time
 from dmops.suppressions import load_suppressions
@@ -419,9 +420,7 @@ def write_out(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     query = OUT_QUERY.format(empty="''" if parquet else "NULL")
     try:
         con.execute(f"COPY ({query}) TO '{_sql_string(str(staging))}' ({options})")
-        with staging.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(staging, path)
+        publish(staging, path)
     except (duckdb.Error, OSError) as exc:
         staging.unlink(missing_ok=True)
         raise OutputError(f"cannot write the plan file ({type(exc).__name__})", file=path) from None

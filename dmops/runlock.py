@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+from dmops.durable import write_atomic
 from dmops.errors import IOFailure, OutputError, TemporaryFailure
 from dmops.workspace import Workspace
 
@@ -86,10 +87,8 @@ def check_stop(ws: Workspace) -> None:
 def request_stop(ws: Workspace, reason: str) -> Path:
     """Write the STOP file (atomically); its path."""
     path = stop_file(ws)
-    tmp = path.with_name(f".{STOP_FILE}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(reason.strip() + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, reason.strip() + "\n")
     except OSError as exc:
         raise OutputError(f"cannot write the STOP file: {exc.strerror}", file=path) from None
     return path

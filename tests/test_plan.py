@@ -132,6 +132,39 @@ def test_cap_window_edges(root: Path, planned: str, channel: str, capped: bool) 
     assert rows["c01"][0] == ("frequency_cap" if capped else None)
 
 
+@pytest.mark.parametrize("planned", ["2026-11-30T02:00:00", "2026-12-02T02:00:00"])  # exactly 1d before / after t
+def test_each_cap_uses_its_own_window_when_several_apply(root: Path, planned: str) -> None:
+    # The 7-day cap sees the message (1 < 5); the 1-day cap must not: |t_m - t| = 1d is not strictly within 1d.
+    caps = "caps:\n  - {max: 1, per: 1d}\n  - {max: 5, per: 7d}\n"
+    write(root, {"dmops.yaml": WS + caps, "campaigns/promo.yaml": CAP_CAMPAIGN})
+    seed(root, message("c01", planned))
+    _, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    assert rows["c01"][0] is None
+    seed(root, message("c01", "2026-12-01T03:00:00", campaign="third"))  # 1h after t: now the 1-day cap binds
+    _, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    assert rows["c01"][0] == "frequency_cap"
+
+
+def test_a_capped_contact_is_reported_capped_never_held_out(tmp_path: Path) -> None:
+    # SPEC §6: frequency_cap (step 5) comes before holdout (step 6); a capped contact must not join the control group.
+    contacts = "contact_id,email,email_opt_in\n" + "".join(f"h{i:02d},u{i}@example.com,yes\n" for i in range(20))
+    campaign = CAMPAIGN.replace("audience: {where: \"tier = 'gold'\"}\n", "") + "holdout: 0.5\n"
+    root = write(
+        tmp_path,
+        {
+            "dmops.yaml": WS.replace("suppressions: [optouts.csv]\n", "") + "caps:\n  - {max: 1, per: 1d}\n",
+            "contacts.csv": contacts,
+            "campaigns/promo.yaml": campaign,
+        },
+    )
+    # about half of these ids fall in the holdout slice (checked below, so the test keeps its point)
+    assert 3 <= sum(independent_u("promo", f"h{i:02d}") < 0.5 for i in range(20)) <= 17
+    seed(root, *(message(f"h{i:02d}", "2026-12-01T01:00:00") for i in range(20)))  # 1h before t
+    summary, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    assert summary.excluded["frequency_cap"] == 20 and summary.excluded["holdout"] == 0
+    assert {row[0] for row in rows.values()} == {"frequency_cap"}
+
+
 def test_channel_cap_counts_its_channel_only_and_max_counts(root: Path) -> None:
     caps = "caps:\n  - {max: 2, per: 7d, channel: email}\n  - {max: 1, per: 1d, channel: sms}\n"
     write(root, {"dmops.yaml": WS + caps, "campaigns/promo.yaml": CAP_CAMPAIGN})
@@ -261,6 +294,26 @@ def test_quiet_hours_wrap_midnight(root: Path, local: str, expected: str) -> Non
     assert rows["c01"][2] == unshifted.strftime("%Y-%m-%dT%H:%M:%SZ")  # transactional: no quiet hours
 
 
+@pytest.mark.parametrize(
+    ("local", "expected"),
+    [
+        ("2026-12-01 23:59", "2026-12-01T15:59:00Z"),  # before start: unchanged
+        ("2026-12-02 00:00", "2026-12-01T23:00:00Z"),  # start is quiet: 07:00 the same day
+        ("2026-12-02 06:59", "2026-12-01T23:00:00Z"),
+        ("2026-12-02 07:00", "2026-12-01T23:00:00Z"),  # end is not quiet: stays
+    ],
+)
+def test_quiet_hours_within_one_day(root: Path, local: str, expected: str) -> None:
+    contacts = "contact_id,email,timezone,email_opt_in\nc01,one@example.com,Asia/Shanghai,yes\n"
+    campaign = CAMPAIGN.replace('send_at: "2026-12-01 10:00"', f'send_at: "{local}"').replace(
+        "audience: {where: \"tier = 'gold'\"}\n", ""
+    )
+    quiet = 'quiet_hours: {start: "00:00", end: "07:00"}\n'
+    write(root, {"dmops.yaml": WS + quiet, "contacts.csv": contacts, "campaigns/promo.yaml": campaign})
+    _, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    assert rows["c01"][2] == expected
+
+
 def test_quiet_hours_use_the_recipients_zone_even_without_local_time(root: Path) -> None:
     contacts = (
         "contact_id,email,timezone,email_opt_in\nc01,one@example.com,America/New_York,yes\nc02,two@example.com,,yes\n"
@@ -348,6 +401,13 @@ def test_thresholds_are_exact_integers() -> None:
     middle = Fraction(0.1) + (1 - Fraction(0.1)) / 2
     assert Fraction(bounds[0] - 1, space) < middle <= Fraction(bounds[0], space)
     assert bounds[-1] == space
+
+
+def test_thresholds_round_up_when_the_slice_is_not_whole() -> None:
+    # three equal variants, no holdout: 16^15 / 3 = 384307168202282325.33..., and h < ceil(...) is u < 1/3
+    t0, bounds = hash_thresholds(0.0, [1, 1, 1])
+    assert t0 == 0
+    assert bounds == [384307168202282326, 768614336404564651, 16**15]
 
 
 CELLS = """\

@@ -7,10 +7,11 @@ import math
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import pytest
 from scipy import stats as scipy_stats
 
-from dmops.ledger import Entry, record
+from dmops.ledger import Entry, ledger_path, record
 from dmops.report import csv_safe
 from dmops.stats import sample_ratio_mismatch, two_proportions, welch
 from dmops.workspace import load_workspace
@@ -171,6 +172,41 @@ def test_unsubscribes_complaints_and_hard_bounces_suppress_the_next_plan(cli, ro
     assert plan.exit_code == 0, plan.output
     reasons = {line.split(",")[0]: line.split(",")[2] for line in (root / "next.csv").read_text().splitlines()[1:]}
     assert {cid for cid, reason in reasons.items() if reason == "suppressed"} == {"c2", "c4", "c5", "c8"}
+
+
+def test_an_email_unsubscribe_suppresses_email_only(cli, tmp_path: Path) -> None:
+    # SPEC §8: an unsubscribe suppresses the message's channel; one with only a contact id, every channel.
+    ws = WS.replace(
+        "consent: {email: email_opt_in}", "consent: {email: email_opt_in, sms: sms_opt_in}\nphone_region: CN"
+    )
+    contacts = "contact_id,email,phone,email_opt_in,sms_opt_in\n" + "".join(
+        f"c{i},u{i}@example.com,+861380000000{i},yes,yes\n" for i in (1, 2, 3)
+    )
+    sms = "id: sms\nname: S\nchannel: sms\nvariants:\n  - {id: a, text: T}\n"
+    email = CAMPAIGN.replace("id: promo", "id: mail").replace("holdout: 0.2", "holdout: 0")
+    root = write(
+        tmp_path / "ws",
+        {"dmops.yaml": ws, "contacts.csv": contacts, "campaigns/sms.yaml": sms, "campaigns/mail.yaml": email},
+    )
+    record(load_workspace(root), [Entry("promo", "once", "c1", "message", "email", "marketing", "a", T, "m1")])
+    events = (
+        "event,ts,message_id,contact_id\nunsubscribe,2026-12-01T06:00:00Z,m1,\nunsubscribe,2026-12-01T06:00:00Z,,c2\n"
+    )
+    write(root, {"events.csv": events})
+    assert cli("-w", root, "events", "import", root / "events.csv").exit_code == 0
+
+    with duckdb.connect(str(ledger_path(load_workspace(root))), read_only=True) as con:
+        stored = con.execute("SELECT contact_id, channel, reason FROM suppressions ORDER BY contact_id").fetchall()
+    assert stored == [("c1", "email", "unsubscribe"), ("c2", None, "unsubscribe")]
+
+    def reasons(campaign: str) -> dict[str, str]:
+        out = root / f"{campaign}.csv"
+        result = cli("-w", root, "plan", campaign, "--at", "2026-12-05T10:00", "--out", out)
+        assert result.exit_code == 0, result.output
+        return {line.split(",")[0]: line.split(",")[2] for line in out.read_text().splitlines()[1:]}
+
+    assert reasons("sms") == {"c1": "", "c2": "suppressed", "c3": ""}
+    assert reasons("mail") == {"c1": "suppressed", "c2": "suppressed", "c3": ""}
 
 
 def test_csv_output_escapes_formula_injection() -> None:

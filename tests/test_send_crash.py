@@ -141,3 +141,75 @@ def test_a_crash_while_rendering_leaves_nothing_visible(tmp_path: Path, monkeypa
     sending.send(ws, campaign, at)
     assert [p.name for p in folder.iterdir()] == ["run-0001"]  # the hidden leftover was removed first
     assert len(outbox_messages(root)) == len(ledger_rows(root))
+
+
+class SyncLog:
+    """Records fsync and rename calls as (call, path relative to ``base``), in order."""
+
+    def __init__(self, base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.base = base.resolve()
+        self.calls: list[tuple[str, ...]] = []
+        fsync, rename, replace = os.fsync, os.rename, os.replace
+
+        def logged_fsync(fd: int) -> None:
+            self._log("fsync", os.readlink(f"/proc/self/fd/{fd}"))
+            fsync(fd)
+
+        def logged_rename(src: str | Path, dst: str | Path) -> None:
+            self._log("rename", os.path.abspath(src), os.path.abspath(dst))
+            rename(src, dst)
+
+        def logged_replace(src: str | Path, dst: str | Path) -> None:
+            self._log("rename", os.path.abspath(src), os.path.abspath(dst))
+            replace(src, dst)
+
+        monkeypatch.setattr(os, "fsync", logged_fsync)
+        monkeypatch.setattr(os, "rename", logged_rename)
+        monkeypatch.setattr(os, "replace", logged_replace)
+
+    def _log(self, call: str, *paths: str) -> None:
+        relative = []
+        for path in paths:
+            resolved = Path(path).resolve()
+            if not resolved.is_relative_to(self.base):
+                return  # the token secret, the run lock: not under test here
+            relative.append(resolved.relative_to(self.base).as_posix() or ".")
+        self.calls.append((call, *relative))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads fsync targets from /proc")
+def test_the_outbox_is_synced_before_it_is_renamed_into_view(tmp_path: Path, monkeypatch) -> None:
+    # SPEC §7: write, fsync, rename. The messages and the manifest reach the disk before the run becomes
+    # visible, the run folder's entries before the rename, and the rename itself after it.
+    from datetime import UTC, datetime
+
+    from dmops.campaign import load_campaign
+    from dmops.send import send
+    from dmops.workspace import load_workspace
+
+    root = write(tmp_path / "ws", {"dmops.yaml": WS, "contacts.csv": contacts(20), "campaigns/promo.yaml": EMAIL})
+    ws = load_workspace(root)
+    log = SyncLog(root / "outbox" / "promo" / "once", monkeypatch)
+    send(ws, load_campaign(root / "campaigns/promo.yaml", ws), datetime(2026, 11, 30, 4, tzinfo=UTC))
+    assert log.calls == [
+        ("fsync", ".run-0001.tmp/messages.jsonl"),
+        ("fsync", ".run-0001.tmp/manifest.json"),
+        ("fsync", ".run-0001.tmp"),
+        ("rename", ".run-0001.tmp", "run-0001"),
+        ("fsync", "."),
+    ]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads fsync targets from /proc")
+@pytest.mark.parametrize("name", ["plan.csv", "plan.parquet"])
+def test_the_plan_file_is_synced_before_it_is_renamed_into_place(cli, tmp_path: Path, monkeypatch, name) -> None:
+    root = write(tmp_path / "ws", {"dmops.yaml": WS, "contacts.csv": contacts(20), "campaigns/promo.yaml": EMAIL})
+    out = tmp_path / "out"
+    out.mkdir()
+    log = SyncLog(out, monkeypatch)
+    result = cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00", "--out", out / name)
+    assert result.exit_code == 0, result.output
+    staging = [call[1] for call in log.calls if call[0] == "rename"]
+    assert len(staging) == 1 and staging[0].startswith(f".{name}.") and staging[0].endswith(".tmp")
+    assert log.calls == [("fsync", staging[0]), ("rename", staging[0], name), ("fsync", ".")]
+    assert sorted(p.name for p in out.iterdir()) == [name]

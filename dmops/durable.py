@@ -1,0 +1,43 @@
+"""Files that appear whole or not at all: write aside, fsync, rename into place, fsync the folder.
+
+A reader never sees a partial file, and after a power loss the file is either the old one or the
+complete new one: the data is synced before the rename, and the folder after it, so the rename
+itself survives too.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the entries of folder ``path`` (a rename into it, a new file) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def publish(staging: Path, final: Path) -> None:
+    """Sync the finished ``staging`` file, rename it to ``final`` and sync the folder (OSError on failure)."""
+    fsync_file(staging)
+    os.replace(staging, final)
+    fsync_dir(final.parent)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) atomically; the staging file is removed on failure."""
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        staging.write_text(text, encoding="utf-8")
+        publish(staging, path)
+    except OSError:
+        staging.unlink(missing_ok=True)
+        raise
