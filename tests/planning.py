@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,3 +63,8 @@ def plan(root: Path, campaign_file: str, at: str) -> tuple[PlanSummary, dict[str
     finally:
         con.close()
     return summary, {r[0]: tuple(r[1:]) for r in rows}
+
+
+def independent_u(campaign: str, contact: str) -> float:
+    """The contact's place in [0, 1) for splits, computed as SPEC §4 defines it, not as the code does."""
+    return int(hashlib.md5(f"{campaign}:{contact}".encode()).hexdigest()[:15], 16) / 16**15

@@ -166,6 +166,34 @@ def test_claims_hidden_behind_full_width_characters_spaces_and_zero_width_joiner
     assert banned_claims("冬季新品上市", [], []) == []
 
 
+@pytest.mark.parametrize(
+    "hidden",
+    [
+        "顶\u200b级",  # zero-width space
+        "顶\u200c级",  # zero-width non-joiner
+        "顶\u200d级",  # zero-width joiner
+        "顶\u2060级",  # word joiner
+        "顶\ufeff级",  # zero-width no-break space (BOM)
+        "顶·级",  # middle dot
+        "顶・级",  # katakana middle dot
+        "顶*级",
+        "顶_级",
+        "顶-级",
+        "顶.级",
+        "顶\t\n级",
+        "顶 * - 级",  # a run of them
+    ],
+)
+def test_every_separator_a_sender_can_hide_a_claim_behind_is_removed(hidden: str) -> None:
+    assert normalise(hidden) == "顶级"
+    assert [t for t, _ in banned_claims(f"全场{hidden}好货", [], [])] == ["顶级"]
+
+
+def test_punctuation_that_is_not_a_separator_stays() -> None:
+    assert normalise("50%, OFF!") == "50%,off!"
+    assert banned_claims("顶/级 好货", [], []) == []  # a slash separates words: not the claim
+
+
 def test_opt_out_in_the_language_of_the_message() -> None:
     assert sms_opt_out_present("新品上市，回复TD退订")
     assert not sms_opt_out_present("新品上市 Reply STOP")  # Chinese text needs 退订

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 
 from dmops.errors import DmopsError
 from dmops.plan import hash_thresholds
-from tests.planning import message, plan, seed, write
+from tests.planning import independent_u, message, plan, seed, write
 
 WS = """\
 version: 1
@@ -362,10 +361,6 @@ def test_occurrence_keys(root: Path, recurrence: str, at: str, key: str) -> None
 
 
 # --- assignment ----------------------------------------------------------------------------------------------
-
-
-def independent_u(campaign: str, contact: str) -> float:
-    return int(hashlib.md5(f"{campaign}:{contact}".encode()).hexdigest()[:15], 16) / 16**15
 
 
 def test_hash_split_matches_an_independent_computation(tmp_path: Path) -> None:
