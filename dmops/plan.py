@@ -507,8 +507,8 @@ def explain(
         checks.append(Check("2 no_consent", "pass", f"no consent column configured for {config.channel}"))
     else:
         raw = _one(con, f'SELECT CAST("{consent_column}" AS VARCHAR) FROM contacts WHERE contact_id = $id', p)
-        value = raw[0] if raw and raw[0] is not None else "(blank)"
-        checks.append(Check("2 no_consent", "pass" if r["consent"] else "EXCLUDED", f"{consent_column} = {value!r}"))
+        value = repr(raw[0]) if raw and raw[0] is not None else "(blank)"
+        checks.append(Check("2 no_consent", "pass" if r["consent"] else "EXCLUDED", f"{consent_column} = {value}"))
     matches = con.execute(
         """
         SELECT s.source, s.line, s.reason, coalesce(s.channel, 'all channels'),
@@ -540,7 +540,13 @@ def explain(
         " WHERE campaign_id = $cid AND occurrence = $occ AND contact_id = $id",
         {"cid": campaign.id, "occ": summary.occurrence, "id": contact_id},
     ).fetchall()
-    prior_text = "; ".join(f"{kind} variant {v} planned {iso_z(t)}" for kind, v, t in prior) or "nothing in the ledger"
+    prior_text = (
+        "; ".join(
+            f"message variant {v} planned {iso_z(t)}" if kind == "message" else f"held out, planned {iso_z(t)}"
+            for kind, v, t in prior
+        )
+        or "nothing in the ledger"
+    )
     outcome = "EXCLUDED" if r["ledger_sent"] else ("HOLDOUT (kept)" if r["ledger_held"] else "pass")
     checks.append(Check("4 already_sent", outcome, f"occurrence {summary.occurrence}: {prior_text}"))
     t = r["planned_at"]
@@ -566,7 +572,7 @@ def explain(
     checks.append(
         Check(
             "6 holdout",
-            "HOLDOUT" if r["reason"] == "holdout" else ("pass" if not r["holdout_hit"] else "not reached"),
+            "HOLDOUT" if r["holdout_hit"] else "pass",
             hold_detail,
         )
     )

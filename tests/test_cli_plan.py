@@ -113,29 +113,6 @@ def test_table_output_shows_the_funnel(cli, root: Path) -> None:
     assert "nothing was sent; to send: dmops send promo" in result.output
 
 
-def test_explain_reads_every_check(cli, root: Path) -> None:
-    result = cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00", "--explain", "c05")
-    assert result.exit_code == 0, result.output
-    text = result.output.split("explain contact c05:")[1]
-    assert "1 invalid_address  pass" in text and "email address: F***@Example.com" in text
-    assert "3 suppressed       EXCLUDED" in text
-    assert "optouts.csv:3 unsubscribe on email (by email)" in text
-    assert "4 already_sent     not reached (pass)" in text
-    assert "decision           excluded: suppressed" in text
-    assert "Five@Example.com" not in result.output
-
-
-def test_explain_shows_pii_only_when_asked(cli, root: Path) -> None:
-    result = cli("-w", root, "--show-pii", "plan", "promo", "--at", "2026-11-30T12:00", "--explain", "c05")
-    assert "email address: Five@Example.com" in result.output
-
-
-def test_explain_unknown_contact_is_a_usage_error(cli, root: Path) -> None:
-    result = cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00", "--explain", "nobody")
-    assert result.exit_code == 2
-    assert "no contact with contact_id 'nobody'" in result.output
-
-
 def test_malformed_at_is_exit_2(cli, root: Path) -> None:
     result = cli("-w", root, "plan", "promo", "--at", "next tuesday")
     assert result.exit_code == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -23,7 +24,12 @@ FROM_SPEC = {
 }
 
 
-@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+def vector_id(index: int, name: str) -> str:
+    """A test id that survives a command line: the vector's position and the ASCII words of its name."""
+    return f"{index:02d}-" + "-".join(re.findall(r"[A-Za-z0-9]+", name))
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[vector_id(i, v["name"]) for i, v in enumerate(VECTORS)])
 def test_twilio_vector(vector: dict) -> None:
     text = vector["text"]
     size = measure(text)
@@ -77,3 +83,15 @@ def test_chinese_is_ucs2_and_empty_is_one_segment() -> None:
 def test_escape_pair_is_never_split_across_parts() -> None:
     assert measure("a" * 152 + "€" + "a" * 10).segments == 2  # the pair moves whole to part 2
     assert measure("a" * 152 + "€" + "a" * 152).segments == 3
+
+
+def test_parts_fill_to_exactly_153_septets_or_67_units() -> None:
+    assert measure("a" * 306) == SmsSize("gsm7", 2, 306)  # 2 x 153
+    assert measure("a" * 307).segments == 3
+    assert measure("á" * 134) == SmsSize("ucs2", 2, 134)  # 2 x 67
+    assert measure("á" * 135).segments == 3
+
+
+def test_only_characters_beyond_the_basic_plane_take_two_units() -> None:
+    assert measure("\uffff") == SmsSize("ucs2", 1, 1)  # the last BMP code point: one UTF-16 unit
+    assert measure("\U00010000") == SmsSize("ucs2", 1, 2)  # the first astral one: a surrogate pair
