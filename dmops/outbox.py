@@ -176,13 +176,13 @@ class RunWriter:
 
 def read_run(run: Path) -> Iterator[dict[str, Any]]:
     """The messages of a complete run, after checking its manifest (count and sha256)."""
+    manifest = manifest_of(run)
     try:
-        manifest = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
         data = (run / MESSAGES).read_bytes()
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise IOFailure(f"cannot read outbox run ({type(exc).__name__})", file=run) from None
     lines = data.splitlines()
-    if hashlib.sha256(data).hexdigest() != manifest.get("sha256") or len(lines) != manifest.get("count"):
+    if hashlib.sha256(data).hexdigest() != manifest["sha256"] or len(lines) != manifest["count"]:
         raise IOFailure(
             "outbox run does not match its manifest", file=run, hint="the file was changed after dmops wrote it"
         )
@@ -191,8 +191,17 @@ def read_run(run: Path) -> Iterator[dict[str, Any]]:
 
 
 def manifest_of(run: Path) -> dict[str, Any]:
+    """A run's manifest, checked to be one dmops wrote (an object with a count and a sha256)."""
     try:
-        manifest: dict[str, Any] = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
+        manifest = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise IOFailure(f"cannot read the manifest ({type(exc).__name__})", file=run) from None
+        raise IOFailure(f"cannot read outbox run ({type(exc).__name__})", file=run) from None
+    if (
+        not isinstance(manifest, dict)
+        or not isinstance(manifest.get("count"), int)
+        or not isinstance(manifest.get("sha256"), str)
+    ):
+        raise IOFailure(
+            "outbox run has no valid manifest", file=run, hint="the manifest was changed after dmops wrote it"
+        )
     return manifest

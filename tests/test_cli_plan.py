@@ -82,7 +82,34 @@ def test_out_parquet_has_the_same_rows(cli, root: Path, tmp_path: Path) -> None:
     con = duckdb.connect()
     from_parquet = con.execute("SELECT * FROM read_parquet($p)", {"p": str(tmp_path / "p.parquet")}).fetchall()
     from_csv = con.execute("SELECT * FROM read_csv($p, all_varchar = true)", {"p": str(tmp_path / "p.csv")}).fetchall()
-    assert [tuple(v or "" for v in r) for r in from_parquet] == [tuple(v or "" for v in r) for r in from_csv]
+    assert from_parquet == [tuple(v or "" for v in r) for r in from_csv]  # empty fields are '', never null
+    assert any(r[2] == "" for r in from_parquet) and any(r[3] == "" for r in from_parquet)
+
+
+@pytest.mark.parametrize("name", ["plan.csv", "plan.parquet"])
+def test_out_in_a_folder_whose_name_has_a_quote(cli, root: Path, tmp_path: Path, name: str) -> None:
+    folder = tmp_path / "it's here"
+    folder.mkdir()
+    result = cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00", "--out", folder / name)
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in folder.iterdir()] == [name]
+
+
+def test_out_errors_name_the_file_and_leave_nothing(cli, root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    missing = cli("-w", root, "plan", "promo", "--out", out / "nowhere" / "plan.csv")
+    assert (missing.exit_code, missing.stderr.strip()) == (
+        73,
+        f"error: {out / 'nowhere' / 'plan.csv'}: folder '{out / 'nowhere'}' does not exist",
+    )
+    (out / "taken.csv").mkdir()  # a folder where the file should go: the rename fails
+    taken = cli("-w", root, "plan", "promo", "--out", out / "taken.csv")
+    assert (taken.exit_code, taken.stderr.strip()) == (
+        73,
+        f"error: {out / 'taken.csv'}: cannot write the plan file (IsADirectoryError)",
+    )
+    assert [p.name for p in out.iterdir()] == ["taken.csv"]  # no staging file left behind
 
 
 def test_same_inputs_give_byte_identical_out_files(cli, root: Path, tmp_path: Path) -> None:

@@ -285,6 +285,28 @@ EXPECTED = {
                        u = 0.860439 is in [0.625000, 1.000000): variant b
   decision           send variant b at 2026-12-01T02:00:00Z
 """,
+    ("receipt", "c02"): """\
+  audience           in audience
+                       audience.where: tier = 'gold'
+  1 invalid_address  EXCLUDED
+                       email address: none
+  2 no_consent       skipped
+                       transactional campaigns need no consent
+  3 suppressed       not reached (pass)
+                       no suppression matches
+  4 already_sent     not reached (pass)
+                       occurrence once: nothing in the ledger
+  5 frequency_cap    skipped
+                       transactional campaigns are not capped
+  time               info
+                       zone Asia/Shanghai
+                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout          not reached (pass)
+                       u = 0.752113 (md5 of 'receipt:c02'), holdout 0.0
+  7 variant          info
+                       u = 0.752113 is in [0.000000, 1.000000): variant a
+  decision           excluded: invalid_address
+""",
     ("receipt", "c03"): """\
   audience           in audience
                        audience.where: tier = 'gold'

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from fractions import Fraction
 from pathlib import Path
 
@@ -10,6 +10,8 @@ import pytest
 
 from dmops.errors import DmopsError
 from dmops.plan import hash_thresholds
+from dmops.schedule import in_quiet_hours
+from dmops.workspace import QuietHours
 from tests.planning import independent_u, message, plan, seed, write
 
 WS = """\
@@ -311,6 +313,20 @@ def test_quiet_hours_within_one_day(root: Path, local: str, expected: str) -> No
     write(root, {"dmops.yaml": WS + quiet, "contacts.csv": contacts, "campaigns/promo.yaml": campaign})
     _, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
     assert rows["c01"][2] == expected
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "quiet", "not_quiet"),
+    [
+        ("21:00", "08:00", ["21:00", "23:59", "00:00", "07:59"], ["08:00", "12:00", "20:59"]),  # wraps midnight
+        ("00:00", "07:00", ["00:00", "06:59"], ["07:00", "23:59"]),
+        ("08:00", "08:00", [], ["07:59", "08:00", "08:01"]),  # start == end: no quiet hours
+    ],
+)
+def test_quiet_hours_are_start_inclusive_end_exclusive(start: str, end: str, quiet: list, not_quiet: list) -> None:
+    window = QuietHours(start=start, end=end)
+    assert all(in_quiet_hours(time.fromisoformat(t), window) for t in quiet)
+    assert not any(in_quiet_hours(time.fromisoformat(t), window) for t in not_quiet)
 
 
 def test_quiet_hours_use_the_recipients_zone_even_without_local_time(root: Path) -> None:

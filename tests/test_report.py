@@ -364,3 +364,349 @@ def test_sms_has_no_open_rate(cli, root: Path) -> None:
     row = data["rows"][0]
     assert row["open_rate"] is None and row["ctor"] is None and row["click_rate"] == 0.5
     assert data["goals"] == [{"metric": "open_rate", "target": 0.2, "actual": None, "met": None}]
+
+
+# --- whole outputs: every key and number of a report, pinned ---------------------------------------------------
+
+
+def same(actual: object, expected: object) -> bool:
+    """Equal structure and keys in order; floats equal to 1e-9 (statistics may differ in the last bits)."""
+    if isinstance(expected, dict):
+        return (
+            isinstance(actual, dict)
+            and list(actual) == list(expected)
+            and all(same(actual[k], expected[k]) for k in expected)
+        )
+    if isinstance(expected, list):
+        return (
+            isinstance(actual, list)
+            and len(actual) == len(expected)
+            and all(same(a, e) for a, e in zip(actual, expected, strict=True))
+        )
+    if isinstance(expected, float):
+        return isinstance(actual, float) and actual == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    return type(actual) is type(expected) and actual == expected
+
+
+# Checked by hand: a = c1-c4 (m2 hard bounce, m3 soft bounce then opened, m4 unsubscribed), b = c5, c6,
+# holdout = c7, c8; conversions in (t, t + 2d]; lift vs the holdout; sample ratio over 0.2/0.4/0.4 of 8.
+CAMPAIGN_REPORT = {
+    "campaign": "promo",
+    "name": "Promo",
+    "definitions": {
+        "recipients": "messages sent (variant) / contacts held out (holdout)",
+        "sent": "messages written to the outbox",
+        "bounced": "unique messages with a bounce and no open or click",
+        "delivered": "sent - bounced (delivered events are informational)",
+        "open_rate": "unique opened messages / delivered",
+        "click_rate": "unique clicked messages / delivered",
+        "ctor": "unique clicked messages / unique opened messages",
+        "unsubscribe_rate": "unique messages with an unsubscribe / delivered",
+        "complaint_rate": "unique messages with a complaint / delivered",
+        "bounce_rate": "bounced / sent",
+        "conversions": "recipients with >= 1 conversion in (t, t + window], t = their planned send time",
+        "conversion_rate": "conversions / recipients",
+        "revenue": "sum of the revenue of those conversions",
+        "revenue_per_recipient": "revenue / recipients",
+    },
+    "rows": [
+        {
+            "variant": "a",
+            "recipients": 4,
+            "sent": 4,
+            "bounced": 1,
+            "delivered": 3,
+            "opened": 2,
+            "clicked": 1,
+            "open_rate": 0.6666666666666666,
+            "click_rate": 0.3333333333333333,
+            "ctor": 0.5,
+            "unsubscribe_rate": 0.3333333333333333,
+            "complaint_rate": 0.0,
+            "bounce_rate": 0.25,
+            "conversions": 1,
+            "conversion_rate": 0.25,
+            "revenue": 100.0,
+            "revenue_per_recipient": 25.0,
+            "lift": {
+                "conversion_rate": {
+                    "abs": -0.25,
+                    "rel": -0.5,
+                    "ci_low": -1.0625581424161612,
+                    "ci_high": 0.5625581424161613,
+                    "p_value": 0.5402913746074199,
+                },
+                "revenue_per_recipient": {
+                    "abs": 5.0,
+                    "rel": 0.25,
+                    "ci_low": -87.69051263632335,
+                    "ci_high": 97.69051263632335,
+                    "p_value": 0.884211373837097,
+                },
+            },
+        },
+        {
+            "variant": "b",
+            "recipients": 2,
+            "sent": 2,
+            "bounced": 0,
+            "delivered": 2,
+            "opened": 0,
+            "clicked": 0,
+            "open_rate": 0.0,
+            "click_rate": 0.0,
+            "ctor": None,
+            "unsubscribe_rate": 0.0,
+            "complaint_rate": 0.0,
+            "bounce_rate": 0.0,
+            "conversions": 1,
+            "conversion_rate": 0.5,
+            "revenue": 50.0,
+            "revenue_per_recipient": 25.0,
+            "lift": {
+                "conversion_rate": {
+                    "abs": 0.0,
+                    "rel": 0.0,
+                    "ci_low": -0.979981992270027,
+                    "ci_high": 0.979981992270027,
+                    "p_value": 1.0,
+                },
+                "revenue_per_recipient": {
+                    "abs": 5.0,
+                    "rel": 0.25,
+                    "ci_low": -139.31258816009893,
+                    "ci_high": 149.31258816009893,
+                    "p_value": 0.8908437783135867,
+                },
+            },
+        },
+        {
+            "variant": "holdout",
+            "recipients": 2,
+            "sent": None,
+            "bounced": None,
+            "delivered": None,
+            "opened": None,
+            "clicked": None,
+            "open_rate": None,
+            "click_rate": None,
+            "ctor": None,
+            "unsubscribe_rate": None,
+            "complaint_rate": None,
+            "bounce_rate": None,
+            "conversions": 1,
+            "conversion_rate": 0.5,
+            "revenue": 40.0,
+            "revenue_per_recipient": 20.0,
+        },
+    ],
+    "goals": [
+        {"metric": "open_rate", "target": 0.5, "actual": 0.4, "met": False},
+        {"metric": "bounce_rate", "target": 0.2, "actual": 0.16666666666666666, "met": True},
+        {"metric": "click_rate", "target": 0.9, "actual": 0.2, "met": False},
+        {"metric": "conversion_rate", "target": 0.1, "actual": 0.3333333333333333, "met": True},
+    ],
+    "ab": {
+        "pairs": [
+            {
+                "a": "a",
+                "b": "b",
+                "conversion_rate": {
+                    "abs": 0.25,
+                    "rel": 1.0,
+                    "ci_low": -0.5625581424161613,
+                    "ci_high": 1.0625581424161612,
+                    "p_value": 0.5402913746074199,
+                },
+            }
+        ],
+        "sample_ratio": {"chi2": 0.75, "p_value": 0.6872892787909721, "mismatch": False},
+    },
+}
+
+
+def test_the_whole_campaign_report(cli, root: Path) -> None:
+    write(root, {"events.csv": EVENTS})
+    assert cli("-w", root, "events", "import", root / "events.csv").exit_code == 0
+    assert same(report(cli, root), CAMPAIGN_REPORT)
+
+
+def test_the_whole_csv_report(cli, root: Path) -> None:
+    write(root, {"events.csv": EVENTS})
+    assert cli("-w", root, "events", "import", root / "events.csv").exit_code == 0
+    lines = cli("-w", root, "report", "promo", "--format", "csv").stdout.splitlines()
+    columns = lines[0].split(",")
+    assert columns == [
+        "campaign",
+        "variant",
+        *[k for k in CAMPAIGN_REPORT["definitions"] if k != "sent"],
+        "sent",
+        "lift_conversion_abs",
+        "lift_conversion_p_value",
+        "lift_revenue_abs",
+        "lift_revenue_p_value",
+    ]
+    for line, row in zip(lines[1:], CAMPAIGN_REPORT["rows"], strict=True):
+        cells = dict(zip(columns, line.split(","), strict=True))
+        lift = row.get("lift") or {"conversion_rate": {}, "revenue_per_recipient": {}}
+        expected = {
+            **row,
+            "campaign": "promo",
+            "lift_conversion_abs": lift["conversion_rate"].get("abs"),
+            "lift_conversion_p_value": lift["conversion_rate"].get("p_value"),
+            "lift_revenue_abs": lift["revenue_per_recipient"].get("abs"),
+            "lift_revenue_p_value": lift["revenue_per_recipient"].get("p_value"),
+        }
+        for column, cell in cells.items():
+            value = expected[column]
+            if value is None:
+                assert cell == "", column
+            elif isinstance(value, float):
+                assert float(cell) == pytest.approx(value, rel=1e-9, abs=1e-12), column
+            else:
+                assert cell == str(value), column
+
+
+PERIOD_REPORT = {
+    "period": "month",
+    "periods": [
+        {
+            "period": "2026-12",
+            "campaigns": ["promo"],
+            "recipients": 6,
+            "sent": 6,
+            "bounced": 1,
+            "delivered": 5,
+            "opened": 2,
+            "clicked": 1,
+            "open_rate": 0.4,
+            "click_rate": 0.2,
+            "ctor": 0.5,
+            "unsubscribe_rate": 0.2,
+            "complaint_rate": 0.0,
+            "bounce_rate": 0.16666666666666666,
+            "conversions": 2,
+            "conversion_rate": 0.3333333333333333,
+            "revenue": 150.0,
+            "revenue_per_recipient": 25.0,
+            "goals": [
+                {"campaign": "promo", "metric": "open_rate", "target": 0.5, "actual": 0.4, "met": False},
+                {
+                    "campaign": "promo",
+                    "metric": "bounce_rate",
+                    "target": 0.2,
+                    "actual": 0.16666666666666666,
+                    "met": True,
+                },
+                {"campaign": "promo", "metric": "click_rate", "target": 0.9, "actual": 0.2, "met": False},
+                {
+                    "campaign": "promo",
+                    "metric": "conversion_rate",
+                    "target": 0.1,
+                    "actual": 0.3333333333333333,
+                    "met": True,
+                },
+            ],
+            "goals_met": 2,
+            "goals_missed": 2,
+        },
+        {
+            "period": "2027-01",
+            "campaigns": ["later"],
+            "recipients": 3,
+            "sent": 3,
+            "bounced": 0,
+            "delivered": 3,
+            "opened": 0,
+            "clicked": 0,
+            "open_rate": 0.0,
+            "click_rate": 0.0,
+            "ctor": None,
+            "unsubscribe_rate": 0.0,
+            "complaint_rate": 0.0,
+            "bounce_rate": 0.0,
+            "conversions": 0,
+            "conversion_rate": 0.0,
+            "revenue": 0.0,
+            "revenue_per_recipient": 0.0,
+            "goals": [
+                {"campaign": "later", "metric": "open_rate", "target": 0.5, "actual": 0.0, "met": False},
+                {"campaign": "later", "metric": "bounce_rate", "target": 0.2, "actual": 0.0, "met": True},
+                {"campaign": "later", "metric": "click_rate", "target": 0.9, "actual": 0.0, "met": False},
+                {"campaign": "later", "metric": "conversion_rate", "target": 0.1, "actual": 0.0, "met": False},
+            ],
+            "goals_met": 1,
+            "goals_missed": 3,
+        },
+    ],
+}
+
+
+def test_the_whole_period_report(cli, root: Path) -> None:
+    write(root, {"campaigns/later.yaml": CAMPAIGN.replace("id: promo", "id: later"), "events.csv": EVENTS})
+    january = datetime(2027, 1, 5, 2, 0, 0)
+    record(
+        load_workspace(root),
+        [Entry("later", "once", f"c{i}", "message", "email", "marketing", "a", january, f"n{i}") for i in (1, 2, 3)],
+    )
+    assert cli("-w", root, "events", "import", root / "events.csv").exit_code == 0
+    result = cli("-w", root, "report", "--period", "month", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert same(json.loads(result.stdout), PERIOD_REPORT)
+
+
+BROKEN_JSON = '{"event": "open", "ts": "2026-12-01T03:00:00Z"\n'
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "code", "stderr"),
+    [
+        ("missing.csv", None, 66, "error: missing.csv: events file not found"),
+        ("missing.jsonl", None, 66, "error: missing.jsonl: events file not found"),
+        ("missing.parquet", None, 66, "error: missing.parquet: events file not found"),
+        *[
+            (
+                f"bad{suffix}",
+                BROKEN_JSON,
+                65,
+                f"error: bad{suffix}: cannot read the JSON lines (InvalidInputException) "
+                "(one JSON object per line, UTF-8)",
+            )
+            for suffix in (".jsonl", ".ndjson", ".json", ".JSONL")
+        ],
+        (
+            "nocol.csv",
+            "ts,contact_id\n",
+            65,
+            "error: nocol.csv:1: no event column (columns: event, ts, message_id or contact_id)",
+        ),
+        (
+            "nots.csv",
+            "event,message_id\n",
+            65,
+            "error: nots.csv:1: no ts column (columns: event, ts, message_id or contact_id)",
+        ),
+        ("noid.csv", "event,ts\n", 65, "error: noid.csv:1: neither a message_id nor a contact_id column"),
+        (
+            "noid.jsonl",
+            '{"event": "open", "ts": "2026-12-01"}\n',
+            65,
+            "error: noid.jsonl:1: neither a message_id nor a contact_id column",
+        ),
+        (
+            "nothing.csv",
+            "url\n",
+            65,
+            "error: nothing.csv:1: no event column (columns: event, ts, message_id or contact_id)\n"
+            "error: nothing.csv:1: no ts column (columns: event, ts, message_id or contact_id)\n"
+            "error: nothing.csv:1: neither a message_id nor a contact_id column",
+        ),
+    ],
+)
+def test_an_events_file_that_cannot_be_read_is_named_with_its_line(
+    cli, root: Path, name: str, body: str | None, code: int, stderr: str
+) -> None:
+    if body is not None:
+        write(root, {name: body})
+    result = cli("-w", root, "events", "import", root / name)
+    assert (result.exit_code, result.stderr.strip()) == (code, stderr)

@@ -553,3 +553,43 @@ def test_a_render_error_in_a_worker_names_file_line_and_contact(tmp_path: Path, 
     assert caught.value.location.key == "variants[0].subject" and caught.value.location.line == 10
     assert "contact 00*33" in caught.value.message
     assert outbox_messages(ws) == []
+
+
+def test_an_outbox_run_that_does_not_match_its_manifest_is_refused(cli, root: Path, tmp_path: Path) -> None:
+    assert cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00").exit_code == 0
+    run = root / "outbox" / "promo" / "once" / "run-0001"
+    messages, manifest = (run / MESSAGES).read_bytes(), (run / MANIFEST).read_text()
+    where = "error: outbox/promo/once/run-0001: "
+
+    def export() -> tuple[int, str]:
+        target = tmp_path / f"eml-{len(list(tmp_path.iterdir()))}"
+        result = cli("-w", root, "outbox", "export", "--eml", target)
+        return result.exit_code, result.stderr.strip()
+
+    changed = f"{where}outbox run does not match its manifest (the file was changed after dmops wrote it)"
+    (run / MESSAGES).write_bytes(messages + messages.splitlines(keepends=True)[0])  # one line more
+    assert export() == (74, changed)
+    (run / MESSAGES).write_bytes(messages.replace(b"Hello", b"Hallo", 1))  # same count, other bytes
+    assert export() == (74, changed)
+    (run / MESSAGES).write_bytes(messages)
+    count = json.loads(manifest)["count"]
+    (run / MANIFEST).write_text(manifest.replace(f'"count": {count}', f'"count": {count + 1}'))  # same bytes
+    assert export() == (74, changed)
+    (run / MANIFEST).write_text("{not json")
+    assert export() == (74, f"{where}cannot read outbox run (JSONDecodeError)")
+    (run / MANIFEST).write_text('{"count": "3", "sha256": null}')
+    assert export() == (74, f"{where}outbox run has no valid manifest (the manifest was changed after dmops wrote it)")
+    (run / MANIFEST).unlink()
+    assert export() == (74, f"{where}cannot read outbox run (FileNotFoundError)")
+
+
+def test_recovery_refuses_a_run_whose_manifest_cannot_be_read(cli, root: Path) -> None:
+    assert cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00").exit_code == 0
+    (root / ".dmops" / "ledger.duckdb").unlink()  # the run is now one the ledger has not recorded
+    (root / "outbox" / "promo" / "once" / "run-0001" / MANIFEST).write_text("[]")
+    result = cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00")
+    assert (result.exit_code, result.stderr.strip()) == (
+        74,
+        "error: outbox/promo/once/run-0001: outbox run has no valid manifest "
+        "(the manifest was changed after dmops wrote it)",
+    )

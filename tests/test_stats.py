@@ -40,3 +40,49 @@ def test_two_proportions_p_value_is_the_pooled_z_test() -> None:
     pooled = 50 / 2000
     z = (0.03 - 0.02) / (pooled * (1 - pooled) * (2 / 1000)) ** 0.5
     assert got["p_value"] == pytest.approx(2 * stats.norm.sf(z), rel=1e-12)
+
+
+KEYS = ["abs", "rel", "ci_low", "ci_high", "p_value"]
+
+
+def test_two_groups_of_two_are_enough_one_is_not() -> None:
+    assert two_proportions(1, 2, 0, 2) is not None
+    assert two_proportions(1, 1, 0, 2) is None and two_proportions(1, 2, 0, 1) is None
+    assert welch(1.0, 1.0, 2, 0.0, 1.0, 2) is not None
+    assert welch(1.0, 1.0, 1, 0.0, 1.0, 2) is None and welch(1.0, 1.0, 2, 0.0, 1.0, 1) is None
+
+
+def test_welch_gives_every_key_and_the_relative_lift() -> None:
+    got = welch(12.0, 3.0, 50, 10.0, 4.0, 40)
+    assert got is not None and list(got) == KEYS
+    assert got["abs"] == pytest.approx(2.0) and got["rel"] == pytest.approx(0.2)
+    assert got["ci_low"] < 2.0 < got["ci_high"]
+    assert welch(2.0, 3.0, 50, 0.0, 4.0, 40)["rel"] is None  # type: ignore[index]  # nothing to be relative to
+
+
+def test_welch_with_equal_spreads_still_tests() -> None:
+    got = welch(12.0, 3.0, 30, 10.0, 3.0, 30)  # the same variance in both groups is not zero variance
+    assert got is not None and got["p_value"] == pytest.approx(
+        float(stats.ttest_ind_from_stats(12.0, 3.0, 30, 10.0, 3.0, 30, equal_var=False).pvalue)
+    )
+
+
+def test_welch_without_any_spread_is_exact_and_untested() -> None:
+    assert welch(5.0, 0.0, 3, 4.0, 0.0, 3) == {
+        "abs": 1.0,
+        "rel": 0.25,
+        "ci_low": 1.0,
+        "ci_high": 1.0,
+        "p_value": None,
+    }
+    assert welch(5.0, 0.0, 3, 0.0, 0.0, 3) == {"abs": 5.0, "rel": None, "ci_low": 5.0, "ci_high": 5.0, "p_value": None}
+
+
+@pytest.mark.parametrize("observed", [[0, 0], [7]])
+def test_sample_ratio_needs_two_groups_and_someone_in_them(observed: list[int]) -> None:
+    assert sample_ratio_mismatch(observed, [1] * len(observed)) == {"chi2": None, "p_value": None, "mismatch": None}
+
+
+def test_one_recipient_is_already_a_sample_ratio() -> None:
+    got = sample_ratio_mismatch([1, 0], [1, 1])
+    assert got["chi2"] == pytest.approx(1.0) and got["mismatch"] is False
