@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint samples bench clean
+.PHONY: demo test lint samples bench mutate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,14 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
+# Mutation testing of the modules that decide who gets what: kill rate per module, survivors in
+# mutants/survivors.txt. Slow (minutes), so not part of `make test`. MUTATE_ARGS='dmops.sms.*' runs a subset.
+mutate: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,mutate]'
+	$(BIN)/python scripts/mutate.py $(MUTATE_ARGS)
+
 samples: $(STAMP)
 	$(BIN)/python scripts/make_samples.py
 
 clean:
-	rm -rf $(VENV) .dmops outbox demo-workspace .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .dmops outbox demo-workspace mutants .pytest_cache .mypy_cache .ruff_cache
