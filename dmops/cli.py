@@ -423,7 +423,7 @@ def events_import_command(
     with _reported(ws.root):
         result = import_events(ws, file)
     _console().print(
-        f"{escape(file.name)}: {result.rows:,} rows, {result.imported:,} imported, "
+        f"{escape(result.file.name)}: {result.rows:,} rows, {result.imported:,} imported, "
         f"{result.duplicates:,} already there; {result.suppressions:,} suppressions added"
     )
 

@@ -28,13 +28,6 @@ REASONS = ("unsubscribe", "bounce", "complaint", "manual")
 CHANNEL_VALUES = ("email", "sms", "dm")
 
 
-def _relative(ws: Workspace, path: Path) -> str:
-    try:
-        return str(path.relative_to(ws.root))
-    except ValueError:
-        return str(path)
-
-
 def missing_files(ws: Workspace) -> list[MissingInputError]:
     """One error per listed suppression file that does not exist, naming its key in dmops.yaml (exit 66)."""
     return [
@@ -86,7 +79,7 @@ def _load_file(con: duckdb.DuckDBPyConnection, ws: Workspace, path: Path) -> Non
     raise_all(problems)
     con.execute(
         "INSERT INTO _dm_sup_rows SELECT contact_id, address, channel, reason, $source, _dm_line FROM _dm_sup_view",
-        {"source": _relative(ws, path)},
+        {"source": str(path.relative_to(ws.root))},  # always inside: see load_workspace,
     )
     con.execute("DROP VIEW _dm_sup_view; DROP TABLE _dm_sup_raw")
 

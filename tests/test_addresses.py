@@ -100,3 +100,14 @@ def test_random_digit_strings_through_sql_match_phonenumbers(values, region) -> 
     got = through_sql("phone", values, region)
     for value in values:
         assert got[value] == normalise_phone(value, region), (value, region)
+
+
+def test_only_spaces_and_tabs_are_trimmed_from_a_phone() -> None:
+    # SPEC §3: spaces and tabs around an address are trimmed; nothing else is, and without a region a
+    # number must start with +.
+    assert normalise_phone(" \t+8613800138000\t ", None) == "+8613800138000"
+    assert normalise_phone("\n+8613800138000", None) is None
+    assert normalise_phone("X+8613800138000", None) is None
+    assert normalise_phone("13800138000", None) is None  # national format needs a region
+    assert normalise_phone("13800138000", "CN") == "+8613800138000"
+    assert normalise_phone(" \t", "CN") is None

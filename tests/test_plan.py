@@ -534,3 +534,42 @@ def test_an_email_opt_out_suppresses_other_channels_even_when_the_email_is_inval
     write(root, {"contacts.csv": contacts, "optouts.csv": optouts, "campaigns/sms.yaml": sms})
     _, rows = plan(root, "campaigns/sms.yaml", "2026-11-30T12:00")
     assert rows["c01"][0] == "suppressed"
+
+
+def test_suppression_file_errors_name_the_file_line_and_key(root: Path, cli) -> None:
+    (root / "optouts.csv").unlink()
+    missing = cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00")
+    assert (missing.exit_code, missing.stderr.strip()) == (
+        66,
+        "error: dmops.yaml:4, key 'suppressions[0]': suppression file 'optouts.csv' not found "
+        "(a listed suppression file must exist; it is never treated as empty)",
+    )
+    write(root, {"optouts.csv": "channel,reason\nemail,unsubscribe\n"})
+    unusable = cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00")
+    assert (unusable.exit_code, unusable.stderr.strip()) == (
+        65,
+        "error: optouts.csv:1: a suppression file needs a contact_id or an address column "
+        "(columns: contact_id or address, optional channel, reason, ts)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("optouts", "suppressed"),
+    [
+        ("contact_id\nc01\n", {"c01"}),  # ids only
+        ("Address\nONE@example.com\n", {"c01"}),  # addresses only, any case of the header
+        ("CONTACT_ID,Channel\nc01,sms\nc07,\n", {"c07"}),
+    ],
+)
+def test_a_suppression_file_needs_only_one_of_contact_id_and_address(root: Path, optouts: str, suppressed: set) -> None:
+    write(root, {"optouts.csv": optouts})
+    _, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    assert {cid for cid, row in rows.items() if row[0] == "suppressed"} == suppressed
+
+
+def test_a_suppression_file_outside_the_workspace_is_refused(root: Path, tmp_path_factory, cli) -> None:
+    elsewhere = tmp_path_factory.mktemp("shared") / "global-optouts.csv"
+    elsewhere.write_text("contact_id,reason\nc01,complaint\n", encoding="utf-8")
+    write(root, {"dmops.yaml": WS.replace("suppressions: [optouts.csv]", f"suppressions: ['{elsewhere}']")})
+    result = cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00")
+    assert result.exit_code == 78 and "dmops.yaml:4, key 'suppressions[0]'" in result.stderr

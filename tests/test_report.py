@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -710,3 +710,68 @@ def test_an_events_file_that_cannot_be_read_is_named_with_its_line(
         write(root, {name: body})
     result = cli("-w", root, "events", "import", root / name)
     assert (result.exit_code, result.stderr.strip()) == (code, stderr)
+
+
+def test_every_kind_of_bad_event_row_is_named_by_line_and_column(cli, root: Path) -> None:
+    bad = (
+        "event,ts,message_id,contact_id,revenue,bounce_type\n"
+        "open,2026-12-01T03:00:00Z,m1,,,\n"  # line 2: fine
+        "opened,2026-12-01T03:00:00Z,m1,,,\n"
+        ",2026-12-01T03:00:00Z,m1,,,\n"
+        "click,yesterday,m1,,,\n"
+        "click,2026-12-01T03:00:00Z,m999,,,\n"
+        "conversion,2026-12-01T03:00:00Z,,c1,-5,\n"
+        "conversion,2026-12-01T03:00:00Z,,c1,lots,\n"
+        "open,2026-12-01T03:00:00Z,,c1,,\n"
+        "unsubscribe,2026-12-01T03:00:00Z,,,,\n"
+        "open,2026-12-01T03:00:00Z,m1,c2,,\n"
+        "bounce,2026-12-01T03:00:00Z,m1,,,maybe\n"
+    )
+    write(root, {"bad.csv": bad})
+    result = cli("-w", root, "events", "import", root / "bad.csv")
+    events = "delivered, bounce, open, click, unsubscribe, complaint, conversion"
+    assert result.exit_code == 65
+    assert result.stderr.splitlines() == [
+        f"error: bad.csv:3, key 'event': unknown event (use {events})",
+        f"error: bad.csv:4, key 'event': unknown event (use {events})",
+        "error: bad.csv:5, key 'ts': ts is not an ISO 8601 date and time",
+        "error: bad.csv:6, key 'message_id': message_id is not in the ledger (was it sent by dmops?)",
+        "error: bad.csv:7, key 'revenue': revenue is negative",
+        "error: bad.csv:8, key 'revenue': revenue is not a number",
+        "error: bad.csv:9, key 'message_id': this event needs a message_id",
+        "error: bad.csv:10, key 'contact_id': the row has neither message_id nor contact_id",
+        "error: bad.csv:11, key 'contact_id': contact_id does not match the message's contact",
+        "error: bad.csv:12, key 'bounce_type': bounce_type must be hard or soft",
+    ]
+    assert report(cli, root)["rows"][0]["opened"] == 0  # nothing imported
+
+
+def test_bad_event_rows_are_listed_twenty_of_a_kind_forty_in_all(cli, root: Path) -> None:
+    rows = "".join("opened,2026-12-01T03:00:00Z,m1,\n" for _ in range(25))
+    rows += "".join("open,someday,m1,\n" for _ in range(25))
+    rows += "".join("open,2026-12-01T03:00:00Z,m999,\n" for _ in range(25))
+    write(root, {"bad.csv": "event,ts,message_id,contact_id\n" + rows})
+    result = cli("-w", root, "events", "import", root / "bad.csv")
+    lines = result.stderr.splitlines()
+    assert result.exit_code == 65 and len(lines) == 40
+    assert [line.split(",")[0] for line in lines] == [f"error: bad.csv:{n}" for n in [*range(2, 22), *range(27, 47)]]
+
+
+def test_the_import_time_is_recorded_in_utc_whatever_the_machine_zone(root: Path, monkeypatch) -> None:
+    import time
+
+    from dmops.events import import_events
+
+    write(root, {"events.csv": EVENTS})
+    monkeypatch.setenv("TZ", "Asia/Shanghai")  # eight hours from UTC: a local clock would be caught
+    time.tzset()
+    try:
+        before = datetime.now(UTC).replace(tzinfo=None)
+        import_events(load_workspace(root), root / "events.csv")
+        after = datetime.now(UTC).replace(tzinfo=None)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    with duckdb.connect(str(ledger_path(load_workspace(root))), read_only=True) as con:
+        stamps = {row[0] for row in con.execute("SELECT imported_at FROM events").fetchall()}
+    assert len(stamps) == 1 and before <= stamps.pop() <= after

@@ -213,3 +213,28 @@ def test_the_plan_file_is_synced_before_it_is_renamed_into_place(cli, tmp_path: 
     assert len(staging) == 1 and staging[0].startswith(f".{name}.") and staging[0].endswith(".tmp")
     assert log.calls == [("fsync", staging[0]), ("rename", staging[0], name), ("fsync", ".")]
     assert sorted(p.name for p in out.iterdir()) == [name]
+
+
+def test_a_write_error_drops_the_run_and_reports_that_error(tmp_path: Path, monkeypatch) -> None:
+    # A full disk while the outbox is written: the error the user sees is the write error (not one
+    # raised while cleaning up), and nothing of the run is left behind or recorded.
+    from datetime import UTC, datetime
+
+    import dmops.send as sending
+    from dmops.campaign import load_campaign
+    from dmops.errors import IOFailure
+    from dmops.outbox import RunWriter
+    from dmops.workspace import load_workspace
+
+    root = write(tmp_path / "ws", {"dmops.yaml": WS, "contacts.csv": contacts(40), "campaigns/promo.yaml": EMAIL})
+    ws = load_workspace(root)
+
+    def disk_full(self: RunWriter, lines: bytes) -> None:
+        raise IOFailure("cannot write the outbox: No space left on device", file=self.tmp)
+
+    monkeypatch.setattr(sending, "BATCH", 4)  # several blocks in flight when the first one fails
+    monkeypatch.setattr(RunWriter, "_append", disk_full)
+    with pytest.raises(IOFailure, match="No space left on device"):
+        sending.send(ws, load_campaign(root / "campaigns/promo.yaml", ws), datetime(2026, 11, 30, 4, tzinfo=UTC))
+    assert list((root / "outbox" / "promo" / "once").iterdir()) == []
+    assert ledger_rows(root) == [] and ledger_rows(root, "holdout") == []
