@@ -260,9 +260,7 @@ def open_report(ws: Workspace) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def retention(
-    con: duckdb.DuckDBPyConnection, ws: Workspace, period: str = "month", event: str = "conversion"
-) -> dict[str, Any]:
+def retention(con: duckdb.DuckDBPyConnection, ws: Workspace, period: str, event: str) -> dict[str, Any]:
     """Cohorts by the period of each contact's first ``event``; cell k = share active k periods later (SPEC §9)."""
     unit = "month" if period == "month" else "week"
     rows = con.execute(

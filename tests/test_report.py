@@ -210,12 +210,13 @@ def test_an_email_unsubscribe_suppresses_email_only(cli, tmp_path: Path) -> None
 
 
 def test_csv_output_escapes_formula_injection() -> None:
-    assert [csv_safe(v) for v in ("=SUM(A1)", "+1", "-2", "@x", "\tx", "ok", 3)] == [
+    assert [csv_safe(v) for v in ("=SUM(A1)", "+1", "-2", "@x", "\tx", "\rx", "ok", 3)] == [
         "'=SUM(A1)",
         "'+1",
         "'-2",
         "'@x",
         "'\tx",
+        "'\rx",
         "ok",
         3,
     ]
@@ -775,3 +776,281 @@ def test_the_import_time_is_recorded_in_utc_whatever_the_machine_zone(root: Path
     with duckdb.connect(str(ledger_path(load_workspace(root))), read_only=True) as con:
         stamps = {row[0] for row in con.execute("SELECT imported_at FROM events").fetchall()}
     assert len(stamps) == 1 and before <= stamps.pop() <= after
+
+
+PLAIN = """\
+id: plain
+name: Plain
+channel: email
+sender: {from: "Shop <news@shop.example.com>"}
+unsubscribe_url: "https://shop.example.com/u/{{ unsubscribe_token }}"
+variants:
+  - {id: a, subject: S, text: T}
+  - {id: b, subject: S, text: T}
+  - {id: c, subject: S, text: T}
+"""
+WITH_CELLS = PLAIN.replace("id: plain", "id: cells").replace(", subject", ", where: 'true', subject")
+
+# No holdout, no weights (equal shares), a variant nobody got: sample ratio over [3, 1, 0] with 4/3
+# expected each is 3.5 (p = e^-1.75); b has one recipient, too few to compare. Cells have no planned ratio.
+REPORT_WITHOUT_HOLDOUT = {
+    "campaign": "plain",
+    "name": "Plain",
+    "rows": [
+        {
+            "variant": "a",
+            "recipients": 3,
+            "sent": 3,
+            "bounced": 0,
+            "delivered": 3,
+            "opened": 0,
+            "clicked": 0,
+            "open_rate": 0.0,
+            "click_rate": 0.0,
+            "ctor": None,
+            "unsubscribe_rate": 0.0,
+            "complaint_rate": 0.0,
+            "bounce_rate": 0.0,
+            "conversions": 0,
+            "conversion_rate": 0.0,
+            "revenue": 0.0,
+            "revenue_per_recipient": 0.0,
+            "lift": {"conversion_rate": None, "revenue_per_recipient": None},
+        },
+        {
+            "variant": "b",
+            "recipients": 1,
+            "sent": 1,
+            "bounced": 0,
+            "delivered": 1,
+            "opened": 0,
+            "clicked": 0,
+            "open_rate": 0.0,
+            "click_rate": 0.0,
+            "ctor": None,
+            "unsubscribe_rate": 0.0,
+            "complaint_rate": 0.0,
+            "bounce_rate": 0.0,
+            "conversions": 0,
+            "conversion_rate": 0.0,
+            "revenue": 0.0,
+            "revenue_per_recipient": 0.0,
+            "lift": {"conversion_rate": None, "revenue_per_recipient": None},
+        },
+        {
+            "variant": "c",
+            "recipients": 0,
+            "sent": 0,
+            "bounced": 0,
+            "delivered": 0,
+            "opened": 0,
+            "clicked": 0,
+            "open_rate": None,
+            "click_rate": None,
+            "ctor": None,
+            "unsubscribe_rate": None,
+            "complaint_rate": None,
+            "bounce_rate": None,
+            "conversions": 0,
+            "conversion_rate": None,
+            "revenue": 0.0,
+            "revenue_per_recipient": None,
+            "lift": {"conversion_rate": None, "revenue_per_recipient": None},
+        },
+        {
+            "variant": "holdout",
+            "recipients": 0,
+            "sent": None,
+            "bounced": None,
+            "delivered": None,
+            "opened": None,
+            "clicked": None,
+            "open_rate": None,
+            "click_rate": None,
+            "ctor": None,
+            "unsubscribe_rate": None,
+            "complaint_rate": None,
+            "bounce_rate": None,
+            "conversions": 0,
+            "conversion_rate": None,
+            "revenue": 0.0,
+            "revenue_per_recipient": None,
+        },
+    ],
+    "goals": [],
+    "ab": {
+        "pairs": [
+            {"a": "a", "b": "b", "conversion_rate": None},
+            {"a": "a", "b": "c", "conversion_rate": None},
+            {"a": "b", "b": "c", "conversion_rate": None},
+        ],
+        "sample_ratio": {"chi2": 3.500000000000001, "p_value": 0.17377394345044508, "mismatch": False},
+    },
+}
+REPORT_WITH_CELLS = {
+    "campaign": "cells",
+    "name": "Plain",
+    "rows": [
+        {
+            "variant": "a",
+            "recipients": 2,
+            "sent": 2,
+            "bounced": 0,
+            "delivered": 2,
+            "opened": 0,
+            "clicked": 0,
+            "open_rate": 0.0,
+            "click_rate": 0.0,
+            "ctor": None,
+            "unsubscribe_rate": 0.0,
+            "complaint_rate": 0.0,
+            "bounce_rate": 0.0,
+            "conversions": 0,
+            "conversion_rate": 0.0,
+            "revenue": 0.0,
+            "revenue_per_recipient": 0.0,
+            "lift": {"conversion_rate": None, "revenue_per_recipient": None},
+        },
+        {
+            "variant": "b",
+            "recipients": 2,
+            "sent": 2,
+            "bounced": 0,
+            "delivered": 2,
+            "opened": 0,
+            "clicked": 0,
+            "open_rate": 0.0,
+            "click_rate": 0.0,
+            "ctor": None,
+            "unsubscribe_rate": 0.0,
+            "complaint_rate": 0.0,
+            "bounce_rate": 0.0,
+            "conversions": 0,
+            "conversion_rate": 0.0,
+            "revenue": 0.0,
+            "revenue_per_recipient": 0.0,
+            "lift": {"conversion_rate": None, "revenue_per_recipient": None},
+        },
+        {
+            "variant": "c",
+            "recipients": 0,
+            "sent": 0,
+            "bounced": 0,
+            "delivered": 0,
+            "opened": 0,
+            "clicked": 0,
+            "open_rate": None,
+            "click_rate": None,
+            "ctor": None,
+            "unsubscribe_rate": None,
+            "complaint_rate": None,
+            "bounce_rate": None,
+            "conversions": 0,
+            "conversion_rate": None,
+            "revenue": 0.0,
+            "revenue_per_recipient": None,
+            "lift": {"conversion_rate": None, "revenue_per_recipient": None},
+        },
+        {
+            "variant": "holdout",
+            "recipients": 0,
+            "sent": None,
+            "bounced": None,
+            "delivered": None,
+            "opened": None,
+            "clicked": None,
+            "open_rate": None,
+            "click_rate": None,
+            "ctor": None,
+            "unsubscribe_rate": None,
+            "complaint_rate": None,
+            "bounce_rate": None,
+            "conversions": 0,
+            "conversion_rate": None,
+            "revenue": 0.0,
+            "revenue_per_recipient": None,
+        },
+    ],
+    "goals": [],
+    "ab": {
+        "pairs": [
+            {
+                "a": "a",
+                "b": "b",
+                "conversion_rate": {"abs": 0.0, "rel": None, "ci_low": 0.0, "ci_high": 0.0, "p_value": None},
+            },
+            {"a": "a", "b": "c", "conversion_rate": None},
+            {"a": "b", "b": "c", "conversion_rate": None},
+        ],
+        "sample_ratio": {"chi2": None, "p_value": None, "mismatch": None},
+    },
+}
+
+
+def test_the_whole_report_without_a_holdout_and_with_cells(cli, tmp_path: Path) -> None:
+    root = write(
+        tmp_path / "ws",
+        {"dmops.yaml": WS, "contacts.csv": CONTACTS, "campaigns/plain.yaml": PLAIN, "campaigns/cells.yaml": WITH_CELLS},
+    )
+    entries = [Entry("plain", "once", f"c{i}", "message", "email", "marketing", "a", T, f"p{i}") for i in (1, 2, 3)]
+    entries += [Entry("plain", "once", "c4", "message", "email", "marketing", "b", T, "p4")]
+    entries += [Entry("cells", "once", f"c{i}", "message", "email", "marketing", "a", T, f"q{i}") for i in (1, 2)]
+    entries += [Entry("cells", "once", f"c{i}", "message", "email", "marketing", "b", T, f"q{i}") for i in (3, 4)]
+    record(load_workspace(root), entries)
+    for campaign, expected in (("plain", REPORT_WITHOUT_HOLDOUT), ("cells", REPORT_WITH_CELLS)):
+        result = cli("-w", root, "report", campaign, "--format", "json")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)["campaigns"][0]
+        assert data.pop("definitions") == CAMPAIGN_REPORT["definitions"]
+        assert same(data, expected), campaign
+
+
+def test_a_goal_met_exactly_is_met() -> None:
+    from dmops.report import _goal
+
+    assert _goal("bounce_rate", 0.2, 0.2)["met"] is True  # a maximum: at most
+    assert _goal("bounce_rate", 0.2, 0.21)["met"] is False
+    assert _goal("open_rate", 0.5, 0.5)["met"] is True  # a minimum: at least
+    assert _goal("open_rate", 0.5, 0.49)["met"] is False
+    assert _goal("open_rate", 0.5, None) == {"metric": "open_rate", "target": 0.5, "actual": None, "met": None}
+
+
+def test_revenue_is_reported_to_the_cent(cli, root: Path) -> None:
+    write(root, {"orders.csv": "event,ts,contact_id,revenue\nconversion,2026-12-01T12:00:00Z,c1,33.333\n"})
+    assert cli("-w", root, "events", "import", root / "orders.csv").exit_code == 0
+    a = {r["variant"]: r for r in report(cli, root)["rows"]}["a"]
+    assert a["revenue"] == 33.33 and a["revenue_per_recipient"] == pytest.approx(33.333 / 4)
+
+
+def test_two_campaigns_in_one_month_are_summed(cli, root: Path) -> None:
+    write(root, {"campaigns/also.yaml": CAMPAIGN.replace("id: promo", "id: also"), "events.csv": EVENTS})
+    record(
+        load_workspace(root),
+        [Entry("also", "once", f"c{i}", "message", "email", "marketing", "b", T, f"x{i}") for i in (1, 2, 3)],
+    )
+    assert cli("-w", root, "events", "import", root / "events.csv").exit_code == 0
+    result = cli("-w", root, "report", "--period", "month", "--format", "json")
+    [december] = json.loads(result.stdout)["periods"]
+    assert december["campaigns"] == ["also", "promo"]
+    assert (december["recipients"], december["sent"], december["delivered"]) == (9, 9, 8)
+    assert [(g["campaign"], g["metric"]) for g in december["goals"]][:2] == [
+        ("also", "open_rate"),
+        ("also", "bounce_rate"),
+    ]
+    assert (december["goals_met"], december["goals_missed"]) == (4, 4)  # each: bounce and conversion met
+
+
+def test_weekly_retention_labels_iso_weeks(cli, root: Path) -> None:
+    header = "event,ts,contact_id\n"
+    rows = [("c1", "2026-12-28"), ("c1", "2027-01-05"), ("c2", "2027-01-04")]  # ISO weeks 2026-W53, 2027-W01
+    write(root, {"orders.csv": header + "".join(f"conversion,{d}T12:00:00,{c}\n" for c, d in rows)})
+    assert cli("-w", root, "events", "import", root / "orders.csv").exit_code == 0
+    result = cli("-w", root, "report", "retention", "--period", "week", "--format", "json")
+    assert json.loads(result.stdout) == {
+        "period": "week",
+        "event": "conversion",
+        "cohorts": [
+            {"cohort": "2026-W53", "size": 1, "retention": [1.0, 1.0]},
+            {"cohort": "2027-W01", "size": 1, "retention": [1.0]},
+        ],
+    }
