@@ -50,6 +50,7 @@ from dmops.outbox import (
     encode,
     manifest_of,
     message_id,
+    message_id_sql,
     occurrence_dir,
     read_run,
     remove_incomplete,
@@ -581,7 +582,7 @@ def _record(
             con,
             f"""INSERT INTO {ledger.ALIAS}.entries
                 SELECT $c, $o, contact_id, 'message', $channel, $purpose, variant, planned_at,
-                       substr(sha256($c || chr(31) || $o || chr(31) || contact_id), 1, 32), $run, $now
+                       {message_id_sql("$c", "$o", "contact_id")}, $run, $now
                 FROM plan_rows WHERE variant IS NOT NULL ORDER BY contact_id LIMIT $n""",
             params,
         )

@@ -41,6 +41,7 @@ from jinja2 import meta, nodes
 
 from dmops.campaign import Campaign
 from dmops.db import quote_ident
+from dmops.outbox import message_id_sql
 from dmops.render import MAX_OUTPUT, context_for, environment, parse
 from dmops.sms import GSM7_BASIC, GSM7_EXTENSION, measure
 
@@ -410,7 +411,7 @@ def run_query(
     """
     cid = fast.campaign.id
     token = f", {token_sql(cid)} AS {TOKEN}" if fast.uses_token else ""
-    mid = f"substr(sha256({literal(cid)} || chr(31) || {literal(occurrence)} || chr(31) || contact_id), 1, 32)"
+    mid = message_id_sql(literal(cid), literal(occurrence), "contact_id")
     if fast.url:
         raw = _by_variant(fast.url)
         stage_url = f"""SELECT {SEND}.*, CASE WHEN length(_dm_raw) > {MAX_OUTPUT} THEN NULL

@@ -577,8 +577,13 @@ def test_an_outbox_run_that_does_not_match_its_manifest_is_refused(cli, root: Pa
     assert export() == (74, changed)
     (run / MANIFEST).write_text("{not json")
     assert export() == (74, f"{where}cannot read outbox run (JSONDecodeError)")
+    (run / MANIFEST).write_text(manifest.replace('"sha256"', '"sha"'))  # a count but no sha256
+    assert export() == (74, f"{where}outbox run has no valid manifest (the manifest was changed after dmops wrote it)")
     (run / MANIFEST).write_text('{"count": "3", "sha256": null}')
     assert export() == (74, f"{where}outbox run has no valid manifest (the manifest was changed after dmops wrote it)")
+    (run / MANIFEST).write_text(manifest)
+    (run / MESSAGES).unlink()
+    assert export() == (74, f"{where}cannot read outbox run (FileNotFoundError)")
     (run / MANIFEST).unlink()
     assert export() == (74, f"{where}cannot read outbox run (FileNotFoundError)")
 

@@ -86,3 +86,8 @@ def test_sample_ratio_needs_two_groups_and_someone_in_them(observed: list[int]) 
 def test_one_recipient_is_already_a_sample_ratio() -> None:
     got = sample_ratio_mismatch([1, 0], [1, 1])
     assert got["chi2"] == pytest.approx(1.0) and got["mismatch"] is False
+
+
+def test_sample_ratio_refuses_counts_and_weights_of_different_lengths() -> None:
+    with pytest.raises(ValueError):
+        sample_ratio_mismatch([10, 20], [1, 1, 1])
