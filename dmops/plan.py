@@ -470,7 +470,7 @@ def explain(
     summary: PlanSummary,
     contact_id: str,
     *,
-    show_pii: bool = False,
+    show_pii: bool,
 ) -> list[Check]:
     """Every check of the funnel for one contact, in order, with its inputs (after :func:`build`)."""
     from dmops.pii import mask

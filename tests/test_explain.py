@@ -30,6 +30,13 @@ PEOPLE = (
     )
     + "c13,thirteen@example.com,+8613800000013,Asia/Shanghai,yes,yes,gold\n"
 )
+PEOPLE = (
+    PEOPLE.replace("tier\n", "tier,dm_handle\n", 1)
+    .replace("gold\n", "gold,wx_abcdef\n")
+    .replace("silver\n", "silver,\n")
+)
+SMS = 'id: texts\nname: Texts\nchannel: sms\nsend_at: "2026-12-01 10:00"\nvariants:\n  - {id: a, text: Hello}\n'
+DM = SMS.replace("id: texts", "id: chats").replace("channel: sms", "channel: dm")
 PROMO = (
     CAMPAIGN.replace(
         '  - {id: a, subject: "Hi", text: "Hello"}',
@@ -52,6 +59,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "campaigns/promo.yaml": PROMO,
             "campaigns/receipt.yaml": RECEIPT,
             "campaigns/cells.yaml": WITH_CELLS,
+            "campaigns/texts.yaml": SMS,
+            "campaigns/chats.yaml": DM,
         },
     )
     seed(
@@ -327,6 +336,50 @@ EXPECTED = {
                        u = 0.901801 (md5 of 'receipt:c03'), holdout 0.0
   7 variant          info
                        u = 0.901801 is in [0.000000, 1.000000): variant a
+  decision           send variant a at 2026-12-01T02:00:00Z
+""",
+    ("texts", "c06"): """\
+  audience           in audience
+                       audience.where: (no audience.where: every contact)
+  1 invalid_address  pass
+                       sms address: +86*******0006
+  2 no_consent       pass
+                       sms_opt_in = 'yes'
+  3 suppressed       EXCLUDED
+                       optouts.csv:4 complaint on sms (by phone)
+  4 already_sent     not reached (pass)
+                       occurrence once: nothing in the ledger
+  5 frequency_cap    not reached (pass)
+                       max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
+  time               info
+                       zone Asia/Shanghai
+                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout          not reached (pass)
+                       u = 0.818485 (md5 of 'texts:c06'), holdout 0.0
+  7 variant          info
+                       u = 0.818485 is in [0.000000, 1.000000): variant a
+  decision           excluded: suppressed
+""",
+    ("chats", "c01"): """\
+  audience           in audience
+                       audience.where: (no audience.where: every contact)
+  1 invalid_address  pass
+                       dm address: w***
+  2 no_consent       pass
+                       no consent column configured for dm
+  3 suppressed       pass
+                       no suppression matches
+  4 already_sent     pass
+                       occurrence once: nothing in the ledger
+  5 frequency_cap    pass
+                       max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
+  time               info
+                       zone Asia/Shanghai
+                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout          pass
+                       u = 0.997492 (md5 of 'chats:c01'), holdout 0.0
+  7 variant          info
+                       u = 0.997492 is in [0.000000, 1.000000): variant a
   decision           send variant a at 2026-12-01T02:00:00Z
 """,
     ("cells", "c01"): """\
