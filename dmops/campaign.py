@@ -358,14 +358,20 @@ def find_campaign_file(ws: Workspace, name: str) -> Path:
         if not path.is_file():
             raise MissingInputError(f"campaign file '{name}' not found", file=path)
         return path.resolve()
+    unreadable: list[tuple[Path, DmopsError]] = []
     for path in campaign_files(ws):
         try:
             data = load_yaml(path).data
-        except DmopsError:
+        except DmopsError as exc:
+            unreadable.append((path, exc))
             continue
         if isinstance(data, dict) and data.get("id") == name:
             return path
-    raise MissingInputError(
-        f"no campaign with id '{name}' in {ws.campaigns_dir.name}/",
-        hint="give a campaign id or the path to a campaign file; `dmops validate` lists them",
-    )
+    for path, exc in unreadable:
+        if path.stem == name:  # most likely the campaign asked for: say what is wrong with it
+            raise exc
+    hint = "give a campaign id or the path to a campaign file; `dmops validate` lists them"
+    if unreadable:
+        files = ", ".join(path.name for path, _ in unreadable)
+        hint = f"{len(unreadable)} campaign file(s) could not be read ({files}); `dmops validate` shows why"
+    raise MissingInputError(f"no campaign with id '{name}' in {ws.campaigns_dir.name}/", hint=hint)

@@ -151,7 +151,24 @@ def test_out_must_be_csv_or_parquet(cli, root: Path, tmp_path: Path) -> None:
 
 
 def test_unknown_campaign_is_66(cli, root: Path) -> None:
-    assert cli("-w", root, "plan", "nope").exit_code == 66
+    result = cli("-w", root, "plan", "nope")
+    assert (result.exit_code, result.stderr.strip()) == (
+        66,
+        "error: no campaign with id 'nope' in campaigns/ "
+        "(give a campaign id or the path to a campaign file; `dmops validate` lists them)",
+    )
+
+
+def test_a_campaign_file_that_cannot_be_read_is_named_not_lost(cli, root: Path) -> None:
+    write(root, {"campaigns/broken.yaml": "id: broken\nname: N\n"})  # N is a YAML 1.1 boolean: refused
+    named = cli("-w", root, "plan", "broken")
+    assert named.exit_code == 78 and "campaigns/broken.yaml:2, key 'name': ambiguous value N" in named.stderr
+    other = cli("-w", root, "plan", "nope")
+    assert (other.exit_code, other.stderr.strip()) == (
+        66,
+        "error: no campaign with id 'nope' in campaigns/ "
+        "(1 campaign file(s) could not be read (broken.yaml); `dmops validate` shows why)",
+    )
 
 
 def test_sample_workspace_plan(cli, tmp_path: Path) -> None:

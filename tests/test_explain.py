@@ -6,12 +6,15 @@ whole explanation, so a change of wording or of a number is a visible diff here.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from dmops.cli import app
+from dmops.ledger import Entry, record
+from dmops.workspace import load_workspace
 from tests.planning import message, seed, write
 from tests.test_plan import CAMPAIGN, CELLS, CONTACTS, OPTOUTS, WS
 
@@ -470,3 +473,116 @@ def test_explain_an_unknown_contact_is_a_usage_error(root: Path) -> None:
     result = CliRunner().invoke(app, ["-w", str(root), "plan", "promo", "--explain", "c99"])
     assert result.exit_code == 2
     assert "no contact with contact_id 'c99' in contacts.csv" in result.output
+
+
+# A second workspace: no caps, a suppression from imported events (no line number) beside one from a file,
+# an unsubscribe a transactional campaign ignores, cells that match nobody, and a ledger holding two records.
+SMALL_WS = (
+    "version: 1\ntimezone: Asia/Shanghai\ncontacts: contacts.csv\nsuppressions: [optouts.csv]\n"
+    "consent: {email: email_opt_in}\n"
+)
+SMALL_BASE = (
+    'name: "N"\nchannel: email\nsender: {from: "Shop <news@shop.example.com>"}\n'
+    'unsubscribe_url: "https://shop.example.com/u/{{ unsubscribe_token }}"\nsend_at: "2026-12-01 10:00"\n'
+)
+SMALL_EXPECTED = {
+    ("receipt", "c01"): """\
+  audience           in audience
+                       audience.where: (no audience.where: every contact)
+  1 invalid_address  pass
+                       email address: o***@example.com
+  2 no_consent       skipped
+                       transactional campaigns need no consent
+  3 suppressed       EXCLUDED
+                       events:ev.csv complaint on all channels (by contact_id)
+                       optouts.csv:2 unsubscribe on email (by contact_id) — does not apply
+  4 already_sent     not reached (pass)
+                       occurrence once: nothing in the ledger
+  5 frequency_cap    skipped
+                       transactional campaigns are not capped
+  time               info
+                       zone Asia/Shanghai (contact timezone missing or invalid: workspace zone)
+                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout          not reached (pass)
+                       u = 0.869551 (md5 of 'receipt:c01'), holdout 0.0
+  7 variant          info
+                       u = 0.869551 is in [0.000000, 1.000000): variant a
+  decision           excluded: suppressed
+""",
+    ("nocell", "c01"): """\
+  audience           in audience
+                       audience.where: (no audience.where: every contact)
+  1 invalid_address  pass
+                       email address: o***@example.com
+  2 no_consent       pass
+                       email_opt_in = 'yes'
+  3 suppressed       EXCLUDED
+                       events:ev.csv complaint on all channels (by contact_id)
+                       optouts.csv:2 unsubscribe on email (by contact_id)
+  4 already_sent     not reached (pass)
+                       occurrence once: nothing in the ledger
+  5 frequency_cap    not reached (pass)
+                       no caps apply
+  time               info
+                       zone Asia/Shanghai (contact timezone missing or invalid: workspace zone)
+                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout          not reached (pass)
+                       u = 0.807140 (md5 of 'nocell:c01'), holdout 0.0
+  7 no_variant       not reached (EXCLUDED)
+                       first matching cell: none
+  decision           excluded: suppressed
+""",
+    ("nocell", "c02"): """\
+  audience           in audience
+                       audience.where: (no audience.where: every contact)
+  1 invalid_address  pass
+                       email address: t***@example.com
+  2 no_consent       pass
+                       email_opt_in = 'yes'
+  3 suppressed       pass
+                       no suppression matches
+  4 already_sent     EXCLUDED
+                       occurrence once: message variant vip planned 2026-12-01T02:00:00Z
+                       held out, planned 2026-12-01T02:00:00Z
+  5 frequency_cap    not reached (pass)
+                       no caps apply
+  time               info
+                       zone Asia/Shanghai (contact timezone missing or invalid: workspace zone)
+                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout          not reached (pass)
+                       u = 0.574548 (md5 of 'nocell:c02'), holdout 0.0
+  7 no_variant       not reached (EXCLUDED)
+                       first matching cell: none
+  decision           excluded: already_sent
+""",
+}
+
+
+def test_explain_without_caps_with_event_suppressions_and_unmatched_cells(tmp_path: Path) -> None:
+    root = write(
+        tmp_path,
+        {
+            "dmops.yaml": SMALL_WS,
+            "contacts.csv": "contact_id,email,email_opt_in,tier\nc01,one@example.com,yes,gold\nc02,two@example.com,yes,gold\n",
+            "optouts.csv": "contact_id,address,channel,reason\nc01,,email,unsubscribe\n",
+            "campaigns/receipt.yaml": "id: receipt\n"
+            + SMALL_BASE
+            + "purpose: transactional\nvariants:\n  - {id: a, subject: S, text: T}\n",
+            "campaigns/nocell.yaml": "id: nocell\n"
+            + SMALL_BASE
+            + "variants:\n  - {id: vip, where: \"tier = 'platinum'\", subject: S, text: T}\n",
+            "ev.csv": "event,ts,message_id\ncomplaint,2026-12-01T05:00:00Z,m1\n",
+        },
+    )
+    t = datetime(2026, 12, 1, 2)
+    record(
+        load_workspace(root),
+        [
+            Entry("other", "once", "c01", "message", "email", "marketing", "a", t, "m1"),
+            Entry("nocell", "once", "c02", "message", "email", "marketing", "vip", t, "m2"),
+            Entry("nocell", "once", "c02", "holdout", "email", "marketing", None, t),
+        ],
+    )
+    assert CliRunner().invoke(app, ["-w", str(root), "events", "import", str(root / "ev.csv")]).exit_code == 0
+    for (campaign, contact), expected in SMALL_EXPECTED.items():
+        assert explanation(root, campaign, contact) == expected, (campaign, contact)
