@@ -412,8 +412,8 @@ def check_out_path(path: Path) -> None:
         raise OutputError(f"folder '{path.parent}' does not exist", file=path)
 
 
-def write_out(con: duckdb.DuckDBPyConnection, path: Path) -> int:
-    """Write one row per audience contact to ``path`` (CSV or Parquet), atomically; rows written."""
+def write_out(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Write one row per audience contact to ``path`` (CSV or Parquet), atomically."""
     staging = out_staging_path(path)
     parquet = path.suffix.lower() == ".parquet"
     options = "FORMAT parquet, COMPRESSION zstd" if parquet else "FORMAT csv, HEADER true"
@@ -424,8 +424,6 @@ def write_out(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     except (duckdb.Error, OSError) as exc:
         staging.unlink(missing_ok=True)
         raise OutputError(f"cannot write the plan file ({type(exc).__name__})", file=path) from None
-    row = con.execute("SELECT count(*) FROM plan_rows").fetchone()
-    return int(row[0]) if row else 0
 
 
 def _sql_string(text: str) -> str:

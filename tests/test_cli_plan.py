@@ -184,3 +184,15 @@ def test_sample_workspace_plan(cli, tmp_path: Path) -> None:
     assert payload["audience"] == payload["to_send"] + sum(payload["excluded"].values())
     for reason in ("invalid_address", "no_consent", "suppressed", "holdout"):
         assert payload["excluded"][reason] > 0, reason
+
+
+def test_a_plan_file_that_fails_before_it_exists_leaves_nothing(root: Path, tmp_path: Path, monkeypatch) -> None:
+    # The query itself fails (here: one that names no table), before DuckDB creates the staging file.
+    import dmops.plan as planning
+    from dmops.errors import OutputError
+
+    monkeypatch.setattr(planning, "OUT_QUERY", "SELECT * FROM no_such_table")
+    con = duckdb.connect()
+    with pytest.raises(OutputError, match=r"cannot write the plan file \(CatalogException\)"):
+        planning.write_out(con, tmp_path / "plan.csv")
+    assert [p.name for p in tmp_path.iterdir() if p.name != "ws"] == []

@@ -49,6 +49,9 @@ PROMO = (
 )  # holdout [0, 0.5), a [0.5, 0.625), b [0.625, 1)
 RECEIPT = CAMPAIGN.replace("id: promo", "id: receipt") + "purpose: transactional\n"
 WITH_CELLS = CELLS + "holdout: {where: \"contact_id = 'c07'\"}\n"
+WEIGHTED_WITH_HOLDOUT_CELL = PROMO.replace("id: promo", "id: split").replace(
+    "holdout: 0.5", "holdout: {where: \"contact_id = 'c07'\"}"
+)  # a [0, 0.25), b [0.25, 1): the holdout takes no slice of u
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +66,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "campaigns/receipt.yaml": RECEIPT,
             "campaigns/cells.yaml": WITH_CELLS,
             "campaigns/texts.yaml": SMS,
+            "campaigns/split.yaml": WEIGHTED_WITH_HOLDOUT_CELL,
             "campaigns/chats.yaml": DM,
         },
     )
@@ -384,6 +388,29 @@ EXPECTED = {
   7 variant          info
                        u = 0.997492 is in [0.000000, 1.000000): variant a
   decision           send variant a at 2026-12-01T02:00:00Z
+""",
+    ("split", "c13"): """\
+  audience           in audience
+                       audience.where: tier = 'gold'
+  1 invalid_address  pass
+                       email address: t***@example.com
+  2 no_consent       pass
+                       email_opt_in = 'yes'
+  3 suppressed       pass
+                       no suppression matches
+  4 already_sent     pass
+                       occurrence once: nothing in the ledger
+  5 frequency_cap    pass
+                       max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
+                       max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T02:00:00Z
+  time               info
+                       zone Asia/Shanghai
+                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout          pass
+                       holdout.where: contact_id = 'c07'
+  7 variant          info
+                       u = 0.951637 is in [0.250000, 1.000000): variant b
+  decision           send variant b at 2026-12-01T02:00:00Z
 """,
     ("cells", "c01"): """\
   audience           in audience
