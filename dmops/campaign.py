@@ -367,9 +367,9 @@ def find_campaign_file(ws: Workspace, name: str) -> Path:
             continue
         if isinstance(data, dict) and data.get("id") == name:
             return path
-    for path, exc in unreadable:
+    for path, problem in unreadable:
         if path.stem == name:  # most likely the campaign asked for: say what is wrong with it
-            raise exc
+            raise problem
     hint = "give a campaign id or the path to a campaign file; `dmops validate` lists them"
     if unreadable:
         files = ", ".join(path.name for path, _ in unreadable)
