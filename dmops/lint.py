@@ -58,8 +58,8 @@ from dmops.campaign import Campaign, Template
 from dmops.contacts import TEXT_COLUMNS
 from dmops.db import quote_ident
 from dmops.errors import DmopsError, ExitCode, Location
+from dmops.message import Renderer, one_click_headers
 from dmops.render import variables
-from dmops.send import Renderer, one_click_headers
 from dmops.sms import GSM7_BASIC, GSM7_EXTENSION, measure, non_gsm_characters
 from dmops.workspace import Workspace
 

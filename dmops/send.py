@@ -21,19 +21,14 @@ the outbox exactly once.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import multiprocessing
 import os
-import secrets
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parseaddr
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -43,31 +38,28 @@ import duckdb
 from dmops import ledger
 from dmops.campaign import Campaign
 from dmops.db import bound, quote_ident
-from dmops.errors import ConfigError, IOFailure, TemporaryFailure, UsageError
+from dmops.errors import IOFailure, TemporaryFailure, UsageError
+from dmops.lint import LintFailed, lint_campaign
+from dmops.message import Renderer, load_secret
 from dmops.outbox import (
     RunWriter,
     complete_runs,
     encode,
     manifest_of,
-    message_id,
     message_id_sql,
     occurrence_dir,
     read_run,
     remove_incomplete,
 )
-from dmops.pii import mask_id
 from dmops.plan import PlanSummary, build, iso_z, prepare
-from dmops.render import Compiled, compile_template, context_for
 from dmops.runlock import RunLock, check_stop, stop_reason
 from dmops.schedule import occurrence_key
-from dmops.sms import measure
 from dmops.sqlrender import (
     SEND,
     FastRun,
     Unsupported,
     build_sites,
     compile_run,
-    hmac_pads,
     register_functions,
     run_query,
 )
@@ -77,7 +69,6 @@ from dmops.workspace import Workspace
 BATCH = 5_000
 PARALLEL_MIN = 20_000  # below this many messages, starting worker processes costs more than it saves
 MAX_WORKERS = 4
-SECRET_FILE = "secret.key"
 ADDRESS_COLUMN = {"email": "_dm_email", "sms": "_dm_phone", "dm": "_dm_dm_handle"}
 Progress = Callable[[int, int], None]
 
@@ -95,61 +86,6 @@ class SendResult:
     dry_run: bool
     stopped: str | None = None  # the STOP reason, when an emergency stop cut the run short
     folder: Path | None = None
-
-
-def load_secret(ws: Workspace, *, create: bool) -> bytes:
-    """The workspace's token secret (32 random bytes in the state folder), created on first send."""
-    path = ws.state_dir / SECRET_FILE
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        if not create:
-            return secrets.token_bytes(32)  # a dry run: tokens that are never persisted
-    key = secrets.token_bytes(32)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except FileExistsError:
-        return path.read_bytes()
-    except OSError as exc:
-        raise IOFailure(f"cannot create the token secret: {exc.strerror}", file=path) from None
-    return key
-
-
-def unsubscribe_token(secret: bytes, campaign_id: str, contact_id: str) -> str:
-    """An unguessable per-campaign, per-contact token: HMAC-SHA256 under the workspace secret, 128 bits."""
-    digest = hmac.new(secret, f"{campaign_id}\x1f{contact_id}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
-
-
-def tokens_match(expected: str, candidate: str) -> bool:
-    """Constant-time comparison of an unsubscribe token."""
-    return bool(candidate) and hmac.compare_digest(expected.encode(), candidate.encode())
-
-
-def one_click_headers(url: str) -> dict[str, str]:
-    """RFC 8058 headers for an https unsubscribe URL (ValueError for anything else)."""
-    if not url.startswith("https://") or len(url) <= len("https://"):
-        raise ValueError("a one-click unsubscribe URL must be https")
-    return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
-
-
-def list_unsubscribe_uris(value: str) -> list[str]:
-    """The URIs of a List-Unsubscribe header value, in order (RFC 2369: ``<uri>, <uri>``)."""
-    uris: list[str] = []
-    rest = value
-    while "<" in rest:
-        start = rest.index("<")
-        end = rest.find(">", start)
-        if end < 0:
-            break
-        uris.append(rest[start + 1 : end])
-        rest = rest[end + 1 :]
-    return uris
 
 
 def recover(ws: Workspace, campaign: Campaign, occurrence: str) -> int:
@@ -216,87 +152,6 @@ def recover(ws: Workspace, campaign: Campaign, occurrence: str) -> int:
     finally:
         con.close()
     return recovered
-
-
-class Renderer:
-    """Turns one planned row into one outbox message."""
-
-    def __init__(self, ws: Workspace, campaign: Campaign, occurrence: str, secret: bytes, show_pii: bool) -> None:
-        self.campaign = campaign
-        self.config = campaign.config
-        self.occurrence = occurrence
-        self.secret = secret
-        self.show_pii = show_pii
-        self.parts: dict[str, dict[str, Compiled]] = {}
-        for (variant, part), template in campaign.templates.items():
-            self.parts.setdefault(variant, {})[part] = compile_template(template, html=(part == "html"))
-        self.unsubscribe = compile_template(campaign.unsubscribe_url) if campaign.unsubscribe_url else None
-        self.pads = hmac_pads(secret)
-        sender = self.config.sender
-        self.headers: dict[str, str] = {}
-        self.domain = "dmops.invalid"
-        if self.config.channel == "email" and sender is not None:
-            self.headers["From"] = sender.from_
-            if sender.reply_to:
-                self.headers["Reply-To"] = sender.reply_to
-            domain = parseaddr(sender.from_)[1].rpartition("@")[2]
-            self.domain = domain or "dmops.invalid"
-
-    def render(
-        self, contact: dict[str, Any], variant: str, shown_as: str | None = None
-    ) -> tuple[dict[str, str], str | None]:
-        """The variant's parts for one contact, and the unsubscribe URL; DataError naming file and line.
-
-        Errors name the contact by its masked id (its id with --show-pii), or as ``shown_as`` when given.
-        """
-        contact_id = str(contact["contact_id"])
-        masked = shown_as or (contact_id if self.show_pii else mask_id(contact_id))
-        token = unsubscribe_token(self.secret, self.campaign.id, contact_id)
-        context = context_for(contact, {"campaign": self.campaign.id, "variant": variant, "unsubscribe_token": token})
-        url = None
-        if self.unsubscribe is not None:
-            url = self.unsubscribe.render(context, masked).strip()
-            context["unsubscribe_url"] = url
-        rendered = {part: compiled.render(context, masked) for part, compiled in self.parts[variant].items()}
-        return rendered, url
-
-    def message(self, contact: dict[str, Any], variant: str, planned_at: datetime, to: str) -> dict[str, Any]:
-        contact_id = str(contact["contact_id"])
-        rendered, url = self.render(contact, variant)
-        mid = message_id(self.campaign.id, self.occurrence, contact_id)
-        channel = self.config.channel
-        headers: dict[str, str] = {}
-        if channel == "email":
-            headers = {**self.headers, "Message-ID": f"<{mid}@{self.domain}>"}
-            if self.config.purpose == "marketing":
-                try:
-                    headers.update(one_click_headers(url or ""))
-                except ValueError:
-                    raise ConfigError(
-                        "the unsubscribe URL must be an https URL for one-click unsubscribe (RFC 8058)",
-                        file=self.campaign.path,
-                        line=self.campaign.line_of("unsubscribe_url"),
-                        key="unsubscribe_url",
-                    ) from None
-        message: dict[str, Any] = {
-            "message_id": mid,
-            "campaign_id": self.campaign.id,
-            "occurrence": self.occurrence,
-            "contact_id": contact_id,
-            "channel": channel,
-            "variant": variant,
-            "to": to,
-            "send_after": iso_z(planned_at),
-            "subject": rendered.get("subject") if channel == "email" else None,
-            "text": rendered.get("text"),
-            "html": rendered.get("html") if channel == "email" else None,
-            "headers": headers,
-        }
-        if channel == "sms":
-            size = measure(message["text"] or "")
-            message["encoding"] = size.encoding
-            message["segments"] = size.segments
-        return message
 
 
 def _render_batch(renderer: Renderer, columns: list[str], batch: list[tuple[Any, ...]]) -> tuple[bytes, int]:
@@ -472,8 +327,6 @@ def _run(
     try:
         summary = build(con, ws, campaign, at)
         if lint:
-            from dmops.lint import LintFailed, lint_campaign
-
             errors = lint_campaign(con, ws, campaign, gate=True).errors
             if errors:
                 raise LintFailed(errors)

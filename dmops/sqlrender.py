@@ -294,7 +294,7 @@ def hmac_pads(secret: bytes) -> tuple[bytes, bytes]:
 
 
 def token_sql(campaign_id: str) -> str:
-    """SQL: :func:`dmops.send.unsubscribe_token` with parameters ``$ipad`` and ``$opad``."""
+    """SQL: :func:`dmops.message.unsubscribe_token` with parameters ``$ipad`` and ``$opad``."""
     message = f"encode({literal(campaign_id)} || chr(31) || {SEND}.contact_id)"
     inner = f"unhex(sha256($ipad::BLOB || {message}))"
     digest = f"unhex(substr(sha256($opad::BLOB || {inner}), 1, 32))"

@@ -14,8 +14,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from dmops.message import list_unsubscribe_uris, one_click_headers, tokens_match, unsubscribe_token
 from dmops.outbox import MANIFEST, MESSAGES, message_id
-from dmops.send import list_unsubscribe_uris, one_click_headers, tokens_match, unsubscribe_token
 from tests.conftest import BASIC_WORKSPACE, REFERENCE
 from tests.planning import write
 

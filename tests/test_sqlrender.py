@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from dmops.campaign import load_campaign
 from dmops.errors import ConfigError, DataError, DmopsError
+from dmops.message import unsubscribe_token
 from dmops.outbox import MESSAGES
-from dmops.send import send, unsubscribe_token
+from dmops.send import send
 from dmops.sqlrender import (
     Unsupported,
     compile_run,
