@@ -152,9 +152,8 @@ def import_events(ws: Workspace, path: Path, *, now: datetime | None = None) -> 
         try:
             ledger.attach(con, ws, writable=True)
             con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE ledger_messages AS
-                    SELECT message_id, contact_id, campaign_id, channel FROM {ledger.ALIAS}.entries
-                    WHERE kind = 'message'"""
+                """CREATE OR REPLACE TEMP TABLE ledger_messages AS
+                   SELECT message_id, contact_id, campaign_id, channel FROM ledger_entries WHERE kind = 'message'"""
             )
             _stage(con, ws, path)
             raise_all(_problems(con, path))
@@ -173,26 +172,7 @@ def import_events(ws: Workspace, path: Path, *, now: datetime | None = None) -> 
                        FROM _dm_ev e LEFT JOIN ledger_messages m ON m.message_id = e.message_id
                    ) ORDER BY event_key, line"""
             )
-            con.execute(f"DELETE FROM _dm_new WHERE event_key IN (SELECT event_key FROM {ledger.ALIAS}.events)")
-            con.execute("BEGIN")
-            imported = con.execute(
-                f"""INSERT INTO {ledger.ALIAS}.events
-                    SELECT event_key, event, ts, message_id, contact_id, campaign_id, revenue, bounce_type, url,
-                           $source, $now FROM _dm_new ORDER BY line""",
-                {"source": path.name, "now": moment},
-            ).fetchall()[0][0]
-            suppressed = con.execute(
-                f"""INSERT INTO {ledger.ALIAS}.suppressions
-                    SELECT contact_id, NULL,
-                           CASE WHEN event = 'unsubscribe' THEN channel END,
-                           CASE event WHEN 'unsubscribe' THEN 'unsubscribe' WHEN 'complaint' THEN 'complaint'
-                                ELSE 'bounce' END,
-                           ts, 'events:' || $source
-                    FROM _dm_new
-                    WHERE event IN ('unsubscribe', 'complaint') OR (event = 'bounce' AND bounce_type = 'hard')""",
-                {"source": path.name},
-            ).fetchall()[0][0]
-            con.execute("COMMIT")
+            imported, suppressed = ledger.add_events(con, source=path.name, now=moment)
         finally:
             con.close()
-    return ImportResult(path, total, int(imported), total - int(imported), int(suppressed))
+    return ImportResult(path, total, imported, total - imported, suppressed)

@@ -16,8 +16,11 @@ A DuckDB file ``<state_dir>/ledger.duckdb`` with two tables:
     suppressions that do not come from the workspace's files: imported
     unsubscribes, complaints and hard bounces, and erasure tombstones.
 
-``plan`` only reads the ledger (attached read-only: it writes nothing);
-``send`` writes it.
+``plan`` only reads the ledger (attached read-only: it writes nothing).
+Every write to it is a function of this module: :func:`record` (tests and
+tools), :func:`record_send` and :func:`record_recovered_run` (``send``) and
+:func:`add_events` (``events import``). Readers use the views :func:`attach`
+creates (``ledger_entries``, ``ledger_events``, ``ledger_suppressions``).
 """
 
 from __future__ import annotations
@@ -26,10 +29,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
+from dmops.db import bound
 from dmops.errors import IOFailure, TemporaryFailure
+from dmops.outbox import message_id_sql
 from dmops.workspace import Workspace
 
 LEDGER_FILE = "ledger.duckdb"
@@ -180,6 +186,141 @@ def attach(con: duckdb.DuckDBPyConnection, ws: Workspace, *, writable: bool = Fa
         con.execute(f"USE {ALIAS}")
         con.execute(SCHEMA)
         con.execute(f"USE {home}")
-    con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_entries AS SELECT * FROM {ALIAS}.entries")
-    con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_suppressions AS SELECT * FROM {ALIAS}.suppressions")
+    for table in ("entries", "events", "suppressions"):
+        con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_{table} AS SELECT * FROM {ALIAS}.{table}")
     return found
+
+
+def _run(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> int:
+    """Execute one write and return the rows it wrote."""
+    row = con.execute(sql, bound(sql, params)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def record_send(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    campaign_id: str,
+    occurrence: str,
+    channel: str,
+    purpose: str,
+    run: str | None,
+    count: int,
+    sha256: str | None,
+    now: datetime,
+) -> int:
+    """One transaction, from ``plan_rows`` on ``con`` (ledger attached writable): the first ``count``
+    messages by contact id and the run that holds them (when ``run``), and every new holdout assignment.
+    Returns the holdouts recorded."""
+    params: dict[str, Any] = {
+        "c": campaign_id,
+        "o": occurrence,
+        "channel": channel,
+        "purpose": purpose,
+        "run": run,
+        "n": count,
+        "sha": sha256,
+        "now": now,
+    }
+    con.execute("BEGIN")
+    if run is not None:
+        _run(
+            con,
+            f"""INSERT INTO {ALIAS}.entries
+                SELECT $c, $o, contact_id, 'message', $channel, $purpose, variant, planned_at,
+                       {message_id_sql("$c", "$o", "contact_id")}, $run, $now
+                FROM plan_rows WHERE variant IS NOT NULL ORDER BY contact_id LIMIT $n""",
+            params,
+        )
+        _run(con, f"INSERT INTO {ALIAS}.runs VALUES ($c, $o, $run, $n, $sha, $now)", params)
+    held = _run(
+        con,
+        f"""INSERT INTO {ALIAS}.entries
+            SELECT $c, $o, contact_id, 'holdout', $channel, $purpose, NULL, planned_at, NULL, $run, $now
+            FROM plan_rows WHERE reason = 'holdout' AND NOT ledger_held""",
+        params,
+    )
+    con.execute("COMMIT")
+    return held
+
+
+def recorded_runs(con: duckdb.DuckDBPyConnection, campaign_id: str, occurrence: str) -> set[str]:
+    """The outbox runs of one occurrence that the ledger (opened with :func:`open_for_writing`) records."""
+    rows = con.execute(
+        "SELECT run FROM runs WHERE campaign_id = $c AND occurrence = $o", {"c": campaign_id, "o": occurrence}
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def record_recovered_run(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    campaign_id: str,
+    occurrence: str,
+    run: str,
+    manifest: dict[str, Any],
+    messages: list[dict[str, Any]],
+    now: datetime,
+) -> int:
+    """One transaction: a visible outbox run the ledger lacks (a send killed after the rename), its messages
+    for contacts not already recorded, and the run. Returns the messages recorded."""
+    con.execute("BEGIN")
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _dm_found AS
+           SELECT unnest($ids::VARCHAR[]) AS message_id, unnest($contacts::VARCHAR[]) AS contact_id,
+                  unnest($channels::VARCHAR[]) AS channel, unnest($variants::VARCHAR[]) AS variant,
+                  CAST(unnest($planned::VARCHAR[]) AS TIMESTAMP) AS planned_at""",
+        {
+            "ids": [m["message_id"] for m in messages],
+            "contacts": [m["contact_id"] for m in messages],
+            "channels": [m["channel"] for m in messages],
+            "variants": [m["variant"] for m in messages],
+            "planned": [m["send_after"].rstrip("Z") for m in messages],
+        },
+    )
+    params = {"c": campaign_id, "o": occurrence, "purpose": manifest["purpose"], "run": run, "now": now}
+    recovered = _run(
+        con,
+        """INSERT INTO entries
+           SELECT $c, $o, f.contact_id, 'message', f.channel, $purpose, f.variant, f.planned_at,
+                  f.message_id, $run, $now
+           FROM _dm_found f
+           WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.campaign_id = $c AND e.occurrence = $o
+                             AND e.contact_id = f.contact_id AND e.kind = 'message')""",
+        params,
+    )
+    _run(
+        con,
+        "INSERT INTO runs VALUES ($c, $o, $run, $n, $sha, $now)",
+        {**params, "n": manifest["count"], "sha": manifest["sha256"]},
+    )
+    con.execute("COMMIT")
+    return recovered
+
+
+def add_events(con: duckdb.DuckDBPyConnection, *, source: str, now: datetime) -> tuple[int, int]:
+    """One transaction, from the staged table ``_dm_new`` on ``con`` (ledger attached writable): the events
+    the ledger does not hold yet, and the suppressions they imply (SPEC §8). Returns (events, suppressions)."""
+    con.execute(f"DELETE FROM _dm_new WHERE event_key IN (SELECT event_key FROM {ALIAS}.events)")
+    con.execute("BEGIN")
+    imported = _run(
+        con,
+        f"""INSERT INTO {ALIAS}.events
+            SELECT event_key, event, ts, message_id, contact_id, campaign_id, revenue, bounce_type, url,
+                   $source, $now FROM _dm_new ORDER BY line""",
+        {"source": source, "now": now},
+    )
+    suppressed = _run(
+        con,
+        f"""INSERT INTO {ALIAS}.suppressions
+            SELECT contact_id, NULL,
+                   CASE WHEN event = 'unsubscribe' THEN channel END,
+                   CASE event WHEN 'unsubscribe' THEN 'unsubscribe' WHEN 'complaint' THEN 'complaint'
+                        ELSE 'bounce' END,
+                   ts, 'events:' || $source
+            FROM _dm_new
+            WHERE event IN ('unsubscribe', 'complaint') OR (event = 'bounce' AND bounce_type = 'hard')""",
+        {"source": source},
+    )
+    con.execute("COMMIT")
+    return imported, suppressed

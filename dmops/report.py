@@ -42,16 +42,16 @@ ROWS_SQL = """
 WITH r AS (
     SELECT kind, coalesce(variant, 'holdout') AS grp, contact_id, occurrence, planned_at, message_id,
            {period} AS period
-    FROM dm_ledger.entries WHERE campaign_id = $c AND ($occ IS NULL OR occurrence = $occ)
+    FROM ledger_entries WHERE campaign_id = $c AND ($occ IS NULL OR occurrence = $occ)
 ),
 f AS (
     SELECT message_id, bool_or(event = 'bounce') AS b, bool_or(event = 'open') AS o, bool_or(event = 'click') AS k,
            bool_or(event = 'unsubscribe') AS u, bool_or(event = 'complaint') AS q
-    FROM dm_ledger.events WHERE campaign_id = $c AND message_id IS NOT NULL GROUP BY message_id
+    FROM ledger_events WHERE campaign_id = $c AND message_id IS NOT NULL GROUP BY message_id
 ),
 conv AS (
     SELECT r.contact_id, r.occurrence, r.kind, sum(ev.revenue) AS revenue
-    FROM r JOIN dm_ledger.events ev
+    FROM r JOIN ledger_events ev
       ON ev.event = 'conversion' AND ev.contact_id = r.contact_id
      AND ev.ts > r.planned_at AND ev.ts <= r.planned_at + to_seconds($window)
     GROUP BY ALL
@@ -168,7 +168,7 @@ def campaign_report(
     overall = _metrics(total, opens)
     has_events, has_conversions = con.execute(
         """SELECT count(*) FILTER (WHERE campaign_id = $c) > 0, count(*) FILTER (WHERE event = 'conversion') > 0
-           FROM dm_ledger.events""",
+           FROM ledger_events""",
         {"c": campaign.id},
     ).fetchall()[0]
     goals = []
@@ -267,7 +267,7 @@ def retention(con: duckdb.DuckDBPyConnection, ws: Workspace, period: str, event:
         f"""
         WITH e AS (
             SELECT contact_id, date_trunc('{unit}', CAST(timezone('UTC', ts) AT TIME ZONE $tz AS DATE)) AS p
-            FROM dm_ledger.events WHERE event = $event AND contact_id IS NOT NULL
+            FROM ledger_events WHERE event = $event AND contact_id IS NOT NULL
         ),
         firsts AS (SELECT contact_id, min(p) AS cohort FROM e GROUP BY contact_id),
         last AS (SELECT max(p) AS p FROM e),

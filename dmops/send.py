@@ -37,7 +37,7 @@ import duckdb
 
 from dmops import ledger
 from dmops.campaign import Campaign
-from dmops.db import bound, quote_ident
+from dmops.db import quote_ident
 from dmops.errors import IOFailure, TemporaryFailure, UsageError
 from dmops.lint import LintFailed, lint_campaign
 from dmops.message import Renderer, load_secret
@@ -46,7 +46,6 @@ from dmops.outbox import (
     complete_runs,
     encode,
     manifest_of,
-    message_id_sql,
     occurrence_dir,
     read_run,
     remove_incomplete,
@@ -99,56 +98,19 @@ def recover(ws: Workspace, campaign: Campaign, occurrence: str) -> int:
     recovered = 0
     now = datetime.now(UTC).replace(tzinfo=None)
     try:
-        known = {
-            row[0]
-            for row in con.execute(
-                "SELECT run FROM runs WHERE campaign_id = $c AND occurrence = $o", {"c": campaign.id, "o": occurrence}
-            ).fetchall()
-        }
+        known = ledger.recorded_runs(con, campaign.id, occurrence)
         for run in runs:
             if run.name in known:
                 continue
-            manifest = manifest_of(run)
-            rows = [
-                (m["message_id"], m["contact_id"], m["channel"], m["variant"], m["send_after"].rstrip("Z"))
-                for m in read_run(run)
-            ]
-            con.execute("BEGIN")
-            con.execute(
-                """CREATE OR REPLACE TEMP TABLE _dm_found AS
-                   SELECT unnest($ids::VARCHAR[]) AS message_id, unnest($contacts::VARCHAR[]) AS contact_id,
-                          unnest($channels::VARCHAR[]) AS channel, unnest($variants::VARCHAR[]) AS variant,
-                          CAST(unnest($planned::VARCHAR[]) AS TIMESTAMP) AS planned_at""",
-                {
-                    "ids": [r[0] for r in rows],
-                    "contacts": [r[1] for r in rows],
-                    "channels": [r[2] for r in rows],
-                    "variants": [r[3] for r in rows],
-                    "planned": [r[4] for r in rows],
-                },
+            recovered += ledger.record_recovered_run(
+                con,
+                campaign_id=campaign.id,
+                occurrence=occurrence,
+                run=run.name,
+                manifest=manifest_of(run),
+                messages=list(read_run(run)),
+                now=now,
             )
-            result = con.execute(
-                """INSERT INTO entries
-                   SELECT $c, $o, f.contact_id, 'message', f.channel, $purpose, f.variant, f.planned_at,
-                          f.message_id, $run, $now
-                   FROM _dm_found f
-                   WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.campaign_id = $c AND e.occurrence = $o
-                                     AND e.contact_id = f.contact_id AND e.kind = 'message')""",
-                {"c": campaign.id, "o": occurrence, "purpose": manifest["purpose"], "run": run.name, "now": now},
-            ).fetchone()
-            con.execute(
-                "INSERT INTO runs VALUES ($c, $o, $run, $n, $sha, $now)",
-                {
-                    "c": campaign.id,
-                    "o": occurrence,
-                    "run": run.name,
-                    "n": manifest["count"],
-                    "sha": manifest["sha256"],
-                    "now": now,
-                },
-            )
-            con.execute("COMMIT")
-            recovered += int(result[0]) if result else 0
     finally:
         con.close()
     return recovered
@@ -417,39 +379,15 @@ def _record(
     written: int,
     writer: RunWriter | None,
 ) -> int:
-    """One transaction: the run's messages, every new holdout assignment, the run; holdouts recorded."""
-    params: dict[str, Any] = {
-        "now": datetime.now(UTC).replace(tzinfo=None),
-        "c": campaign.id,
-        "o": summary.occurrence,
-        "channel": campaign.config.channel,
-        "purpose": campaign.config.purpose,
-        "run": run,
-        "n": written,
-    }
-    con.execute("BEGIN")
-    if run is not None:
-        assert writer is not None
-        params["sha"] = writer.sha256
-        _execute(
-            con,
-            f"""INSERT INTO {ledger.ALIAS}.entries
-                SELECT $c, $o, contact_id, 'message', $channel, $purpose, variant, planned_at,
-                       {message_id_sql("$c", "$o", "contact_id")}, $run, $now
-                FROM plan_rows WHERE variant IS NOT NULL ORDER BY contact_id LIMIT $n""",
-            params,
-        )
-        _execute(con, f"INSERT INTO {ledger.ALIAS}.runs VALUES ($c, $o, $run, $n, $sha, $now)", params)
-    held = _execute(
+    """Record the run's messages, every new holdout assignment and the run; the holdouts recorded."""
+    return ledger.record_send(
         con,
-        f"""INSERT INTO {ledger.ALIAS}.entries
-            SELECT $c, $o, contact_id, 'holdout', $channel, $purpose, NULL, planned_at, NULL, $run, $now
-            FROM plan_rows WHERE reason = 'holdout' AND NOT ledger_held""",
-        params,
-    ).fetchone()
-    con.execute("COMMIT")
-    return int(held[0]) if held else 0
-
-
-def _execute(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> duckdb.DuckDBPyConnection:
-    return con.execute(sql, bound(sql, params))
+        campaign_id=campaign.id,
+        occurrence=summary.occurrence,
+        channel=campaign.config.channel,
+        purpose=campaign.config.purpose,
+        run=run,
+        count=written,
+        sha256=writer.sha256 if writer is not None and run is not None else None,
+        now=datetime.now(UTC).replace(tzinfo=None),
+    )

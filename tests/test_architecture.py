@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "dmops"
@@ -50,3 +51,20 @@ def test_the_graph_sees_function_level_imports() -> None:
 
 def test_no_import_cycle_in_the_package() -> None:
     assert cycles(import_graph()) == []
+
+
+LEDGER_WRITE = re.compile(
+    r"\b(INSERT\s+(OR\s+\w+\s+)?INTO|DELETE\s+FROM|UPDATE)\s+(\{ledger\.ALIAS\}\.|dm_ledger\.)?"
+    r"(entries|runs|events|suppressions|meta)\b",
+    re.IGNORECASE,
+)
+
+
+def test_only_the_ledger_module_writes_ledger_tables() -> None:
+    writers = {
+        path.name
+        for path in PACKAGE.glob("*.py")
+        if path.name != "ledger.py" and LEDGER_WRITE.search(path.read_text(encoding="utf-8"))
+    }
+    assert writers == set()
+    assert LEDGER_WRITE.search('f"INSERT INTO {ledger.ALIAS}.entries SELECT"')  # the pattern sees the old spelling
