@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import duckdb
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from dmops import __version__
 from dmops.campaign import Campaign, find_campaign_file, load_campaign
@@ -27,16 +28,6 @@ from dmops.timeutil import zone
 from dmops.validate import ValidationReport, validate
 from dmops.workspace import Workspace, find_workspace, load_workspace
 
-app = typer.Typer(
-    name="dmops",
-    help="Plan, send and measure direct-message campaigns from a folder of YAML, CSV and Jinja files.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
-    rich_markup_mode=None,
-)
-
-
 CampaignArgument = Annotated[str, typer.Argument(help="Campaign id or campaign file.")]
 AtOption = Annotated[
     str | None,
@@ -46,32 +37,75 @@ AtOption = Annotated[
 
 @dataclass
 class Options:
-    """Global options, shared by every command."""
+    """Global options and the command's surroundings, shared by every command through ``ctx.obj``.
 
-    workspace: Path | None
-    show_pii: bool
+    ``now`` and ``interactive`` are the clock and the terminal check: a test passes its own as
+    ``CliRunner().invoke(app, args, obj=Options(now=...))`` instead of patching module globals.
+    """
+
+    workspace: Path | None = None
+    show_pii: bool = False
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    interactive: Callable[[], bool] = field(default=lambda: sys.stderr.isatty())
+    root: Path | None = None  # the workspace, once found: error locations are shown relative to it
+    interrupted: str = "nothing was written"  # what a Ctrl-C leaves behind, said by the running command
 
 
 def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-def _fail(exc: DmopsError, root: Path | None = None) -> typer.Exit:
-    """Print ``exc`` (every problem of a ProblemsFound) to stderr; the Exit to raise."""
+def _interruption(exc: BaseException) -> bool:
+    """Ctrl-C, however it arrives: as KeyboardInterrupt, or as DuckDB's interrupt wrapped in a dmops error."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt | duckdb.InterruptException):
+            return True
+        if isinstance(seen, RuntimeError) and str(seen) == "Query interrupted":  # DuckDB's word for Ctrl-C
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def exit_code_for(exc: BaseException, options: Options | None) -> int:
+    """The one way from an exception to an exit code: say what happened on stderr, return the code (SPEC §10).
+
+    A dmops error prints every problem it holds, file and line first; an interruption prints one line
+    saying what the command had and had not written, and exits 130 (128 + SIGINT).
+    """
     err = _console(stderr=True)
-    problems = exc.problems if isinstance(exc, ProblemsFound) else [exc]
-    for problem in problems:
+    if _interruption(exc):
+        err.print(f"interrupted: {escape(options.interrupted if options else 'nothing was written')}")
+        return 130
+    assert isinstance(exc, DmopsError)
+    root = options.root if options else None
+    for problem in exc.problems if isinstance(exc, ProblemsFound) else [exc]:
         err.print(f"[red]error:[/red] {escape(problem.render(root))}")
-    return typer.Exit(int(exc.exit_code))
+    return int(exc.exit_code)
 
 
-@contextmanager
-def _reported(root: Path | None = None) -> Iterator[None]:
-    """Turn a DmopsError raised inside into its message on stderr and its exit code."""
-    try:
-        yield
-    except DmopsError as exc:
-        raise _fail(exc, root) from None
+class _Commands(TyperGroup):
+    """Every command runs inside :func:`exit_code_for`: no command handles errors itself."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's own (vendored) click Context
+        try:
+            return super().invoke(ctx)
+        except (DmopsError, KeyboardInterrupt, duckdb.InterruptException, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and not _interruption(exc):
+                raise  # a bug: let it show
+            options = ctx.obj if isinstance(ctx.obj, Options) else None
+            raise typer.Exit(exit_code_for(exc, options)) from None
+
+
+app = typer.Typer(
+    name="dmops",
+    cls=_Commands,
+    help="Plan, send and measure direct-message campaigns from a folder of YAML, CSV and Jinja files.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+)
 
 
 def _version(value: bool) -> None:
@@ -99,13 +133,14 @@ def main_options(
     ] = False,
 ) -> None:
     """dmops: direct-message campaigns over local files."""
-    ctx.obj = Options(workspace=workspace, show_pii=show_pii)
+    given = ctx.obj if isinstance(ctx.obj, Options) else Options()
+    ctx.obj = replace(given, workspace=workspace, show_pii=show_pii)
 
 
 def _root(ctx: typer.Context) -> Path:
     options: Options = ctx.obj
-    with _reported():
-        return find_workspace(options.workspace, os.environ, Path.cwd())
+    options.root = find_workspace(options.workspace, os.environ, Path.cwd())
+    return options.root
 
 
 def _finding(exc: DmopsError, severity: str, root: Path) -> dict[str, Any]:
@@ -180,8 +215,7 @@ def init_command(
     directory: Annotated[Path, typer.Argument(help="Folder to create the workspace in.")] = Path("."),
 ) -> None:
     """Write a runnable sample workspace into DIRECTORY; never overwrites a file."""
-    with _reported():
-        written = init_workspace(directory)
+    written = init_workspace(directory)
     out = _console()
     out.print(f"wrote {len(written)} files to {escape(str(directory))}:")
     for relative in written:
@@ -191,8 +225,7 @@ def init_command(
 
 def _open(ctx: typer.Context, campaign_name: str) -> tuple[Workspace, Campaign]:
     ws = _workspace(ctx)
-    with _reported(ws.root):
-        return ws, load_campaign(find_campaign_file(ws, campaign_name), ws)
+    return ws, load_campaign(find_campaign_file(ws, campaign_name), ws)
 
 
 def _bar(count: int, total: int, width: int = 24) -> str:
@@ -263,15 +296,13 @@ def plan_command(
     """Show who would get CAMPAIGN, who would not and why, and when; writes nothing to the workspace."""
     options: Options = ctx.obj
     ws, loaded = _open(ctx, campaign)
+    options.interrupted = "nothing was written" + (f" ({out_file.name} was not created or changed)" if out_file else "")
+    moment = resolve_at(at, options.now(), zone(ws.config.timezone))
+    con, summary = run_plan(ws, loaded, moment, out=out_file)
     try:
-        moment = resolve_at(at, datetime.now(UTC), zone(ws.config.timezone))
-        con, summary = run_plan(ws, loaded, moment, out=out_file)
-        try:
-            checks = explain(con, ws, loaded, summary, explain_id, show_pii=options.show_pii) if explain_id else None
-        finally:
-            con.close()
-    except DmopsError as exc:
-        raise _fail(exc, ws.root) from None
+        checks = explain(con, ws, loaded, summary, explain_id, show_pii=options.show_pii) if explain_id else None
+    finally:
+        con.close()
     if fmt == "json":
         payload = summary.as_json()
         if checks is not None:
@@ -305,11 +336,17 @@ def send_command(
     options: Options = ctx.obj
     ws, loaded = _open(ctx, campaign)
     err = _console(stderr=True)
-    interactive = sys.stderr.isatty()
+    interactive = options.interactive()
+    options.interrupted = (
+        "nothing was written"
+        if dry_run
+        else f"this run's messages were not all written and recorded; `dmops send {campaign}` again "
+        "completes the occurrence without sending any message twice"
+    )
     if skip_lint:
         err.print("[bold red]WARNING: --skip-lint: content and compliance checks were NOT run for this send[/]")
     try:
-        moment = resolve_at(at, datetime.now(UTC), zone(ws.config.timezone))
+        moment = resolve_at(at, options.now(), zone(ws.config.timezone))
         if interactive:
             from rich.progress import Progress
 
@@ -331,9 +368,7 @@ def send_command(
             )
     except StoppedDuringSend as stopped:
         _print_send(stopped.result, ws)
-        raise _fail(stopped, ws.root) from None
-    except DmopsError as exc:
-        raise _fail(exc, ws.root) from None
+        raise
     _print_send(result, ws)
 
 
@@ -374,8 +409,7 @@ def stop_command(
     from dmops.runlock import request_stop
 
     ws = _workspace(ctx)
-    with _reported(ws.root):
-        path = request_stop(ws, reason)
+    path = request_stop(ws, reason)
     _console().print(f"stopped: {escape(str(path.relative_to(ws.root)))} written; `dmops resume` lifts it")
 
 
@@ -402,8 +436,7 @@ def outbox_export_command(
     from dmops.export import export_eml
 
     ws = _workspace(ctx)
-    with _reported(ws.root):
-        count = export_eml(ws.outbox_dir, eml, campaign)
+    count = export_eml(ws.outbox_dir, eml, campaign)
     _console().print(f"wrote {count:,} .eml files to {escape(str(eml))}")
 
 
@@ -419,9 +452,10 @@ def events_import_command(
     """Validate FILE and add its new events; the same file twice adds nothing."""
     from dmops.events import import_events
 
+    options: Options = ctx.obj
     ws = _workspace(ctx)
-    with _reported(ws.root):
-        result = import_events(ws, file)
+    options.interrupted = f"no events of {file.name} were imported (an import is one transaction)"
+    result = import_events(ws, file, now=options.now())
     _console().print(
         f"{escape(result.file.name)}: {result.rows:,} rows, {result.imported:,} imported, "
         f"{result.duplicates:,} already there; {result.suppressions:,} suppressions added"
@@ -445,20 +479,21 @@ def lint_command(
     from dmops.lint import github_annotations, lint_campaign
     from dmops.plan import prepare
 
+    options: Options = ctx.obj
     ws = _workspace(ctx)
-    with _reported(ws.root):
-        paths = [find_campaign_file(ws, n) for n in campaigns] if campaigns else campaign_files(ws)
-        loaded = [load_campaign(p, ws) for p in paths]
-        if not loaded:
-            raise UsageError("no campaigns to lint")
-        moment = resolve_at(at, datetime.now(UTC), zone(ws.config.timezone))
-        con = prepare(ws, loaded[0])
-        try:
-            if any(traits.mentioned(c.texts()) for c in loaded):
-                traits.add_to_contacts(con, ws, moment)
-            results = [lint_campaign(con, ws, c, sample) for c in loaded]
-        finally:
-            con.close()
+    options.interrupted = "nothing was written (lint only reads)"
+    paths = [find_campaign_file(ws, n) for n in campaigns] if campaigns else campaign_files(ws)
+    loaded = [load_campaign(p, ws) for p in paths]
+    if not loaded:
+        raise UsageError("no campaigns to lint")
+    moment = resolve_at(at, options.now(), zone(ws.config.timezone))
+    con = prepare(ws, loaded[0])
+    try:
+        if any(traits.mentioned(c.texts()) for c in loaded):
+            traits.add_to_contacts(con, ws, moment)
+        results = [lint_campaign(con, ws, c, sample) for c in loaded]
+    finally:
+        con.close()
     findings = [f for r in results for f in r.findings]
     errors = sum(f.severity == "error" for f in findings)
     if fmt == "json":
@@ -526,43 +561,42 @@ def report_command(
     from dmops.report import campaign_report, open_report, period_report, retention, to_csv
     from dmops.reportformat import markdown, page, period_markdown
 
+    options: Options = ctx.obj
     ws = _workspace(ctx)
+    options.interrupted = "nothing was written" + (f" ({out_file.name} was not created or changed)" if out_file else "")
     names = campaigns or []
     if names in (["lifecycle"], ["fatigue"]):
-        _lifecycle_reports(ws, names[0], fmt, out_file, at, months, threshold)
+        _lifecycle_reports(ws, names[0], fmt, out_file, at, months, threshold, options.now)
         return
+    con = open_report(ws)
     try:
-        con = open_report(ws)
-        try:
-            if names == ["retention"]:
-                if period not in (None, "month", "week"):
-                    raise UsageError("--period must be month or week for retention")
-                view = retention(con, ws, period or "month", event)
-                _emit(
-                    json.dumps(view, ensure_ascii=False, indent=2) if fmt != "html" else page([], view),
-                    out_file,
-                )
-                return
-            paths = [find_campaign_file(ws, n) for n in names] if names else campaign_files(ws)
-            if period is not None:
-                if period not in ("month", "quarter"):
-                    raise UsageError("--period must be month or quarter")
-                periods = period_report(con, ws, [load_campaign(p, ws) for p in paths], period)
-                _emit(
-                    json.dumps({"period": period, "periods": periods}, ensure_ascii=False, indent=2, default=str)
-                    if fmt == "json"
-                    else period_markdown(periods),
-                    out_file,
-                )
-                if check_goals and any(p["goals_missed"] for p in periods):
-                    raise typer.Exit(int(ExitCode.FAILURE))
-                return
-            reports = [campaign_report(con, load_campaign(p, ws), occurrence) for p in paths]
-            cohorts = retention(con, ws, "month", "conversion") if fmt == "html" else None
-        finally:
-            con.close()
-    except DmopsError as exc:
-        raise _fail(exc, ws.root) from None
+        if names == ["retention"]:
+            if period not in (None, "month", "week"):
+                raise UsageError("--period must be month or week for retention")
+            view = retention(con, ws, period or "month", event)
+            _emit(
+                json.dumps(view, ensure_ascii=False, indent=2) if fmt != "html" else page([], view),
+                out_file,
+            )
+            return
+        paths = [find_campaign_file(ws, n) for n in names] if names else campaign_files(ws)
+        if period is not None:
+            if period not in ("month", "quarter"):
+                raise UsageError("--period must be month or quarter")
+            periods = period_report(con, ws, [load_campaign(p, ws) for p in paths], period)
+            _emit(
+                json.dumps({"period": period, "periods": periods}, ensure_ascii=False, indent=2, default=str)
+                if fmt == "json"
+                else period_markdown(periods),
+                out_file,
+            )
+            if check_goals and any(p["goals_missed"] for p in periods):
+                raise typer.Exit(int(ExitCode.FAILURE))
+            return
+        reports = [campaign_report(con, load_campaign(p, ws), occurrence) for p in paths]
+        cohorts = retention(con, ws, "month", "conversion") if fmt == "html" else None
+    finally:
+        con.close()
     text: str | None
     if fmt == "json":
         text = json.dumps({"campaigns": [r.as_json() for r in reports]}, ensure_ascii=False, indent=2)
@@ -584,36 +618,42 @@ def report_command(
 
 
 def _lifecycle_reports(
-    ws: Workspace, which: str, fmt: str, out_file: Path | None, at: str | None, months: int, threshold: float
+    ws: Workspace,
+    which: str,
+    fmt: str,
+    out_file: Path | None,
+    at: str | None,
+    months: int,
+    threshold: float,
+    now: Callable[[], datetime],
 ) -> None:
     from dmops.contacts import load_contacts
     from dmops.lifecycle import fatigue_report, lifecycle_report
     from dmops.report import open_report
     from dmops.reportformat import fatigue_page, fatigue_table, lifecycle_page, lifecycle_table
 
-    with _reported(ws.root):
-        if fmt not in ("table", "json", "html"):
-            raise UsageError(f"the {which} report comes as table, json or html")
-        if which == "lifecycle" and not 1 <= months <= 120:
-            raise UsageError("--months must be between 1 and 120")
-        if which == "fatigue" and not 0 <= threshold < 1:
-            raise UsageError("--threshold must be a rate between 0 and 1, e.g. 0.005")
-        con = open_report(ws)
-        try:
-            if which == "lifecycle":
-                load_contacts(con, ws)
-                moment = resolve_at(at, datetime.now(UTC), zone(ws.config.timezone))
-                view = lifecycle_report(con, ws, moment, months)
-            else:
-                view = fatigue_report(con, threshold)
-        finally:
-            con.close()
-        if fmt == "json":
-            _emit(json.dumps(view, ensure_ascii=False, indent=2), out_file)
-        elif fmt == "html":
-            _emit(lifecycle_page(view) if which == "lifecycle" else fatigue_page(view), out_file)
+    if fmt not in ("table", "json", "html"):
+        raise UsageError(f"the {which} report comes as table, json or html")
+    if which == "lifecycle" and not 1 <= months <= 120:
+        raise UsageError("--months must be between 1 and 120")
+    if which == "fatigue" and not 0 <= threshold < 1:
+        raise UsageError("--threshold must be a rate between 0 and 1, e.g. 0.005")
+    con = open_report(ws)
+    try:
+        if which == "lifecycle":
+            load_contacts(con, ws)
+            moment = resolve_at(at, now(), zone(ws.config.timezone))
+            view = lifecycle_report(con, ws, moment, months)
         else:
-            _emit(lifecycle_table(view) if which == "lifecycle" else fatigue_table(view), out_file)
+            view = fatigue_report(con, threshold)
+    finally:
+        con.close()
+    if fmt == "json":
+        _emit(json.dumps(view, ensure_ascii=False, indent=2), out_file)
+    elif fmt == "html":
+        _emit(lifecycle_page(view) if which == "lifecycle" else fatigue_page(view), out_file)
+    else:
+        _emit(lifecycle_table(view) if which == "lifecycle" else fatigue_table(view), out_file)
 
 
 def _print_report_table(reports: list[Any]) -> None:
@@ -661,23 +701,18 @@ def _emit(text: str, out_file: Path | None) -> None:
     try:
         write_atomic(out_file, text)
     except OSError as exc:
-        raise _fail(OutputError(f"cannot write the report: {exc.strerror}", file=out_file)) from None
+        raise OutputError(f"cannot write the report: {exc.strerror}", file=out_file) from None
     _console(stderr=True).print(f"wrote {escape(str(out_file))}")
 
 
 def _workspace(ctx: typer.Context) -> Workspace:
     root = _root(ctx)
-    with _reported(root):
-        return load_workspace(root)
+    return load_workspace(root)
 
 
 def main() -> None:
     """Entry point of the ``dmops`` console script."""
-    try:
-        app(prog_name="dmops")
-    except DmopsError as exc:  # a core error that no command caught: still a clean message
-        _console(stderr=True).print(f"error: {escape(str(exc))}")
-        sys.exit(int(exc.exit_code))
+    app(prog_name="dmops")
 
 
-__all__ = ["ExitCode", "app", "main"]
+__all__ = ["ExitCode", "Options", "app", "exit_code_for", "main"]

@@ -38,6 +38,6 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         staging.write_text(text, encoding="utf-8")
         publish(staging, path)
-    except OSError:
+    except BaseException:  # an OSError, or Ctrl-C: no staging file is left behind either way
         staging.unlink(missing_ok=True)
         raise

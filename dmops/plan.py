@@ -423,7 +423,12 @@ def write_out(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         publish(staging, path)
     except (duckdb.Error, OSError) as exc:
         staging.unlink(missing_ok=True)
+        if isinstance(exc, duckdb.InterruptException):
+            raise
         raise OutputError(f"cannot write the plan file ({type(exc).__name__})", file=path) from None
+    except BaseException:  # Ctrl-C: the staging file goes too
+        staging.unlink(missing_ok=True)
+        raise
 
 
 def _sql_string(text: str) -> str:
