@@ -28,3 +28,10 @@ def test_command_is_in_readme(name: str) -> None:
 
 def test_changelog_has_an_unreleased_section() -> None:
     assert "## [Unreleased]" in (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
+
+
+def test_the_code_map_names_every_module() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    codemap = readme.split("## Code map", 1)[1].split("\n## ", 1)[0]
+    modules = {p.name for p in (REPO / "dmops").glob("*.py")} - {"__init__.py", "__main__.py"}
+    assert {m for m in modules if f"`{m}`" not in codemap} == set()
