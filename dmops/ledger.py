@@ -275,7 +275,7 @@ def record_recovered_run(
             "contacts": [m["contact_id"] for m in messages],
             "channels": [m["channel"] for m in messages],
             "variants": [m["variant"] for m in messages],
-            "planned": [m["send_after"].rstrip("Z") for m in messages],
+            "planned": [m["send_after"] for m in messages],  # ISO 8601 with Z: DuckDB reads it as UTC
         },
     )
     params = {"c": campaign_id, "o": occurrence, "purpose": manifest["purpose"], "run": run, "now": now}

@@ -223,11 +223,10 @@ def period_report(
         per_period: dict[Any, dict[str, Any]] = {}
         for row in cursor.fetchall():
             values = dict(zip(names, row, strict=True))
-            if values["grp"] == "holdout":
-                continue
-            bucket = per_period.setdefault(values["period"], {k: 0 for k in names[2:]})
-            for key in names[2:]:
-                bucket[key] += values[key] or 0
+            if values["grp"] != "holdout":  # periods sum what was sent
+                bucket = per_period.setdefault(values["period"], {k: 0 for k in names[2:]})
+                for key in names[2:]:
+                    bucket[key] += values[key] or 0
         for start, counts in per_period.items():
             total = totals.setdefault(start, {**{k: 0 for k in counts}, "campaigns": [], "goals": []})
             for key, value in counts.items():

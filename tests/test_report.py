@@ -1054,3 +1054,100 @@ def test_weekly_retention_labels_iso_weeks(cli, root: Path) -> None:
             {"cohort": "2027-W01", "size": 1, "retention": [1.0]},
         ],
     }
+
+
+def test_lift_goals_and_sample_ratio_on_the_edges(cli, tmp_path: Path) -> None:
+    from scipy import stats as st
+
+    base = 'channel: email\nsender: {from: "Shop <news@shop.example.com>"}\n'
+    base += 'unsubscribe_url: "https://shop.example.com/u/{{ unsubscribe_token }}"\nname: "N"\n'
+    weighted = (
+        "id: weighted\n" + base + "holdout: 0.2\ngoals: {open_rate: 0.5, conversion_rate: 0.1}\nvariants:\n"
+        "  - {id: z, weight: 1, subject: S, text: T}\n  - {id: a, weight: 1, subject: S, text: T}\n"
+        "  - {id: b, weight: 3, subject: S, text: T}\n"
+    )
+    quiet = "id: quiet\n" + base + "holdout: 0.5\nvariants:\n  - {id: p, subject: S, text: T}\n"
+    celled = (
+        "id: celled\n" + base + "holdout: {where: \"contact_id = 'c14'\"}\nvariants:\n"
+        "  - {id: x, subject: S, text: T}\n  - {id: w, subject: S, text: T}\n"
+    )
+    root = write(
+        tmp_path / "ws",
+        {
+            "dmops.yaml": WS,
+            "contacts.csv": CONTACTS,
+            "campaigns/weighted.yaml": weighted,
+            "campaigns/quiet.yaml": quiet,
+            "campaigns/celled.yaml": celled,
+            # conversions only: no campaign event yet, so rates from events have no data, conversions do
+            "orders.csv": "event,ts,contact_id,revenue\n"
+            + "".join(
+                f"conversion,2026-12-01T03:00:00Z,{c},{r}\n" for c, r in [("c6", 10), ("c7", 30), ("c8", 5), ("c9", 15)]
+            ),
+        },
+    )
+
+    def entry(campaign: str, contact: str, variant: str | None) -> Entry:
+        kind = "holdout" if variant is None else "message"
+        return Entry(
+            campaign,
+            "once",
+            contact,
+            kind,
+            "email",
+            "marketing",
+            variant,
+            T,
+            f"{campaign}-{contact}" if variant else None,
+        )
+
+    record(
+        load_workspace(root),
+        [
+            *(entry("weighted", c, "a") for c in ("c1", "c2")),  # nobody in z; a converts nothing
+            *(entry("weighted", c, "b") for c in ("c3", "c4", "c5")),
+            *(entry("weighted", c, None) for c in ("c6", "c7")),  # the holdout converts: 10 and 30
+            *(entry("quiet", c, "p") for c in ("c8", "c9")),  # p converts: 5 and 15
+            *(entry("quiet", c, None) for c in ("c10", "c11")),  # its holdout does not
+            entry("celled", "c12", "x"),
+            entry("celled", "c13", "w"),
+            entry("celled", "c14", None),
+        ],
+    )
+    assert cli("-w", root, "events", "import", root / "orders.csv").exit_code == 0
+
+    def campaign(name: str) -> dict:
+        result = cli("-w", root, "report", name, "--format", "json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)["campaigns"][0]
+
+    w = campaign("weighted")
+    rows = {r["variant"]: r for r in w["rows"]}
+    spread = math.sqrt(((10 - 20) ** 2 + (30 - 20) ** 2) / 1)  # the holdout's sample standard deviation
+    assert same(rows["a"]["lift"]["revenue_per_recipient"], welch(0.0, 0.0, 2, 20.0, spread, 2))  # revenue 0, no spread
+    assert rows["a"]["lift"]["revenue_per_recipient"]["abs"] == -20.0
+    assert w["ab"]["pairs"][0] == {"a": "z", "b": "a", "conversion_rate": None}  # z had nobody
+    assert {g["metric"]: g["met"] for g in w["goals"]} == {"open_rate": None, "conversion_rate": False}
+    planned = [0.2, 0.8 / 5, 0.8 / 5, 0.8 * 3 / 5]  # holdout, z, a, b
+    observed = [2, 0, 2, 3]
+    chi2 = st.chisquare(observed, [7 * p for p in planned]).statistic
+    assert w["ab"]["sample_ratio"]["chi2"] == pytest.approx(chi2)
+
+    q = {r["variant"]: r for r in campaign("quiet")["rows"]}
+    spread = math.sqrt(((5 - 10) ** 2 + (15 - 10) ** 2) / 1)
+    assert same(q["p"]["lift"]["revenue_per_recipient"], welch(10.0, spread, 2, 0.0, 0.0, 2))  # holdout: 0, no spread
+
+    c = campaign("celled")  # a holdout cell has no planned share: the variants are compared with each other
+    assert c["ab"]["sample_ratio"]["chi2"] == 0.0 and c["rows"][-1]["recipients"] == 1
+
+
+def test_retention_is_given_to_six_places_and_csv_lines_end_in_newline_only(cli, root: Path) -> None:
+    rows = [("c1", "2026-01-10"), ("c2", "2026-01-11"), ("c3", "2026-01-12"), ("c1", "2026-02-01")]
+    write(root, {"orders.csv": "event,ts,contact_id\n" + "".join(f"conversion,{d}T12:00:00,{c}\n" for c, d in rows)})
+    assert cli("-w", root, "events", "import", root / "orders.csv").exit_code == 0
+    cohorts = json.loads(cli("-w", root, "report", "retention", "--format", "json").stdout)["cohorts"]
+    assert cohorts == [{"cohort": "2026-01", "size": 3, "retention": [1.0, 0.333333]}]
+    from dmops.report import to_csv
+
+    header = to_csv([])  # the CLI runner folds \r\n, so the text is checked as dmops builds it
+    assert header.startswith("campaign,variant,") and header.endswith("_p_value\n") and "\r" not in header

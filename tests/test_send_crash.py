@@ -110,6 +110,11 @@ def test_a_crash_between_the_visible_run_and_the_ledger_is_recovered(tmp_path: P
     assert result.recovered == len(written) and result.run is None
     assert sorted((m["contact_id"], m["variant"], m["message_id"]) for m in written) == ledger_rows(root)
     assert result.holdouts == len(ledger_rows(root, "holdout")) > 0
+    import duckdb
+
+    with duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True) as con:
+        planned = con.execute("SELECT DISTINCT planned_at FROM entries WHERE kind = 'message'").fetchall()
+    assert planned == [(datetime(2026, 12, 1, 2, 0),)]  # send_after 02:00Z read back as that UTC instant
 
 
 def test_a_crash_while_rendering_leaves_nothing_visible(tmp_path: Path, monkeypatch) -> None:
