@@ -1151,3 +1151,10 @@ def test_retention_is_given_to_six_places_and_csv_lines_end_in_newline_only(cli,
 
     header = to_csv([])  # the CLI runner folds \r\n, so the text is checked as dmops builds it
     assert header.startswith("campaign,variant,") and header.endswith("_p_value\n") and "\r" not in header
+
+
+def test_a_clicked_url_is_stored_with_its_event(cli, root: Path) -> None:
+    write(root, {"clicks.csv": "event,ts,message_id,URL\nclick,2026-12-01T04:00:00Z,m1,https://shop.example.com/x\n"})
+    assert cli("-w", root, "events", "import", root / "clicks.csv").exit_code == 0
+    with duckdb.connect(str(ledger_path(load_workspace(root))), read_only=True) as con:
+        assert con.execute("SELECT event, url FROM events").fetchall() == [("click", "https://shop.example.com/x")]

@@ -598,3 +598,25 @@ def test_recovery_refuses_a_run_whose_manifest_cannot_be_read(cli, root: Path) -
         "error: outbox/promo/once/run-0001: outbox run has no valid manifest "
         "(the manifest was changed after dmops wrote it)",
     )
+
+
+def test_the_manifest_is_pinned(cli, root: Path) -> None:
+    # SPEC §7: manifest.json holds the count and sha256 of messages.jsonl; consumers read these exact keys.
+    import hashlib
+
+    assert cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00").exit_code == 0
+    run = root / "outbox" / "promo" / "once" / "run-0001"
+    data = (run / MESSAGES).read_bytes()
+    assert (run / MANIFEST).read_text(encoding="utf-8") == (
+        "{\n"
+        '  "at": "2026-11-30T04:00:00Z",\n'
+        '  "campaign_id": "promo",\n'
+        '  "channel": "email",\n'
+        f'  "count": {len(data.splitlines())},\n'
+        '  "file": "messages.jsonl",\n'
+        '  "occurrence": "once",\n'
+        '  "purpose": "marketing",\n'
+        '  "run": "run-0001",\n'
+        f'  "sha256": "{hashlib.sha256(data).hexdigest()}"\n'
+        "}\n"
+    )

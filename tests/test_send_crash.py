@@ -243,3 +243,35 @@ def test_a_write_error_drops_the_run_and_reports_that_error(tmp_path: Path, monk
         sending.send(ws, load_campaign(root / "campaigns/promo.yaml", ws), datetime(2026, 11, 30, 4, tzinfo=UTC))
     assert list((root / "outbox" / "promo" / "once").iterdir()) == []
     assert ledger_rows(root) == [] and ledger_rows(root, "holdout") == []
+
+
+def test_an_outbox_that_cannot_be_written_or_finished_names_the_file(tmp_path: Path) -> None:
+    import errno
+
+    from dmops.errors import IOFailure
+    from dmops.outbox import RunWriter
+
+    class FullDisk:
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self) -> None:
+            pass
+
+    folder = tmp_path / "promo" / "once"
+    writer = RunWriter.start(folder)
+    writer._handle = FullDisk()
+    writer.write_lines(b"{}\n", 1)
+    with pytest.raises(IOFailure) as caught:
+        writer.finish({})
+    assert caught.value.message == "cannot write the outbox: No space left on device"
+    assert caught.value.location.file == folder / ".run-0001.tmp" / "messages.jsonl"
+    writer.abort()
+
+    writer = RunWriter.start(folder)
+    (folder / writer.name / "in-the-way").mkdir(parents=True)  # the run's name is taken: the rename fails
+    writer.write_lines(b"{}\n", 1)
+    with pytest.raises(IOFailure) as caught:
+        writer.finish({})
+    assert caught.value.message == "cannot finish the outbox run: Directory not empty"
+    assert caught.value.location.file == folder / f".{writer.name}.tmp"
