@@ -19,6 +19,8 @@ import duckdb
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from dmops.db import quote_literal
+
 
 def normalise_email(raw: str) -> str | None:
     """The address as dmops sends to it, or None if its syntax is invalid.
@@ -63,11 +65,6 @@ def _settle(con: duckdb.DuckDBPyConnection, table: str, check: Callable[[str], s
         con.execute(f"UPDATE {table} SET norm = s.norm FROM _dm_settled s WHERE {table}.raw = s.raw")
         con.execute("DROP TABLE _dm_settled")
     con.execute(f"ALTER TABLE {table} DROP COLUMN decided")
-
-
-def _sql(text: str) -> str:
-    """Text as the inside of a SQL string literal (these are trusted patterns, not data)."""
-    return text.replace("'", "''")
 
 
 # --- email: a SQL fast path for plain addresses -----------------------------------------------------------------
@@ -134,7 +131,7 @@ _TYPES = (
 def _desc_sql(desc: Any, nsn: str) -> str | None:
     if desc is None or not desc.national_number_pattern:
         return None
-    test = f"regexp_full_match({nsn}, '{_sql(desc.national_number_pattern)}')"
+    test = f"regexp_full_match({nsn}, {quote_literal(desc.national_number_pattern)})"
     lengths = [n for n in desc.possible_length if n > 0]
     if lengths:
         test = f"(length({nsn}) IN ({', '.join(str(n) for n in lengths)}) AND {test})"
@@ -150,7 +147,7 @@ def _validity_sql(region: str, nsn: str) -> str:
     valid = f"({general} AND ({' OR '.join(types)}))" if general and types else "false"
     npfp = metadata.national_prefix_for_parsing
     if npfp:
-        return f"CASE WHEN regexp_matches({nsn}, '^(?:{_sql(npfp)})') THEN NULL ELSE {valid} END"
+        return f"CASE WHEN regexp_matches({nsn}, {quote_literal('^(?:' + npfp + ')')}) THEN NULL ELSE {valid} END"
     return valid
 
 
@@ -194,7 +191,11 @@ def phone_table(con: duckdb.DuckDBPyConnection, table: str, values_sql: str, reg
     )
     home: Any = phonenumbers.PhoneMetadata.metadata_for_region(region) if region else None
     if home is not None and codes.get(str(home.country_code)) == region:
-        idd = f"regexp_matches(d, '^(?:{_sql(home.international_prefix)})')" if home.international_prefix else "false"
+        idd = (
+            f"regexp_matches(d, {quote_literal('^(?:' + home.international_prefix + ')')})"
+            if home.international_prefix
+            else "false"
+        )
         con.execute(
             f"""
             INSERT INTO _dm_phone_split

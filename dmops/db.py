@@ -34,6 +34,11 @@ def lock_down(
     con.execute("SET lock_configuration = true")
 
 
+def quote_literal(text: str) -> str:
+    """``text`` as a SQL string literal: the one way dmops pastes text into SQL it generates."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def quote_ident(name: str) -> str:
     """A SQL identifier, double-quoted."""
     return '"' + name.replace('"', '""') + '"'

@@ -32,7 +32,7 @@ import duckdb
 from dmops import expressions, ledger, traits
 from dmops.campaign import Campaign, Cell, key_path
 from dmops.contacts import load_contacts
-from dmops.db import bound, connect, lock_down
+from dmops.db import bound, connect, lock_down, quote_literal
 from dmops.durable import publish
 from dmops.errors import ConfigError, DataError, DmopsError, OutputError, UsageError
 from dmops.schedule import ZoneTime, occurrence_key, zone_time
@@ -419,7 +419,7 @@ def write_out(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     options = "FORMAT parquet, COMPRESSION zstd" if parquet else "FORMAT csv, HEADER true"
     query = OUT_QUERY.format(empty="''" if parquet else "NULL")
     try:
-        con.execute(f"COPY ({query}) TO '{_sql_string(str(staging))}' ({options})")
+        con.execute(f"COPY ({query}) TO {quote_literal(str(staging))} ({options})")
         publish(staging, path)
     except (duckdb.Error, OSError) as exc:
         staging.unlink(missing_ok=True)
@@ -429,10 +429,6 @@ def write_out(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     except BaseException:  # Ctrl-C: the staging file goes too
         staging.unlink(missing_ok=True)
         raise
-
-
-def _sql_string(text: str) -> str:
-    return text.replace("'", "''")
 
 
 def run_plan(

@@ -40,7 +40,7 @@ from jinja2 import Template as JinjaTemplate
 from jinja2 import meta, nodes
 
 from dmops.campaign import Campaign
-from dmops.db import quote_ident
+from dmops.db import quote_ident, quote_literal
 from dmops.outbox import message_id_sql
 from dmops.render import MAX_OUTPUT, context_for, environment, parse
 from dmops.sms import GSM7_BASIC, GSM7_EXTENSION, measure
@@ -62,11 +62,6 @@ def python_whitespace() -> str:
     return "".join(ch for ch in map(chr, range(0x3001)) if ch.isspace())
 
 
-def literal(text: str) -> str:
-    """``text`` as a SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _whitespace_codes() -> str:
     return ", ".join(str(ord(ch)) for ch in python_whitespace())
 
@@ -79,7 +74,7 @@ def is_missing(column: str) -> str:
     first = f"unicode({column})"
     return (
         f"({column} IS NULL OR (({first} = -1 OR {first} IN ({_whitespace_codes()})) "
-        f"AND trim({column}, {literal(python_whitespace())}) = ''))"
+        f"AND trim({column}, {quote_literal(python_whitespace())}) = ''))"
     )
 
 
@@ -88,14 +83,14 @@ def python_strip(column: str) -> str:
     codes = _whitespace_codes()
     return (
         f"CASE WHEN unicode({column}) IN ({codes}) OR unicode(right({column}, 1)) IN ({codes}) "
-        f"THEN trim({column}, {literal(python_whitespace())}) ELSE {column} END"
+        f"THEN trim({column}, {quote_literal(python_whitespace())}) ELSE {column} END"
     )
 
 
 def html_escape(expr: str) -> str:
     """SQL: MarkupSafe's escape of a text value."""
     for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&#34;"), ("'", "&#39;")):
-        expr = f"replace({expr}, {literal(char)}, {literal(entity)})"
+        expr = f"replace({expr}, {quote_literal(char)}, {quote_literal(entity)})"
     return expr
 
 
@@ -105,7 +100,7 @@ def json_string(expr: str) -> str:
     short = {8: "\\b", 9: "\\t", 10: "\\n", 12: "\\f", 13: "\\r"}
     for code in range(32):
         escaped = short.get(code, f"\\u{code:04x}")
-        manual = f"replace({manual}, chr({code}), {literal(escaped)})"
+        manual = f"replace({manual}, chr({code}), {quote_literal(escaped)})"
     encoded = f"CAST(to_json({expr}) AS VARCHAR)"
     # Only a value with a control character (or the text "\u00" itself) has "\u00" in its encoding.
     return f"CASE WHEN contains({encoded}, '\\u00') THEN '\"' || {manual} || '\"' ELSE {encoded} END"
@@ -147,7 +142,7 @@ class Compiler:
         if isinstance(node, nodes.Output):
             return self._body(list(node.nodes))
         if isinstance(node, nodes.TemplateData):
-            return literal(node.data)
+            return quote_literal(node.data)
         if isinstance(node, nodes.If):
             return self._if(node)
         if isinstance(node, nodes.Expr):
@@ -198,7 +193,7 @@ class Compiler:
         if fallback is None:
             return f"(CASE WHEN {is_missing(column)} THEN NULL ELSE {value} END)"
         shown = _escape_constant(fallback) if self.html else fallback
-        return f"(CASE WHEN {is_missing(column)} THEN {literal(shown)} ELSE {value} END)"
+        return f"(CASE WHEN {is_missing(column)} THEN {quote_literal(shown)} ELSE {value} END)"
 
     def _site(self, expr: nodes.Expr, *, test: bool) -> str:
         env = environment(self.html)
@@ -295,7 +290,7 @@ def hmac_pads(secret: bytes) -> tuple[bytes, bytes]:
 
 def token_sql(campaign_id: str) -> str:
     """SQL: :func:`dmops.message.unsubscribe_token` with parameters ``$ipad`` and ``$opad``."""
-    message = f"encode({literal(campaign_id)} || chr(31) || {SEND}.contact_id)"
+    message = f"encode({quote_literal(campaign_id)} || chr(31) || {SEND}.contact_id)"
     inner = f"unhex(sha256($ipad::BLOB || {message}))"
     digest = f"unhex(substr(sha256($opad::BLOB || {inner}), 1, 32))"
     return f"rtrim(replace(replace(to_base64({digest}), '+', '-'), '/', '_'), '=')"
@@ -311,8 +306,10 @@ def sms_columns(text: str) -> tuple[str, str]:
     Texts that need the exact packing rule (more than one segment and an escape or surrogate pair) call
     the Python function ``_dm_sms_segments``.
     """
-    gsm = f"regexp_full_match({text}, {literal(_char_class(GSM7_BASIC | GSM7_EXTENSION) + '*')})"
-    ext = f"(length({text}) - length(regexp_replace({text}, {literal(_char_class(set(GSM7_EXTENSION)))}, '', 'g')))"
+    gsm = f"regexp_full_match({text}, {quote_literal(_char_class(GSM7_BASIC | GSM7_EXTENSION) + '*')})"
+    ext = (
+        f"(length({text}) - length(regexp_replace({text}, {quote_literal(_char_class(set(GSM7_EXTENSION)))}, '', 'g')))"
+    )
     astral = f"(length({text}) - length(regexp_replace({text}, '[\\x{{10000}}-\\x{{10ffff}}]', '', 'g')))"
     gsm_segments = (
         f"CASE WHEN length({text}) + {ext} <= 160 THEN 1 "
@@ -388,7 +385,7 @@ def _json(value: Any) -> str:
 
 
 def _by_variant(cases: Mapping[str, str], otherwise: str = "NULL") -> str:
-    arms = " ".join(f"WHEN {literal(v)} THEN {sql}" for v, sql in cases.items())
+    arms = " ".join(f"WHEN {quote_literal(v)} THEN {sql}" for v, sql in cases.items())
     return f"CASE {SEND}._dm_variant {arms} ELSE {otherwise} END"
 
 
@@ -411,7 +408,7 @@ def run_query(
     """
     cid = fast.campaign.id
     token = f", {token_sql(cid)} AS {TOKEN}" if fast.uses_token else ""
-    mid = message_id_sql(literal(cid), literal(occurrence), "contact_id")
+    mid = message_id_sql(quote_literal(cid), quote_literal(occurrence), "contact_id")
     if fast.url:
         raw = _by_variant(fast.url)
         stage_url = f"""SELECT {SEND}.*, CASE WHEN length(_dm_raw) > {MAX_OUTPUT} THEN NULL
@@ -432,42 +429,51 @@ def run_query(
     header_sql = "'{}'"
     if channel == "email":
         fixed = "".join(f"{_json(k)}:{_json(v)}," for k, v in headers.items())
-        pieces = [literal("{" + fixed + '"Message-ID":"<'), "_dm_mid", literal("@" + _json(domain)[1:-1] + '>"')]
+        pieces = [
+            quote_literal("{" + fixed + '"Message-ID":"<'),
+            "_dm_mid",
+            quote_literal("@" + _json(domain)[1:-1] + '>"'),
+        ]
         if purpose == "marketing":
             if not fast.url:
                 raise Unsupported("marketing email without an unsubscribe URL")
             checked = f"CASE WHEN starts_with({URL}, 'https://') AND length({URL}) > 8 THEN {URL} ELSE NULL END"
             pieces += [
-                literal(',"List-Unsubscribe":'),
+                quote_literal(',"List-Unsubscribe":'),
                 json_string(f"'<' || ({checked}) || '>'"),
-                literal(',"List-Unsubscribe-Post":"List-Unsubscribe=One-Click"'),
+                quote_literal(',"List-Unsubscribe-Post":"List-Unsubscribe=One-Click"'),
             ]
         pieces.append("'}'")
         header_sql = " || ".join(pieces)
     fields = [
-        literal('{"message_id":"'),
+        quote_literal('{"message_id":"'),
         "_dm_mid",
-        literal('","campaign_id":' + _json(cid) + ',"occurrence":' + _json(occurrence) + ',"contact_id":'),
+        quote_literal('","campaign_id":' + _json(cid) + ',"occurrence":' + _json(occurrence) + ',"contact_id":'),
         json_string("contact_id"),
-        literal(',"channel":' + _json(channel) + ',"variant":'),
-        _by_variant({v.id: literal(_json(v.id)) for v in fast.campaign.config.variants}),
-        literal(',"to":'),
+        quote_literal(',"channel":' + _json(channel) + ',"variant":'),
+        _by_variant({v.id: quote_literal(_json(v.id)) for v in fast.campaign.config.variants}),
+        quote_literal(',"to":'),
         json_string("_dm_to"),
-        literal(',"send_after":"'),
+        quote_literal(',"send_after":"'),
         "strftime(_dm_planned_at, '%Y-%m-%dT%H:%M:%SZ')",
-        literal('","subject":'),
+        quote_literal('","subject":'),
         part_json("subject") if channel == "email" else "'null'",
-        literal(',"text":'),
+        quote_literal(',"text":'),
         part_json("text"),
-        literal(',"html":'),
+        quote_literal(',"html":'),
         part_json("html") if channel == "email" else "'null'",
-        literal(',"headers":'),
+        quote_literal(',"headers":'),
         f"({header_sql})",
     ]
     if channel == "sms":
         text = "coalesce(_dm_r_text, '')" if "text" in fast.parts else "''"
         encoding, segments = sms_columns(text)
-        fields += [literal(',"encoding":"'), encoding, literal('","segments":'), f"CAST({segments} AS VARCHAR)"]
+        fields += [
+            quote_literal(',"encoding":"'),
+            encoding,
+            quote_literal('","segments":'),
+            f"CAST({segments} AS VARCHAR)",
+        ]
     fields.append("'}'")
     line = " || ".join(fields)
     return f"""WITH _dm_t AS (SELECT {SEND}.*, {mid} AS _dm_mid{token} FROM {SEND}),

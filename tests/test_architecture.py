@@ -68,3 +68,8 @@ def test_only_the_ledger_module_writes_ledger_tables() -> None:
     }
     assert writers == set()
     assert LEDGER_WRITE.search('f"INSERT INTO {ledger.ALIAS}.entries SELECT"')  # the pattern sees the old spelling
+
+
+def test_one_helper_quotes_text_into_sql() -> None:
+    doubling = re.compile(r"""replace\(\s*["']'["']\s*,\s*["']''["']\s*\)""")
+    assert {p.name for p in PACKAGE.glob("*.py") if doubling.search(p.read_text(encoding="utf-8"))} == {"db.py"}
