@@ -1062,7 +1062,10 @@ def test_lift_goals_and_sample_ratio_on_the_edges(cli, tmp_path: Path) -> None:
     base = 'channel: email\nsender: {from: "Shop <news@shop.example.com>"}\n'
     base += 'unsubscribe_url: "https://shop.example.com/u/{{ unsubscribe_token }}"\nname: "N"\n'
     weighted = (
-        "id: weighted\n" + base + "holdout: 0.2\ngoals: {open_rate: 0.5, conversion_rate: 0.1}\nvariants:\n"
+        "id: weighted\n"
+        + base
+        + "holdout: 0.2\ngoals: {open_rate: 0.5, conversion_rate: 0.1, revenue_per_recipient: 1.0}\n"
+        "variants:\n"
         "  - {id: z, weight: 1, subject: S, text: T}\n  - {id: a, weight: 1, subject: S, text: T}\n"
         "  - {id: b, weight: 3, subject: S, text: T}\n"
     )
@@ -1127,7 +1130,11 @@ def test_lift_goals_and_sample_ratio_on_the_edges(cli, tmp_path: Path) -> None:
     assert same(rows["a"]["lift"]["revenue_per_recipient"], welch(0.0, 0.0, 2, 20.0, spread, 2))  # revenue 0, no spread
     assert rows["a"]["lift"]["revenue_per_recipient"]["abs"] == -20.0
     assert w["ab"]["pairs"][0] == {"a": "z", "b": "a", "conversion_rate": None}  # z had nobody
-    assert {g["metric"]: g["met"] for g in w["goals"]} == {"open_rate": None, "conversion_rate": False}
+    assert {g["metric"]: g["met"] for g in w["goals"]} == {
+        "open_rate": None,  # no event of this campaign yet: no data
+        "conversion_rate": False,  # conversions are known: 0 of 5
+        "revenue_per_recipient": False,
+    }
     planned = [0.2, 0.8 / 5, 0.8 / 5, 0.8 * 3 / 5]  # holdout, z, a, b
     observed = [2, 0, 2, 3]
     chi2 = st.chisquare(observed, [7 * p for p in planned]).statistic
