@@ -58,16 +58,12 @@ def complete_runs(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.is_dir() and _RUN.match(p.name)), key=lambda p: p.name)
 
 
-def remove_incomplete(folder: Path) -> int:
-    """Delete hidden run folders a killed run left behind (never visible to a consumer); how many."""
-    if not folder.is_dir():
-        return 0
-    removed = 0
-    for path in folder.iterdir():
-        if _TMP.match(path.name):
-            shutil.rmtree(path, ignore_errors=True)
-            removed += 1
-    return removed
+def remove_incomplete(folder: Path) -> None:
+    """Delete hidden run folders a killed run left behind (never visible to a consumer)."""
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if _TMP.match(path.name):
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _next_run(folder: Path) -> str:

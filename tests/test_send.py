@@ -620,3 +620,13 @@ def test_the_manifest_is_pinned(cli, root: Path) -> None:
         f'  "sha256": "{hashlib.sha256(data).hexdigest()}"\n'
         "}\n"
     )
+
+
+def test_only_run_folders_are_runs(cli, root: Path, tmp_path: Path) -> None:
+    assert cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00").exit_code == 0
+    folder = root / "outbox" / "promo" / "once"
+    (folder / "run-0009").write_text("a file, not a run folder\n")  # named like a run: still not one
+    (folder / "notes").mkdir()
+    result = cli("-w", root, "outbox", "export", "--eml", tmp_path / "eml")
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "eml").iterdir())) == len(ledger_rows(root)) > 0
