@@ -111,3 +111,8 @@ def test_only_spaces_and_tabs_are_trimmed_from_a_phone() -> None:
     assert normalise_phone("13800138000", None) is None  # national format needs a region
     assert normalise_phone("13800138000", "CN") == "+8613800138000"
     assert normalise_phone(" \t", "CN") is None
+
+
+def test_only_spaces_and_tabs_are_trimmed_from_an_email() -> None:
+    assert normalise_email(" \tXavier@Example.comX\t ") == "Xavier@Example.comX"
+    assert normalise_email("\nXavier@example.com") is None  # a line break is never trimmed: it is refused
