@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from dmops.addresses import phone_table
-from dmops.errors import DataError, DmopsError, MissingInputError
+from dmops.errors import DataError, MissingInputError
 from dmops.tabular import lines_where, raise_all, read_table
 from dmops.workspace import Workspace
 
@@ -63,9 +63,8 @@ def _load_file(con: duckdb.DuckDBPyConnection, ws: Workspace, path: Path) -> Non
                    _dm_line
             FROM _dm_sup_raw"""
     )
-    problems: list[DmopsError] = []
     checks = [
-        ("contact_id IS NULL AND address IS NULL", "the row has neither contact_id nor address", "key"),
+        ("contact_id IS NULL AND address IS NULL", "the row has neither contact_id nor address", "contact_id"),
         (
             f"channel IS NOT NULL AND channel NOT IN {CHANNEL_VALUES}",
             "channel must be email, sms, dm or blank",
@@ -73,10 +72,12 @@ def _load_file(con: duckdb.DuckDBPyConnection, ws: Workspace, path: Path) -> Non
         ),
         (f"reason NOT IN {REASONS}", "reason must be unsubscribe, bounce, complaint, manual or blank", "reason"),
     ]
-    for condition, message, key in checks:
-        for line in lines_where(con, "_dm_sup_view", condition):
-            problems.append(DataError(message, file=path, line=line, key=key))
-    raise_all(problems)
+    found = [
+        (line, message, key)
+        for condition, message, key in checks
+        for line in lines_where(con, "_dm_sup_view", condition)
+    ]
+    raise_all([DataError(message, file=path, line=line, key=key) for line, message, key in sorted(found)])
     con.execute(
         "INSERT INTO _dm_sup_rows SELECT contact_id, address, channel, reason, $source, _dm_line FROM _dm_sup_view",
         {"source": str(path.relative_to(ws.root))},  # always inside: see load_workspace,

@@ -142,8 +142,10 @@ def test_table_output_shows_the_funnel(cli, root: Path) -> None:
 
 def test_malformed_at_is_exit_2(cli, root: Path) -> None:
     result = cli("-w", root, "plan", "promo", "--at", "next tuesday")
-    assert result.exit_code == 2
-    assert "--at 'next tuesday' is not an ISO 8601 date and time" in result.output
+    assert (result.exit_code, result.stderr.strip()) == (
+        2,
+        "error: --at 'next tuesday' is not an ISO 8601 date and time (e.g. --at 2026-12-01T10:00 or 2026-12-01T02:00Z)",
+    )
 
 
 def test_out_must_be_csv_or_parquet(cli, root: Path, tmp_path: Path) -> None:

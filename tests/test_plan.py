@@ -225,8 +225,19 @@ def test_bad_suppression_rows_are_named(root: Path) -> None:
     with pytest.raises(DmopsError) as caught:
         plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
     problems = caught.value.problems  # type: ignore[attr-defined]
-    assert [(p.location.line, p.location.key) for p in problems] == [(3, "key"), (2, "channel"), (4, "reason")]
+    assert [(p.location.line, p.location.key) for p in problems] == [(2, "channel"), (3, "contact_id"), (4, "reason")]
     assert all(p.exit_code == 65 for p in problems)
+
+
+def test_bad_suppression_rows_are_named_by_line_and_column_in_line_order(root: Path, cli) -> None:
+    write(root, {"optouts.csv": "contact_id,address,channel,reason\nc01,,fax,\n,,,unsubscribe\nc02,,,spam\n"})
+    result = cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00")
+    assert result.exit_code == 65
+    assert result.stderr.splitlines() == [
+        "error: optouts.csv:2, key 'channel': channel must be email, sms, dm or blank",
+        "error: optouts.csv:3, key 'contact_id': the row has neither contact_id nor address",
+        "error: optouts.csv:4, key 'reason': reason must be unsubscribe, bounce, complaint, manual or blank",
+    ]
 
 
 # --- time ----------------------------------------------------------------------------------------------------
