@@ -51,6 +51,11 @@ class Options:
     interrupted: str = "nothing was written"  # what a Ctrl-C leaves behind, said by the running command
 
 
+def _nothing_written(out_file: Path | None) -> str:
+    """What a Ctrl-C leaves behind in a command that only writes its --out file (atomically)."""
+    return "nothing was written" + (f" ({out_file.name} was not created or changed)" if out_file else "")
+
+
 def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
@@ -296,7 +301,7 @@ def plan_command(
     """Show who would get CAMPAIGN, who would not and why, and when; writes nothing to the workspace."""
     options: Options = ctx.obj
     ws, loaded = _open(ctx, campaign)
-    options.interrupted = "nothing was written" + (f" ({out_file.name} was not created or changed)" if out_file else "")
+    options.interrupted = _nothing_written(out_file)
     moment = resolve_at(at, options.now(), zone(ws.config.timezone))
     con, summary = run_plan(ws, loaded, moment, out=out_file)
     try:
@@ -563,7 +568,7 @@ def report_command(
 
     options: Options = ctx.obj
     ws = _workspace(ctx)
-    options.interrupted = "nothing was written" + (f" ({out_file.name} was not created or changed)" if out_file else "")
+    options.interrupted = _nothing_written(out_file)
     names = campaigns or []
     if names in (["lifecycle"], ["fatigue"]):
         _lifecycle_reports(ws, names[0], fmt, out_file, at, months, threshold, options.now)

@@ -25,6 +25,11 @@ def fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def staging_path(path: Path) -> Path:
+    """Where ``path`` is written before :func:`publish` renames it into place (hidden, per process)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 def publish(staging: Path, final: Path) -> None:
     """Sync the finished ``staging`` file, rename it to ``final`` and sync the folder (OSError on failure)."""
     fsync_file(staging)
@@ -34,7 +39,7 @@ def publish(staging: Path, final: Path) -> None:
 
 def write_atomic(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` (UTF-8) atomically; the staging file is removed on failure."""
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staging = staging_path(path)
     try:
         staging.write_text(text, encoding="utf-8")
         publish(staging, path)

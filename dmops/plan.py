@@ -18,7 +18,6 @@ floating-point rounding can move a contact between slices.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +32,7 @@ from dmops import expressions, ledger, traits
 from dmops.campaign import Campaign, Cell, key_path
 from dmops.contacts import load_contacts
 from dmops.db import bound, connect, lock_down, quote_literal
-from dmops.durable import publish
+from dmops.durable import publish, staging_path
 from dmops.errors import ConfigError, DataError, DmopsError, OutputError, UsageError
 from dmops.schedule import ZoneTime, occurrence_key, zone_time
 from dmops.suppressions import load_suppressions
@@ -399,11 +398,6 @@ OUT_QUERY = """
 """
 
 
-def out_staging_path(path: Path) -> Path:
-    """Where ``--out`` is written before it is renamed into place."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def check_out_path(path: Path) -> None:
     """``--out`` must be .csv or .parquet in an existing folder."""
     if path.suffix.lower() not in (".csv", ".parquet"):
@@ -414,20 +408,17 @@ def check_out_path(path: Path) -> None:
 
 def write_out(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Write one row per audience contact to ``path`` (CSV or Parquet), atomically."""
-    staging = out_staging_path(path)
+    staging = staging_path(path)
     parquet = path.suffix.lower() == ".parquet"
     options = "FORMAT parquet, COMPRESSION zstd" if parquet else "FORMAT csv, HEADER true"
     query = OUT_QUERY.format(empty="''" if parquet else "NULL")
     try:
         con.execute(f"COPY ({query}) TO {quote_literal(str(staging))} ({options})")
         publish(staging, path)
-    except (duckdb.Error, OSError) as exc:
+    except BaseException as exc:  # a DuckDB or file error, or Ctrl-C: the staging file goes either way
         staging.unlink(missing_ok=True)
-        if isinstance(exc, duckdb.InterruptException):
-            raise
-        raise OutputError(f"cannot write the plan file ({type(exc).__name__})", file=path) from None
-    except BaseException:  # Ctrl-C: the staging file goes too
-        staging.unlink(missing_ok=True)
+        if isinstance(exc, duckdb.Error | OSError) and not isinstance(exc, duckdb.InterruptException):
+            raise OutputError(f"cannot write the plan file ({type(exc).__name__})", file=path) from None
         raise
 
 
@@ -435,7 +426,7 @@ def run_plan(
     ws: Workspace, campaign: Campaign, at: datetime, *, out: Path | None = None
 ) -> tuple[duckdb.DuckDBPyConnection, PlanSummary]:
     """Prepare, build, and write ``out`` if given: the open connection (for --explain) and the summary."""
-    allowed = [str(out_staging_path(out))] if out is not None else []
+    allowed = [str(staging_path(out))] if out is not None else []
     if out is not None:
         check_out_path(out)
     con = prepare(ws, campaign, allowed_paths=allowed)
