@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import duckdb
 import typer
@@ -20,13 +20,16 @@ from typer.core import TyperGroup
 from dmops import __version__
 from dmops.campaign import Campaign, find_campaign_file, load_campaign
 from dmops.durable import write_atomic
-from dmops.errors import DmopsError, ExitCode, Location, OutputError, ProblemsFound, UsageError
+from dmops.errors import DmopsError, ExitCode, OutputError, ProblemsFound, UsageError
 from dmops.plan import REASONS, Check, PlanSummary, explain, iso_z, run_plan
 from dmops.scaffold import init_workspace
 from dmops.schedule import resolve_at
 from dmops.timeutil import zone
 from dmops.validate import ValidationReport, validate
 from dmops.workspace import Workspace, find_workspace, load_workspace
+
+if TYPE_CHECKING:
+    from dmops.lint import WorkspaceLint
 
 CampaignArgument = Annotated[str, typer.Argument(help="Campaign id or campaign file.")]
 AtOption = Annotated[
@@ -479,59 +482,42 @@ def lint_command(
     sample: Annotated[int, typer.Option("--sample", min=1, help="Real contacts rendered per variant.")] = 200,
 ) -> None:
     """Render every variant for sample and edge contacts and check compliance and deliverability; exit 1 on an error."""
-    from dmops import traits
     from dmops.campaign import campaign_files
-    from dmops.lint import github_annotations, lint_campaign
-    from dmops.plan import prepare
+    from dmops.lint import lint_workspace
 
     options: Options = ctx.obj
     ws = _workspace(ctx)
     options.interrupted = "nothing was written (lint only reads)"
     paths = [find_campaign_file(ws, n) for n in campaigns] if campaigns else campaign_files(ws)
-    loaded = [load_campaign(p, ws) for p in paths]
-    if not loaded:
-        raise UsageError("no campaigns to lint")
     moment = resolve_at(at, options.now(), zone(ws.config.timezone))
-    con = prepare(ws, loaded[0])
-    try:
-        if any(traits.mentioned(c.texts()) for c in loaded):
-            traits.add_to_contacts(con, ws, moment)
-        results = [lint_campaign(con, ws, c, sample) for c in loaded]
-    finally:
-        con.close()
-    findings = [f for r in results for f in r.findings]
-    errors = sum(f.severity == "error" for f in findings)
-    if fmt == "json":
-        payload = {
-            "campaigns": [c.id for c in loaded],
-            "rendered": sum(r.rendered for r in results),
-            "errors": errors,
-            "warnings": len(findings) - errors,
-            "findings": [
-                {**f.as_json(), "file": Location(file=Path(f.file)).shown_file(ws.root) if f.file else None}
-                for f in findings
-            ],
-        }
-        _emit(json.dumps(payload, ensure_ascii=False, indent=2), None)
-    elif fmt == "github":
-        sys.stdout.write(github_annotations(findings, ws.root))
-    else:
-        out = _console()
-        for f in findings:
-            where = (Location(file=Path(f.file)).shown_file(ws.root) if f.file else None) or f.campaign
-            colour = "red" if f.severity == "error" else "yellow"
-            out.print(
-                f"{escape(where)}:{f.line or ''}: [{colour}]{f.severity}[/] {f.rule} "
-                f"({escape(f.campaign)}/{escape(f.variant)}/{f.part}): {escape(f.message)}"
-                + (f" [{f.contacts} sample contacts]" if f.contacts > 1 else "")
-            )
-            out.print(f"    fix: {escape(f.hint)}")
-        out.print(
-            f"{len(loaded)} campaign(s), {sum(r.rendered for r in results):,} messages rendered: "
-            f"{errors} error(s), {len(findings) - errors} warning(s)"
-        )
-    if errors:
+    result = lint_workspace(ws, [load_campaign(p, ws) for p in paths], moment, sample)
+    _print_lint(result, fmt)
+    if result.errors:
         raise typer.Exit(int(ExitCode.FAILURE))
+
+
+def _print_lint(result: WorkspaceLint, fmt: str) -> None:
+    from dmops.lint import github_annotations
+
+    if fmt == "json":
+        _emit(json.dumps(result.as_json(), ensure_ascii=False, indent=2), None)
+        return
+    if fmt == "github":
+        sys.stdout.write(github_annotations(result.findings, result.root))
+        return
+    out = _console()
+    for f in result.findings:
+        colour = "red" if f.severity == "error" else "yellow"
+        out.print(
+            f"{escape(result.shown_file(f) or f.campaign)}:{f.line or ''}: [{colour}]{f.severity}[/] {f.rule} "
+            f"({escape(f.campaign)}/{escape(f.variant)}/{f.part}): {escape(f.message)}"
+            + (f" [{f.contacts} sample contacts]" if f.contacts > 1 else "")
+        )
+        out.print(f"    fix: {escape(f.hint)}")
+    out.print(
+        f"{len(result.campaigns)} campaign(s), {result.rendered:,} messages rendered: "
+        f"{result.errors} error(s), {len(result.findings) - result.errors} warning(s)"
+    )
 
 
 @app.command("report")

@@ -45,49 +45,25 @@ from __future__ import annotations
 import html as htmllib
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 
 from dmops.campaign import Campaign, Template
 from dmops.contacts import TEXT_COLUMNS
 from dmops.db import quote_ident
-from dmops.errors import DmopsError, ExitCode, Location
+from dmops.errors import DmopsError, ExitCode, Location, UsageError
 from dmops.message import Renderer, one_click_headers
 from dmops.render import variables
 from dmops.sms import GSM7_BASIC, GSM7_EXTENSION, measure, non_gsm_characters
-from dmops.workspace import Workspace
+from dmops.workspace import LintConfig, Workspace
 
-SEVERITY = {
-    "claim.banned": "error",
-    "email.unsubscribe-link": "error",
-    "email.one-click": "error",
-    "email.postal-address": "error",
-    "sms.opt-out": "error",
-    "sms.signature": "error",
-    "template.unguarded": "error",
-    "template.render": "error",
-    "template.utm": "error",
-    "sms.ucs2": "warning",
-    "sms.segments": "warning",
-    "email.subject-length": "warning",
-    "email.all-caps": "warning",
-    "content.exclamations": "warning",
-    "email.link-count": "warning",
-    "email.image-only": "warning",
-    "email.no-text-part": "warning",
-}
-# The rules `send` runs before rendering: the error-level ones, except the two about render failures,
-# which the send itself stops on more precisely (exit 65, naming the contact and the line).
-SEND_GATE = frozenset(r for r, severity in SEVERITY.items() if severity == "error") - {
-    "template.render",
-    "template.unguarded",
-}
 SUBJECT_MAX = 60
 MAX_LINKS = 10
 SAMPLE = 200
@@ -268,33 +244,266 @@ def _line_of(template: Template, needle: str) -> int | None:
     return template.first_line
 
 
+# --- the rules: one small function per rule id, registered with its severity ---------------------
+
+
+@dataclass(frozen=True)
+class Message:
+    """One rendered variant for one sample contact: what every rule looks at."""
+
+    campaign: Campaign
+    config: LintConfig
+    variant: str
+    parts: dict[str, str]  # subject, text, html: as rendered
+    url: str | None  # the rendered unsubscribe URL
+
+    def bodies(self) -> Iterator[tuple[str, str, bool]]:
+        """(part, text, is_html) for the text and HTML parts present."""
+        for part in ("text", "html"):
+            if part in self.parts:
+                yield part, self.parts[part], part == "html"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """What a rule found in one part; the linter adds the campaign, template file and line."""
+
+    part: str
+    message: str
+    hint: str
+    needle: str | None = None  # report the template line holding this text (default: the template's first line)
+    key: str | None = None  # report the campaign file's line of this key, with the unsubscribe_url template
+
+
+Check = Callable[[Message], Iterable[Hit]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: Literal["error", "warning"]
+    check: Check | None  # None: found while rendering (template.render, template.unguarded)
+    channel: str | None = None  # only messages of this channel
+    marketing: bool = False  # only marketing messages
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(
+    rule_id: str, severity: Literal["error", "warning"], *, channel: str | None = None, marketing: bool = False
+) -> Callable[[Check], Check]:
+    """Register ``check`` as rule ``rule_id``."""
+
+    def register(check: Check) -> Check:
+        if rule_id in RULES:
+            raise ValueError(f"lint rule {rule_id} is registered twice")
+        RULES[rule_id] = Rule(rule_id, severity, check, channel, marketing)
+        return check
+
+    return register
+
+
+RULES["template.render"] = Rule("template.render", "error", None)
+RULES["template.unguarded"] = Rule("template.unguarded", "error", None)
+
+
+@rule("claim.banned", "error")
+def _banned(m: Message) -> Iterator[Hit]:
+    for part, text in m.parts.items():
+        for term, list_name in banned_claims(text, m.config.extra_terms, m.config.allow):
+            yield Hit(
+                part,
+                f"banned claim '{term}' ({list_name} list)",
+                "rephrase without absolute or guarantee claims, or add the phrase to lint.allow if it is not a claim",
+                needle=term,
+            )
+
+
+@rule("content.exclamations", "warning")
+def _exclamations(m: Message) -> Iterator[Hit]:
+    for part, text in m.parts.items():
+        if part != "html" and re.search(r"[!！]{2,}", text):
+            yield Hit(part, "a run of exclamation marks", "one ! is enough; runs of them are a spam signal", "!!")
+
+
+@rule("template.utm", "error")
+def _utm(m: Message) -> Iterator[Hit]:
+    if m.config.utm != "required":
+        return
+    for part, text in m.parts.items():
+        for link in links(text, html=part == "html"):
+            if m.url is not None and link.rstrip(".,;") == m.url:
+                continue  # the unsubscribe URL is exempt
+            if "utm_" not in link:
+                yield Hit(
+                    part,
+                    f"link without utm_ parameters: {link[:80]}",
+                    "add utm_source, utm_medium and utm_campaign to every link",
+                    needle=link.split("?")[0],
+                )
+
+
+@rule("email.subject-length", "warning", channel="email")
+def _subject_length(m: Message) -> Iterator[Hit]:
+    subject = m.parts.get("subject", "")
+    if len(subject) > SUBJECT_MAX:
+        yield Hit(
+            "subject",
+            f"the subject is {len(subject)} characters (over {SUBJECT_MAX})",
+            "mail apps cut long subjects; put the point in the first 40 characters",
+        )
+
+
+@rule("email.all-caps", "warning", channel="email")
+def _all_caps(m: Message) -> Iterator[Hit]:
+    letters = [ch for ch in m.parts.get("subject", "") if ch.isalpha() and ch.lower() != ch.upper()]
+    if len(letters) >= 8 and sum(ch.isupper() for ch in letters) / len(letters) > 0.5:
+        yield Hit("subject", "most of the subject is in capitals", "write the subject in sentence case")
+
+
+@rule("email.no-text-part", "warning", channel="email")
+def _no_text_part(m: Message) -> Iterator[Hit]:
+    if "html" in m.parts and "text" not in m.parts:
+        yield Hit("html", "HTML email without a text part", "add a text part: some clients and filters read only text")
+
+
+@rule("email.image-only", "warning", channel="email")
+def _image_only(m: Message) -> Iterator[Hit]:
+    markup = m.parts.get("html")
+    if markup is not None and "<img" in markup.lower() and len(visible_text(markup)) < 50:
+        yield Hit(
+            "html",
+            "the HTML is mostly images",
+            "add real text next to the images; image-only mail is filtered as spam",
+        )
+
+
+@rule("email.link-count", "warning", channel="email")
+def _link_count(m: Message) -> Iterator[Hit]:
+    for part, text, html in m.bodies():
+        count = len(links(text, html=html))
+        if count > MAX_LINKS:
+            yield Hit(part, f"{count} links (over {MAX_LINKS})", "fewer links read better and filter better")
+
+
+@rule("email.one-click", "error", channel="email", marketing=True)
+def _one_click(m: Message) -> Iterator[Hit]:
+    try:
+        one_click_headers(m.url or "")
+    except ValueError:
+        yield Hit(
+            "unsubscribe_url",
+            "no https unsubscribe URL: the RFC 8058 List-Unsubscribe and List-Unsubscribe-Post headers cannot be set",
+            'set unsubscribe_url: "https://…/u/{{ unsubscribe_token }}"',
+            key="unsubscribe_url",
+        )
+
+
+@rule("email.unsubscribe-link", "error", channel="email", marketing=True)
+def _unsubscribe_link(m: Message) -> Iterator[Hit]:
+    if not m.url:
+        return
+    for part, text, html in m.bodies():
+        if m.url not in (htmllib.unescape(text) if html else text):
+            yield Hit(
+                part,
+                f"the {part} part has no unsubscribe link",
+                "add {{ unsubscribe_url }} to every part of a marketing email",
+            )
+
+
+@rule("email.postal-address", "error", channel="email", marketing=True)
+def _postal_address(m: Message) -> Iterator[Hit]:
+    address = m.config.postal_address
+    if not address:
+        return
+    for part, text, html in m.bodies():
+        if normalise(address) not in normalise(visible_text(text) if html else text):
+            yield Hit(
+                part,
+                "the sender's postal address (lint.postal_address) is missing",
+                f"add the line: {address}",
+            )
+
+
+@rule("sms.ucs2", "warning", channel="sms")
+def _ucs2(m: Message) -> Iterator[Hit]:
+    text = m.parts.get("text", "")
+    culprits = ucs2_culprits(text)
+    if culprits:
+        shown = ", ".join(f"U+{ord(c):04X} {c!r}" for c in culprits)
+        yield Hit(
+            "text",
+            f"UCS-2 only because of {shown}: {measure(text).segments} segment(s) instead of "
+            f"{_gsm_segments(text, culprits)}",
+            "replace those characters with GSM-7 ones (straight quotes, no emoji) to cut the cost",
+            needle=culprits[0],
+        )
+
+
+@rule("sms.segments", "warning", channel="sms")
+def _segments(m: Message) -> Iterator[Hit]:
+    segments = measure(m.parts.get("text", "")).segments
+    most = m.config.max_sms_segments
+    if segments > most:
+        yield Hit(
+            "text",
+            f"{segments} segments (over lint.max_sms_segments {most})",
+            "shorten the text; every segment is billed",
+        )
+
+
+@rule("sms.opt-out", "error", channel="sms", marketing=True)
+def _opt_out(m: Message) -> Iterator[Hit]:
+    if not sms_opt_out_present(m.parts.get("text", "")):
+        yield Hit(
+            "text",
+            "no opt-out instruction",
+            "end with 回复TD退订 (Chinese) or 'Reply STOP to opt out' (English)",
+        )
+
+
+@rule("sms.signature", "error", channel="sms", marketing=True)
+def _signature(m: Message) -> Iterator[Hit]:
+    signature = m.config.sms_signature
+    if signature and signature not in m.parts.get("text", ""):
+        yield Hit("text", f"no sender signature {signature}", f"start the text with {signature}")
+
+
+SEVERITY = {r.id: r.severity for r in RULES.values()}
+# The rules `send` runs before rendering: the error-level ones, except the two about render failures,
+# which the send itself stops on more precisely (exit 65, naming the contact and the line).
+SEND_GATE = frozenset(r.id for r in RULES.values() if r.severity == "error" and r.check is not None)
+
+
 class _Linter:
+    """Renders one campaign's variants and runs every rule that applies on each message."""
+
     def __init__(self, ws: Workspace, campaign: Campaign, blanks: set[str]) -> None:
-        self.ws = ws
         self.campaign = campaign
         self.config = ws.config.lint
         self.blanks = blanks
         self.renderer = Renderer(ws, campaign, "lint", LINT_SECRET, show_pii=False)  # the send's own rendering
+        config = campaign.config
+        self.rules = [
+            r
+            for r in RULES.values()
+            if r.check is not None
+            and r.channel in (None, config.channel)
+            and (not r.marketing or config.purpose == "marketing")
+        ]
         self.found: dict[tuple[str, str, str, str, str], Finding] = {}
 
-    def add(
-        self,
-        rule: str,
-        variant: str,
-        part: str,
-        message: str,
-        hint: str,
-        template: Template | None,
-        line: int | None = None,
-    ) -> None:
+    def add(self, rule_id: str, variant: str, hit: Hit, template: Template | None, line: int | None) -> None:
         finding = Finding(
-            rule=rule,
-            severity=SEVERITY[rule],
+            rule=rule_id,
+            severity=RULES[rule_id].severity,
             campaign=self.campaign.id,
             variant=variant,
-            part=part,
-            message=message,
-            hint=hint,
+            part=hit.part,
+            message=hit.message,
+            hint=hit.hint,
             file=str(template.file) if template is not None else str(self.campaign.path),
             line=line if line is not None else (template.first_line if template is not None else None),
         )
@@ -303,229 +512,44 @@ class _Linter:
         else:
             self.found[finding.key()] = finding
 
-    def template(self, variant: str, part: str) -> Template | None:
-        return self.campaign.templates.get((variant, part))
-
-    def render(self, contact: dict[str, Any], variant: str) -> tuple[dict[str, str], str | None] | None:
+    def render(self, contact: dict[str, Any], variant: str) -> Message | None:
         edge = contact.get("_dm_edge")
         values = {k: v for k, v in contact.items() if k != "_dm_edge"}
         try:
-            return self.renderer.render(values, variant, shown_as="lint")  # one finding for all contacts
+            parts, url = self.renderer.render(values, variant, shown_as="lint")  # one finding for all contacts
         except DmopsError as exc:
             variable = exc.message.split("'")[1] if "is missing or empty" in exc.message else ""
             part = exc.location.key.rsplit(".", 1)[-1] if exc.location.key else "template"
-            template = self.template(variant, part) or self.campaign.unsubscribe_url
+            template = self.campaign.templates.get((variant, part)) or self.campaign.unsubscribe_url
             if variable and variable not in self.blanks and edge == "blank":
                 return None  # blank only in the edge contact: the data never leaves it blank
             if variable and variable in self.blanks:
-                self.add(
-                    "template.unguarded",
-                    variant,
+                hit = Hit(
                     part,
                     f"'{variable}' has blank values in the contacts and this template prints it without a guard",
                     f"write {{{{ {variable} | default('…') }}}} or wrap it in {{% if {variable} %}}",
-                    template,
-                    exc.location.line,
                 )
+                self.add("template.unguarded", variant, hit, template, exc.location.line)
             else:
-                self.add(
-                    "template.render",
-                    variant,
+                hit = Hit(
                     part,
                     exc.message.replace("contact lint", "a sample contact"),
                     exc.hint or "fix the template",
-                    template,
-                    exc.location.line,
                 )
+                self.add("template.render", variant, hit, template, exc.location.line)
             return None
+        return Message(self.campaign, self.config, variant, parts, url)
 
-    def check(self, variant: str, rendered: dict[str, str], url: str | None) -> None:
-        config = self.campaign.config
-        marketing = config.purpose == "marketing"
-        lint = self.config
-        for part, text in rendered.items():
-            template = self.template(variant, part)
-            for term, list_name in banned_claims(text, lint.extra_terms, lint.allow):
-                self.add(
-                    "claim.banned",
-                    variant,
-                    part,
-                    f"banned claim '{term}' ({list_name} list)",
-                    "rephrase without absolute or guarantee claims, or add the phrase to lint.allow if it is "
-                    "not a claim",
-                    template,
-                    _line_of(template, term) if template else None,
-                )
-            if part != "html" and re.search(r"[!！]{2,}", text):
-                self.add(
-                    "content.exclamations",
-                    variant,
-                    part,
-                    "a run of exclamation marks",
-                    "one ! is enough; runs of them are a spam signal",
-                    template,
-                    _line_of(template, "!!") if template else None,
-                )
-            if lint.utm == "required":
-                for link in links(text, html=part == "html"):
-                    if url is not None and link.rstrip(".,;") == url:
-                        continue
-                    if "utm_" not in link:
-                        self.add(
-                            "template.utm",
-                            variant,
-                            part,
-                            f"link without utm_ parameters: {link[:80]}",
-                            "add utm_source, utm_medium and utm_campaign to every link",
-                            template,
-                            _line_of(template, link.split("?")[0]) if template else None,
-                        )
-        if config.channel == "email":
-            self._email(variant, rendered, url, marketing)
-        elif config.channel == "sms":
-            self._sms(variant, rendered.get("text", ""), marketing)
-
-    def _email(self, variant: str, rendered: dict[str, str], url: str | None, marketing: bool) -> None:
-        subject = rendered.get("subject", "")
-        subject_template = self.template(variant, "subject")
-        if len(subject) > SUBJECT_MAX:
-            self.add(
-                "email.subject-length",
-                variant,
-                "subject",
-                f"the subject is {len(subject)} characters (over {SUBJECT_MAX})",
-                "mail apps cut long subjects; put the point in the first 40 characters",
-                subject_template,
-            )
-        letters = [ch for ch in subject if ch.isalpha() and ch.lower() != ch.upper()]
-        if len(letters) >= 8 and sum(ch.isupper() for ch in letters) / len(letters) > 0.5:
-            self.add(
-                "email.all-caps",
-                variant,
-                "subject",
-                "most of the subject is in capitals",
-                "write the subject in sentence case",
-                subject_template,
-            )
-        if "html" in rendered and "text" not in rendered:
-            self.add(
-                "email.no-text-part",
-                variant,
-                "html",
-                "HTML email without a text part",
-                "add a text part: some clients and filters read only text",
-                self.template(variant, "html"),
-            )
-        if "html" in rendered:
-            markup = rendered["html"]
-            if "<img" in markup.lower() and len(visible_text(markup)) < 50:
-                self.add(
-                    "email.image-only",
-                    variant,
-                    "html",
-                    "the HTML is mostly images",
-                    "add real text next to the images; image-only mail is filtered as spam",
-                    self.template(variant, "html"),
-                )
-        for part in ("text", "html"):
-            if part in rendered and len(links(rendered[part], html=part == "html")) > MAX_LINKS:
-                self.add(
-                    "email.link-count",
-                    variant,
-                    part,
-                    f"{len(links(rendered[part], html=part == 'html'))} links (over {MAX_LINKS})",
-                    "fewer links read better and filter better",
-                    self.template(variant, part),
-                )
-        if not marketing:
-            return
-        try:
-            one_click_headers(url or "")
-        except ValueError:
-            self.add(
-                "email.one-click",
-                variant,
-                "unsubscribe_url",
-                "no https unsubscribe URL: the RFC 8058 List-Unsubscribe and List-Unsubscribe-Post headers "
-                "cannot be set",
-                'set unsubscribe_url: "https://…/u/{{ unsubscribe_token }}"',
-                self.campaign.unsubscribe_url,
-                self.campaign.line_of("unsubscribe_url"),
-            )
-        for part in ("text", "html"):
-            if part not in rendered or not url:
-                continue
-            body = htmllib.unescape(rendered[part]) if part == "html" else rendered[part]
-            if url not in body:
-                self.add(
-                    "email.unsubscribe-link",
-                    variant,
-                    part,
-                    f"the {part} part has no unsubscribe link",
-                    "add {{ unsubscribe_url }} to every part of a marketing email",
-                    self.template(variant, part),
-                )
-        address = self.config.postal_address
-        if address:
-            for part in ("text", "html"):
-                if part not in rendered:
-                    continue
-                body = visible_text(rendered[part]) if part == "html" else rendered[part]
-                if normalise(address) not in normalise(body):
-                    self.add(
-                        "email.postal-address",
-                        variant,
-                        part,
-                        "the sender's postal address (lint.postal_address) is missing",
-                        f"add the line: {address}",
-                        self.template(variant, part),
-                    )
-
-    def _sms(self, variant: str, text: str, marketing: bool) -> None:
-        template = self.template(variant, "text")
-        size = measure(text)
-        culprits = ucs2_culprits(text)
-        if culprits:
-            shown = ", ".join(f"U+{ord(c):04X} {c!r}" for c in culprits)
-            self.add(
-                "sms.ucs2",
-                variant,
-                "text",
-                f"UCS-2 only because of {shown}: {size.segments} segment(s) instead of {_gsm_segments(text, culprits)}",
-                "replace those characters with GSM-7 ones (straight quotes, no emoji) to cut the cost",
-                template,
-                _line_of(template, culprits[0]) if template else None,
-            )
-        if size.segments > self.config.max_sms_segments:
-            self.add(
-                "sms.segments",
-                variant,
-                "text",
-                f"{size.segments} segments (over lint.max_sms_segments {self.config.max_sms_segments})",
-                "shorten the text; every segment is billed",
-                template,
-            )
-        if not marketing:
-            return
-        if not sms_opt_out_present(text):
-            self.add(
-                "sms.opt-out",
-                variant,
-                "text",
-                "no opt-out instruction",
-                "end with 回复TD退订 (Chinese) or 'Reply STOP to opt out' (English)",
-                template,
-            )
-        signature = self.config.sms_signature
-        if signature and signature not in text:
-            self.add(
-                "sms.signature",
-                variant,
-                "text",
-                f"no sender signature {signature}",
-                f"start the text with {signature}",
-                template,
-            )
+    def check(self, message: Message) -> None:
+        for registered in self.rules:
+            assert registered.check is not None
+            for hit in registered.check(message):
+                if hit.key is not None:
+                    template, line = self.campaign.unsubscribe_url, self.campaign.line_of(hit.key)
+                else:
+                    template = self.campaign.templates.get((message.variant, hit.part))
+                    line = _line_of(template, hit.needle) if template is not None and hit.needle else None
+                self.add(registered.id, message.variant, hit, template, line)
 
 
 def _gsm_segments(text: str, culprits: list[str]) -> int:
@@ -547,16 +571,67 @@ def lint_campaign(
     result = LintResult()
     for variant in [v.id for v in campaign.config.variants]:
         for contact in contacts:
-            done = linter.render(contact, variant)
-            if done is None:
+            message = linter.render(contact, variant)
+            if message is None:
                 continue
             result.rendered += 1
-            linter.check(variant, *done)
+            linter.check(message)
     findings = list(linter.found.values())
     if gate:
         findings = [f for f in findings if f.rule in SEND_GATE]
     result.findings = sorted(findings, key=lambda f: (f.severity != "error", f.campaign, f.variant, f.rule))
     return result
+
+
+@dataclass
+class WorkspaceLint:
+    """``dmops lint`` over several campaigns: each one's result."""
+
+    root: Path
+    campaigns: list[str]
+    results: list[LintResult]
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for r in self.results for f in r.findings]
+
+    @property
+    def errors(self) -> int:
+        return sum(f.severity == "error" for f in self.findings)
+
+    @property
+    def rendered(self) -> int:
+        return sum(r.rendered for r in self.results)
+
+    def shown_file(self, finding: Finding) -> str | None:
+        """The finding's file as the user sees it: relative to the workspace."""
+        return Location(file=Path(finding.file)).shown_file(self.root) if finding.file else None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "campaigns": self.campaigns,
+            "rendered": self.rendered,
+            "errors": self.errors,
+            "warnings": len(self.findings) - self.errors,
+            "findings": [{**f.as_json(), "file": self.shown_file(f)} for f in self.findings],
+        }
+
+
+def lint_workspace(ws: Workspace, campaigns: list[Campaign], moment: datetime, sample: int = SAMPLE) -> WorkspaceLint:
+    """Lint each campaign against one load of the contacts (with traits when a template uses them)."""
+    from dmops import traits
+    from dmops.plan import prepare
+
+    if not campaigns:
+        raise UsageError("no campaigns to lint")
+    con = prepare(ws, campaigns[0])
+    try:
+        if any(traits.mentioned(c.texts()) for c in campaigns):
+            traits.add_to_contacts(con, ws, moment)
+        results = [lint_campaign(con, ws, c, sample) for c in campaigns]
+    finally:
+        con.close()
+    return WorkspaceLint(ws.root, [c.id for c in campaigns], results)
 
 
 def github_annotations(findings: list[Finding], root: Path) -> str:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
+from dmops import lint
 from dmops.campaign import load_campaign
-from dmops.lint import SEVERITY, banned_claims, lint_campaign, normalise, sms_opt_out_present, ucs2_culprits
+from dmops.lint import RULES, SEVERITY, banned_claims, lint_campaign, normalise, sms_opt_out_present, ucs2_culprits
 from dmops.plan import prepare
 from dmops.workspace import load_workspace
 from tests.conftest import BASIC_WORKSPACE, REPO
@@ -146,6 +148,32 @@ CASES = {  # rule: (violating campaign, clean campaign, lint config)
 
 def test_every_rule_has_a_case() -> None:
     assert set(CASES) == set(SEVERITY)
+
+
+def test_the_rule_table_in_the_docs_is_the_registry() -> None:
+    """The module's table of rules (what users read) lists exactly the registered rules, severities included."""
+    documented = dict(re.findall(r"^``([a-z0-9.-]+)``\s+(error|warning)\s", lint.__doc__ or "", re.MULTILINE))
+    assert documented == SEVERITY
+    assert len(SEVERITY) == 17
+
+
+def test_a_rule_id_cannot_be_registered_twice() -> None:
+    with pytest.raises(ValueError, match=r"claim\.banned is registered twice"):
+        lint.rule("claim.banned", "error")(lambda message: [])
+    assert RULES["claim.banned"].check is not None and RULES["claim.banned"].severity == "error"
+
+
+def test_rules_run_only_on_their_channel_and_purpose() -> None:
+    """An SMS rule never fires on email and a marketing rule never on a transactional message."""
+    by_channel = {r.channel for r in RULES.values()}
+    assert by_channel == {None, "email", "sms"}
+    assert {r.id for r in RULES.values() if r.marketing} == {
+        "email.one-click",
+        "email.unsubscribe-link",
+        "email.postal-address",
+        "sms.opt-out",
+        "sms.signature",
+    }
 
 
 @pytest.mark.parametrize("rule", sorted(CASES))
