@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -343,8 +344,6 @@ def send_command(
 
     options: Options = ctx.obj
     ws, loaded = _open(ctx, campaign)
-    err = _console(stderr=True)
-    interactive = options.interactive()
     options.interrupted = (
         "nothing was written"
         if dry_run
@@ -352,32 +351,39 @@ def send_command(
         "completes the occurrence without sending any message twice"
     )
     if skip_lint:
-        err.print("[bold red]WARNING: --skip-lint: content and compliance checks were NOT run for this send[/]")
-    try:
-        moment = resolve_at(at, options.now(), zone(ws.config.timezone))
-        if interactive:
-            from rich.progress import Progress
-
-            with Progress(console=err, transient=True) as bar:
-                task = bar.add_task("rendering", total=None)
-                result = send(
-                    ws,
-                    loaded,
-                    moment,
-                    dry_run=dry_run,
-                    limit=limit,
-                    show_pii=options.show_pii,
-                    progress=lambda done, total: bar.update(task, completed=done, total=total),
-                    lint=not skip_lint,
-                )
-        else:
+        _console(stderr=True).print(
+            "[bold red]WARNING: --skip-lint: content and compliance checks were NOT run for this send[/]"
+        )
+    moment = resolve_at(at, options.now(), zone(ws.config.timezone))
+    with _progress(options.interactive(), "rendering") as progress:
+        try:
             result = send(
-                ws, loaded, moment, dry_run=dry_run, limit=limit, show_pii=options.show_pii, lint=not skip_lint
+                ws,
+                loaded,
+                moment,
+                dry_run=dry_run,
+                limit=limit,
+                show_pii=options.show_pii,
+                progress=progress,
+                lint=not skip_lint,
             )
-    except StoppedDuringSend as stopped:
-        _print_send(stopped.result, ws)
-        raise
+        except StoppedDuringSend as stopped:
+            _print_send(stopped.result, ws)
+            raise
     _print_send(result, ws)
+
+
+@contextmanager
+def _progress(interactive: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A transient progress bar on stderr when it is a terminal: yields the callback to update it, else None."""
+    if not interactive:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=_console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _print_send(result: Any, ws: Workspace) -> None:

@@ -85,3 +85,16 @@ def test_lint_clean_and_failing(root: Path) -> None:
             "unsubscribe link (`dmops lint CAMPAIGN` shows each with its file, line and fix; --skip-lint sends anyway)"
         ],
     )
+
+
+def test_a_send_on_a_terminal_shows_progress_and_prints_the_same(root: Path, tmp_path: Path) -> None:
+    """With a terminal (the injected check says so) the progress bar runs; stdout and the outbox are the same."""
+    from dmops.cli import Options
+
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        app, ["-w", str(root), "send", "promo", "--at", "2026-11-30T12:00"], obj=Options(interactive=lambda: True)
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["promo once: wrote 5 messages to outbox/promo/once/run-0001 (0 already sent)"]
+    messages = root / "outbox" / "promo" / "once" / "run-0001" / "messages.jsonl"
+    assert len(messages.read_text(encoding="utf-8").splitlines()) == 5
