@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dmops.interrupts import committed
+
 
 def fsync_dir(path: Path) -> None:
     """Make the entries of folder ``path`` (a rename into it, a new file) durable."""
@@ -31,8 +33,11 @@ def staging_path(path: Path) -> Path:
 
 
 def publish(staging: Path, final: Path) -> None:
-    """Sync the finished ``staging`` file, rename it to ``final`` and sync the folder (OSError on failure)."""
+    """Sync the finished ``staging`` file, rename it to ``final`` and sync the folder (OSError on failure).
+
+    From the rename on, a Ctrl-C no longer stops the command (:func:`dmops.interrupts.committed`)."""
     fsync_file(staging)
+    committed()
     os.replace(staging, final)
     fsync_dir(final.parent)
 

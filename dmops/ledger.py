@@ -1,6 +1,6 @@
 """The state store: every message sent and every holdout assignment, and event-fed suppressions.
 
-A DuckDB file ``<state_dir>/ledger.duckdb`` with two tables:
+A DuckDB file ``<state_dir>/ledger.duckdb`` with these tables:
 
 ``entries``
     one row per contact per campaign occurrence that was decided for:
@@ -35,6 +35,7 @@ import duckdb
 
 from dmops.db import bound
 from dmops.errors import IOFailure, TemporaryFailure
+from dmops.interrupts import committed
 from dmops.outbox import message_id_sql
 from dmops.workspace import Workspace
 
@@ -240,6 +241,7 @@ def record_send(
             FROM plan_rows WHERE reason = 'holdout' AND NOT ledger_held""",
         params,
     )
+    committed()
     con.execute("COMMIT")
     return held
 
@@ -322,5 +324,6 @@ def add_events(con: duckdb.DuckDBPyConnection, *, source: str, now: datetime) ->
             WHERE event IN ('unsubscribe', 'complaint') OR (event = 'bounce' AND bounce_type = 'hard')""",
         {"source": source},
     )
+    committed()
     con.execute("COMMIT")
     return imported, suppressed

@@ -25,6 +25,7 @@ from typing import Any
 
 from dmops.durable import fsync_dir
 from dmops.errors import IOFailure, OutputError
+from dmops.interrupts import committed
 
 MESSAGES = "messages.jsonl"
 MANIFEST = "manifest.json"
@@ -159,6 +160,7 @@ class RunWriter:
                 os.fsync(handle.fileno())
             fsync_dir(self.tmp)
             final = self.folder / self.name
+            committed()  # visible now, recorded next: a Ctrl-C no longer stops this send
             os.rename(self.tmp, final)
             fsync_dir(self.folder)
         except OSError as exc:

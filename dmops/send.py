@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -132,6 +133,7 @@ def _worker_start(
     ws: Workspace, campaign: Campaign, occurrence: str, secret: bytes, show_pii: bool, columns: list[str]
 ) -> None:
     global _worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent alone stops the run
     _worker = (Renderer(ws, campaign, occurrence, secret, show_pii), columns)
 
 

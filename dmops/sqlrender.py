@@ -326,6 +326,10 @@ def sms_columns(text: str) -> tuple[str, str]:
 
 def register_functions(con: duckdb.DuckDBPyConnection) -> None:
     """The Python helpers the fast path's SQL calls."""
+    # DuckDB loads numpy for a Python function and, should Ctrl-C land in that import, reports numpy
+    # as missing; loaded here first, an interruption is an interruption.
+    import numpy  # noqa: F401
+
     with contextlib.suppress(duckdb.CatalogException):  # already registered on this connection
         con.create_function(
             "_dm_sms_segments", lambda text: measure(text).segments, ["VARCHAR"], "BIGINT", side_effects=False

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import pytest
 from typer.testing import CliRunner
 
 from dmops.cli import Options, app, exit_code_for
@@ -36,3 +38,28 @@ def test_an_interruption_inside_a_dmops_error_is_still_an_interruption(capsys) -
     assert code == 130
     assert capsys.readouterr().err == "interrupted: nothing was written\n"
     assert exit_code_for(IOFailure("disk full"), None) == 74
+
+
+def test_after_commit_a_ctrl_c_is_ignored_only_in_the_dmops_process() -> None:
+    """interrupts.committed() changes nothing for a library caller; in the dmops process it drops Ctrl-C."""
+    import os
+    import signal
+
+    from dmops import interrupts
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        interrupts.committed()
+        assert signal.getsignal(signal.SIGINT) is before  # install() did not run: the caller's handler stays
+        interrupts.install()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # the first interrupts, later ones are ignored
+        interrupts.install()
+        interrupts.committed()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)  # ignored: no KeyboardInterrupt
+        time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGINT, before)
