@@ -198,3 +198,18 @@ def test_a_plan_file_that_fails_before_it_exists_leaves_nothing(root: Path, tmp_
     with pytest.raises(OutputError, match=r"cannot write the plan file \(CatalogException\)"):
         planning.write_out(con, tmp_path / "plan.csv")
     assert [p.name for p in tmp_path.iterdir() if p.name != "ws"] == []
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt(), duckdb.InterruptException("INTERRUPT Error")])
+def test_an_interrupted_plan_file_stays_an_interruption(tmp_path: Path, interruption: BaseException) -> None:
+    """Ctrl-C while the plan file is written is reported as an interruption, not as an output error."""
+    import dmops.plan as planning
+
+    class Interrupted:  # the connection of one function's unit test: COPY is where the Ctrl-C lands
+        def execute(self, sql: str) -> None:
+            (tmp_path / planning.staging_path(tmp_path / "plan.csv").name).write_text("partial", encoding="utf-8")
+            raise interruption
+
+    with pytest.raises(type(interruption)):
+        planning.write_out(Interrupted(), tmp_path / "plan.csv")  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []  # neither the plan file nor the staging file
