@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 
 from dmops.addresses import email_table, phone_table
-from dmops.db import quote_ident
+from dmops.db import quote_ident, quote_list
 from dmops.errors import DataError, DmopsError
 from dmops.tabular import MAX_LISTED, raise_all, read_table, row_word
 from dmops.timeutil import accepted_timezones
@@ -212,7 +212,7 @@ def _channel_sql(con: duckdb.DuckDBPyConnection, ws: Workspace, present: dict[st
             consent_sql.append(f"true AS _dm_consent_{channel}")
         elif source.lower() in present:
             value = f"lower(trim(CAST(r.{quote_ident(present[source.lower()])} AS VARCHAR)))"
-            consent_sql.append(f"coalesce({value} IN {CONSENT_TRUE}, false) AS _dm_consent_{channel}")
+            consent_sql.append(f"coalesce({value} IN {quote_list(CONSENT_TRUE)}, false) AS _dm_consent_{channel}")
         else:
             consent_sql.append(f"false AS _dm_consent_{channel}")
     handle = f"CAST(r.{quote_ident(present['dm_handle'])} AS VARCHAR)" if "dm_handle" in present else "NULL"

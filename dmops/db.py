@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import duckdb
@@ -37,6 +37,11 @@ def lock_down(
 def quote_literal(text: str) -> str:
     """``text`` as a SQL string literal: the one way dmops pastes text into SQL it generates."""
     return "'" + text.replace("'", "''") + "'"
+
+
+def quote_list(values: Iterable[str]) -> str:
+    """A parenthesised list of SQL string literals, for ``x IN (…)`` over constants."""
+    return "(" + ", ".join(quote_literal(v) for v in values) + ")"
 
 
 def quote_ident(name: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 
 from dmops import ledger
-from dmops.db import connect, quote_ident
+from dmops.db import connect, quote_ident, quote_list
 from dmops.errors import DataError, DmopsError, MissingInputError
 from dmops.runlock import RunLock
 from dmops.tabular import MAX_LISTED, raise_all, read_table
@@ -105,7 +105,11 @@ def _problems(con: duckdb.DuckDBPyConnection, path: Path) -> list[DmopsError]:
     checks = [
         ("e.event IS NULL OR e.event NOT IN " + str(EVENTS), "unknown event (use " + ", ".join(EVENTS) + ")", "event"),
         ("e.ts IS NULL", "ts is not an ISO 8601 date and time", "ts"),
-        (f"e.event IN {MESSAGE_EVENTS} AND e.message_id IS NULL", "this event needs a message_id", "message_id"),
+        (
+            f"e.event IN {quote_list(MESSAGE_EVENTS)} AND e.message_id IS NULL",
+            "this event needs a message_id",
+            "message_id",
+        ),
         (
             "e.message_id IS NULL AND e.contact_id IS NULL",
             "the row has neither message_id nor contact_id",

@@ -37,57 +37,12 @@ from dmops.db import bound
 from dmops.errors import IOFailure, TemporaryFailure
 from dmops.interrupts import committed
 from dmops.outbox import message_id_sql
+from dmops.sql import query
 from dmops.workspace import Workspace
 
 LEDGER_FILE = "ledger.duckdb"
 SCHEMA_VERSION = "1"
 ALIAS = "dm_ledger"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
-CREATE TABLE IF NOT EXISTS entries (
-    campaign_id VARCHAR NOT NULL,
-    occurrence  VARCHAR NOT NULL,
-    contact_id  VARCHAR NOT NULL,
-    kind        VARCHAR NOT NULL,      -- 'message' | 'holdout'
-    channel     VARCHAR NOT NULL,      -- 'email' | 'sms' | 'dm'
-    purpose     VARCHAR NOT NULL,      -- 'marketing' | 'transactional'
-    variant     VARCHAR,               -- NULL for holdout
-    planned_at  TIMESTAMP NOT NULL,    -- planned send time t, UTC
-    message_id  VARCHAR,               -- messages only
-    run_id      VARCHAR,
-    recorded_at TIMESTAMP              -- UTC
-);
-CREATE TABLE IF NOT EXISTS runs (
-    campaign_id VARCHAR NOT NULL,
-    occurrence  VARCHAR NOT NULL,
-    run         VARCHAR NOT NULL,      -- outbox folder name, e.g. run-0001
-    count       BIGINT NOT NULL,
-    sha256      VARCHAR NOT NULL,
-    recorded_at TIMESTAMP
-);
-CREATE TABLE IF NOT EXISTS events (
-    event_key   VARCHAR NOT NULL,      -- event_id when given, else a hash of the whole row: deduplication
-    event       VARCHAR NOT NULL,      -- delivered | bounce | open | click | unsubscribe | complaint | conversion
-    ts          TIMESTAMP NOT NULL,    -- UTC
-    message_id  VARCHAR,
-    contact_id  VARCHAR,
-    campaign_id VARCHAR,               -- from the message, when there is one
-    revenue     DOUBLE NOT NULL,
-    bounce_type VARCHAR,               -- hard | soft, bounces only
-    url         VARCHAR,
-    source      VARCHAR NOT NULL,      -- the imported file's name
-    imported_at TIMESTAMP
-);
-CREATE TABLE IF NOT EXISTS suppressions (
-    contact_id VARCHAR,
-    address    VARCHAR,
-    channel    VARCHAR,                -- NULL: every channel
-    reason     VARCHAR NOT NULL,       -- unsubscribe | bounce | complaint | manual | erasure
-    ts         TIMESTAMP,              -- UTC
-    source     VARCHAR NOT NULL        -- e.g. events:<file>, erasure
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -126,7 +81,7 @@ def open_for_writing(ws: Workspace) -> duckdb.DuckDBPyConnection:
         raise IOFailure(f"cannot open the ledger ({type(exc).__name__})", file=path) from None
     except OSError as exc:
         raise IOFailure(f"cannot create the state folder: {exc.strerror}", file=path.parent) from None
-    con.execute(SCHEMA)
+    con.execute(query("ledger_schema"))
     con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', $v)", {"v": SCHEMA_VERSION})
     return con
 
@@ -185,7 +140,7 @@ def attach(con: duckdb.DuckDBPyConnection, ws: Workspace, *, writable: bool = Fa
         home = con.execute("SELECT current_database()").fetchall()[0][0]
         con.execute(f"ATTACH ':memory:' AS {ALIAS}")
         con.execute(f"USE {ALIAS}")
-        con.execute(SCHEMA)
+        con.execute(query("ledger_schema"))
         con.execute(f"USE {home}")
     for table in ("entries", "events", "suppressions"):
         con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_{table} AS SELECT * FROM {ALIAS}.{table}")

@@ -21,7 +21,8 @@ from typing import Any
 import duckdb
 from dateutil.relativedelta import relativedelta
 
-from dmops import ledger, traits
+from dmops import traits
+from dmops.sql import query
 from dmops.timeutil import zone
 from dmops.workspace import Workspace
 
@@ -112,35 +113,9 @@ def wilson(successes: int, trials: int) -> tuple[float | None, float | None]:
     return float(ci.low), float(ci.high)
 
 
-FATIGUE_SQL = f"""
-WITH m AS (
-    SELECT message_id, channel,
-           count(*) OVER (PARTITION BY contact_id, channel ORDER BY planned_at
-                          RANGE BETWEEN INTERVAL 7 DAYS PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING) AS prior_7d,
-           count(*) OVER (PARTITION BY contact_id, channel ORDER BY planned_at
-                          RANGE BETWEEN INTERVAL 30 DAYS PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING) AS prior_30d
-    FROM {ledger.ALIAS}.entries WHERE kind = 'message' AND purpose = 'marketing'
-),
-o AS (
-    SELECT message_id, bool_or(event = 'unsubscribe') AS u, bool_or(event = 'complaint') AS q
-    FROM {ledger.ALIAS}.events WHERE message_id IS NOT NULL AND event IN ('unsubscribe', 'complaint')
-    GROUP BY message_id
-),
-j AS (SELECT m.*, coalesce(o.u, false) AS u, coalesce(o.q, false) AS q FROM m LEFT JOIN o USING (message_id))
-SELECT channel, '7d' AS win, least(prior_7d, {WINDOWS["7d"][1]}) AS bucket, count(*), count(*) FILTER (WHERE u),
-       count(*) FILTER (WHERE q)
-FROM j GROUP BY ALL
-UNION ALL
-SELECT channel, '30d', least(prior_30d, {WINDOWS["30d"][1]}), count(*), count(*) FILTER (WHERE u),
-       count(*) FILTER (WHERE q)
-FROM j GROUP BY ALL
-ORDER BY 1, 2, 3
-"""
-
-
 def fatigue_report(con: duckdb.DuckDBPyConnection, threshold: float = 0.005) -> dict[str, Any]:
     """Unsubscribe and complaint rates by prior-message count, per channel and window; a suggested cap."""
-    rows = con.execute(FATIGUE_SQL).fetchall()
+    rows = con.execute(query("fatigue"), {"top_7d": WINDOWS["7d"][1], "top_30d": WINDOWS["30d"][1]}).fetchall()
     curves: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for channel, win, bucket, messages, unsubscribed, complained in rows:
         u_low, u_high = wilson(int(unsubscribed), int(messages))

@@ -35,6 +35,7 @@ from dmops.db import bound, connect, lock_down, quote_literal
 from dmops.durable import publish, staging_path
 from dmops.errors import ConfigError, DataError, DmopsError, OutputError, UsageError
 from dmops.schedule import ZoneTime, occurrence_key, zone_time
+from dmops.sql import query
 from dmops.suppressions import load_suppressions
 from dmops.timeutil import naive_utc, zone
 from dmops.workspace import Cap, Workspace
@@ -221,31 +222,26 @@ def _schedule(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign,
     return times
 
 
-def _assignment_sql(campaign: Campaign) -> tuple[str, str, dict[str, Any]]:
-    """SQL for (holdout hit, assigned variant) over ``_dm_base`` columns, and their parameters."""
+def _assignment_sql(campaign: Campaign) -> tuple[str, str]:
+    """SQL for (holdout hit, assigned variant) over ``_dm_base`` columns, its constants written as literals."""
     config = campaign.config
-    params: dict[str, Any] = {}
     explicit = all(v.where for v in config.variants)
     fraction = config.holdout if isinstance(config.holdout, float) else 0.0
+    ids = [quote_literal(v.id) for v in config.variants]
     if isinstance(config.holdout, Cell):
         holdout_sql = "_dm_holdout_cell"
     elif fraction > 0:
         t0, _ = hash_thresholds(fraction, [1.0])
-        params["t0"] = t0
-        holdout_sql = "h < $t0"
+        holdout_sql = f"h < {int(t0)}"
     else:
         holdout_sql = "false"
     if explicit:
-        cases = " ".join(f"WHEN _dm_cell_{i} THEN $v{i}" for i, _ in enumerate(config.variants))
-        variant_sql = f"CASE {cases} END"
+        cases = " ".join(f"WHEN _dm_cell_{i} THEN {variant}" for i, variant in enumerate(ids))
     else:
         weights = [v.weight if v.weight is not None else 1.0 for v in config.variants]
         _, bounds = hash_thresholds(fraction if not isinstance(config.holdout, Cell) else 0.0, weights)
-        cases = " ".join(f"WHEN h < $b{i} THEN $v{i}" for i in range(len(bounds)))
-        variant_sql = f"CASE {cases} END"
-        params.update({f"b{i}": b for i, b in enumerate(bounds)})
-    params.update({f"v{i}": v.id for i, v in enumerate(config.variants)})
-    return holdout_sql, variant_sql, params
+        cases = " ".join(f"WHEN h < {int(bound)} THEN {variant}" for bound, variant in zip(bounds, ids, strict=True))
+    return holdout_sql, f"CASE {cases} END"
 
 
 def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at: datetime) -> PlanSummary:
@@ -263,28 +259,9 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
     marketing = config.purpose == "marketing"
     channel = config.channel
     caps = applied_caps(ws, campaign) if marketing else []
-    holdout_sql, variant_sql, params = _assignment_sql(campaign)
-    params.update(
-        {"cid": campaign.id, "occ": occurrence, "channel": channel, "marketing": marketing, "ws": ws_zone.key}
-    )
+    holdout_sql, variant_sql = _assignment_sql(campaign)
 
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE _dm_suppressed AS
-        WITH applicable AS (
-            SELECT * FROM suppressions_all
-            WHERE (channel IS NULL OR channel = $channel) AND ($marketing OR reason <> 'unsubscribe')
-        )
-        SELECT b.contact_id FROM _dm_base b JOIN applicable s ON s.contact_id = b.contact_id
-        UNION
-        SELECT b.contact_id FROM _dm_base b JOIN applicable s ON s.email_key = b.email_key
-        UNION
-        SELECT b.contact_id FROM _dm_base b JOIN applicable s ON s.phone_key = b.phone_key
-        UNION
-        SELECT b.contact_id FROM _dm_base b JOIN applicable s ON s.dm_key = b.dm_key
-        """,
-        {"channel": channel, "marketing": marketing},
-    )
+    con.execute(query("plan_suppressed"), {"channel": channel, "marketing": marketing})
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _dm_prior AS
@@ -295,35 +272,23 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
     )
     cap_columns = _cap_counts(con, caps)
     capped_sql = " OR ".join(f"coalesce(cap_{i}, 0) >= {c.cap.max}" for i, c in enumerate(caps)) or "false"
-    sql = f"""
-        CREATE OR REPLACE TEMP TABLE plan_rows AS
-        WITH flagged AS (
-            SELECT b.*, sp.contact_id IS NOT NULL AS suppressed,
-                   coalesce(p.sent, false) AS ledger_sent, coalesce(p.held, false) AS ledger_held,
-                   {cap_columns}
-                   ({capped_sql}) AS capped,
-                   {holdout_sql} AS holdout_hit,
-                   {variant_sql} AS assigned
-            FROM _dm_base b
-            LEFT JOIN _dm_suppressed sp USING (contact_id)
-            LEFT JOIN _dm_prior p USING (contact_id)
-            LEFT JOIN _dm_caps c USING (contact_id)
-        ), decided AS (
-            SELECT *, CASE
-                WHEN NOT address_ok THEN 'invalid_address'
-                WHEN $marketing AND NOT consent THEN 'no_consent'
-                WHEN suppressed THEN 'suppressed'
-                WHEN ledger_sent THEN 'already_sent'
-                WHEN ledger_held THEN 'holdout'
-                WHEN $marketing AND capped THEN 'frequency_cap'
-                WHEN holdout_hit THEN 'holdout'
-                WHEN assigned IS NULL THEN 'no_variant'
-            END AS reason
-            FROM flagged
-        )
-        SELECT *, CASE WHEN reason IS NULL THEN assigned END AS variant FROM decided
+    # Each check's input, per campaign (caps, holdout and variant assignment are generated SQL); the
+    # decision itself is the fixed funnel of dmops/sql/plan_rows.sql.
+    flagged = f"""
+        CREATE OR REPLACE TEMP VIEW _dm_flagged AS
+        SELECT b.*, sp.contact_id IS NOT NULL AS suppressed,
+               coalesce(p.sent, false) AS ledger_sent, coalesce(p.held, false) AS ledger_held,
+               {cap_columns}
+               ({capped_sql}) AS capped,
+               {holdout_sql} AS holdout_hit,
+               {variant_sql} AS assigned
+        FROM _dm_base b
+        LEFT JOIN _dm_suppressed sp USING (contact_id)
+        LEFT JOIN _dm_prior p USING (contact_id)
+        LEFT JOIN _dm_caps c USING (contact_id)
     """
-    con.execute(sql, bound(sql, params))
+    con.execute(flagged)
+    con.execute(query("plan_rows"), {"marketing": marketing})
     return _summary(con, campaign, occurrence, at, caps)
 
 
@@ -387,17 +352,6 @@ def _summary(
     )
 
 
-# Empty reason/variant: NULL in CSV (an empty field), '' in Parquet.
-OUT_QUERY = """
-    SELECT contact_id,
-           CASE WHEN variant IS NULL THEN 'excluded' ELSE 'send' END AS decision,
-           coalesce(reason, {empty}) AS reason,
-           coalesce(variant, {empty}) AS variant,
-           strftime(planned_at, '%Y-%m-%dT%H:%M:%SZ') AS send_after
-    FROM plan_rows ORDER BY contact_id
-"""
-
-
 def check_out_path(path: Path) -> None:
     """``--out`` must be .csv or .parquet in an existing folder."""
     if path.suffix.lower() not in (".csv", ".parquet"):
@@ -411,9 +365,11 @@ def write_out(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     staging = staging_path(path)
     parquet = path.suffix.lower() == ".parquet"
     options = "FORMAT parquet, COMPRESSION zstd" if parquet else "FORMAT csv, HEADER true"
-    query = OUT_QUERY.format(empty="''" if parquet else "NULL")
     try:
-        con.execute(f"COPY ({query}) TO {quote_literal(str(staging))} ({options})")
+        con.execute(
+            f"COPY ({query('plan_out')}) TO {quote_literal(str(staging))} ({options})",
+            {"empty": "" if parquet else None},
+        )
         publish(staging, path)
     except BaseException as exc:  # a DuckDB or file error, or Ctrl-C: the staging file goes either way
         staging.unlink(missing_ok=True)

@@ -17,6 +17,7 @@ import duckdb
 from dmops import ledger
 from dmops.campaign import MAX_GOALS, Campaign, Cell
 from dmops.db import connect
+from dmops.sql import query
 from dmops.stats import sample_ratio_mismatch, two_proportions, welch
 from dmops.workspace import Workspace
 
@@ -38,37 +39,6 @@ DEFINITIONS = {
 }
 RATES = ("open_rate", "click_rate", "ctor", "unsubscribe_rate", "complaint_rate", "bounce_rate", "conversion_rate")
 
-ROWS_SQL = """
-WITH r AS (
-    SELECT kind, coalesce(variant, 'holdout') AS grp, contact_id, occurrence, planned_at, message_id,
-           {period} AS period
-    FROM ledger_entries WHERE campaign_id = $c AND ($occ IS NULL OR occurrence = $occ)
-),
-f AS (
-    SELECT message_id, bool_or(event = 'bounce') AS b, bool_or(event = 'open') AS o, bool_or(event = 'click') AS k,
-           bool_or(event = 'unsubscribe') AS u, bool_or(event = 'complaint') AS q
-    FROM ledger_events WHERE campaign_id = $c AND message_id IS NOT NULL GROUP BY message_id
-),
-conv AS (
-    SELECT r.contact_id, r.occurrence, r.kind, sum(ev.revenue) AS revenue
-    FROM r JOIN ledger_events ev
-      ON ev.event = 'conversion' AND ev.contact_id = r.contact_id
-     AND ev.ts > r.planned_at AND ev.ts <= r.planned_at + to_seconds($window)
-    GROUP BY ALL
-),
-per AS (
-    SELECT r.grp, r.period, r.kind, coalesce(f.b, false) AND NOT coalesce(f.o, false) AND NOT coalesce(f.k, false) AS bounced,
-           coalesce(f.o, false) AS opened, coalesce(f.k, false) AS clicked, coalesce(f.u, false) AS unsub,
-           coalesce(f.q, false) AS complained, c.revenue IS NOT NULL AS converted, coalesce(c.revenue, 0) AS revenue
-    FROM r LEFT JOIN f USING (message_id) LEFT JOIN conv c USING (contact_id, occurrence, kind)
-)
-SELECT grp, period, count(*) AS recipients, count(*) FILTER (WHERE kind = 'message') AS sent,
-       count(*) FILTER (WHERE bounced) AS bounced, count(*) FILTER (WHERE opened) AS opened,
-       count(*) FILTER (WHERE clicked) AS clicked, count(*) FILTER (WHERE unsub) AS unsubscribed,
-       count(*) FILTER (WHERE complained) AS complained, count(*) FILTER (WHERE converted) AS conversions,
-       sum(revenue) AS revenue, coalesce(stddev_samp(revenue), 0) AS revenue_sd
-FROM per GROUP BY grp, period
-"""
 PERIOD_UNITS = {"month": "month", "quarter": "quarter"}
 
 
@@ -133,7 +103,9 @@ def campaign_report(
 ) -> CampaignReport:
     """Rows per variant and the holdout, with lift, goals and the A/B comparison."""
     window = int(campaign.window.total_seconds())
-    cursor = con.execute(ROWS_SQL.format(period="NULL"), {"c": campaign.id, "occ": occurrence, "window": window})
+    cursor = con.execute(
+        query("report_rows"), {"c": campaign.id, "occ": occurrence, "window": window, "unit": None, "tz": "UTC"}
+    )
     names = [d[0] for d in cursor.description if d[0] != "period"]
     counts = {row[0]: dict(zip(names, row[:1] + row[2:], strict=True)) for row in cursor.fetchall()}
     variant_ids = [v.id for v in campaign.config.variants]
@@ -214,11 +186,13 @@ def period_report(
     Holdout rows are left out; each period lists its campaigns' goals as met, missed or without data.
     """
     unit = PERIOD_UNITS[period]
-    expression = f"date_trunc('{unit}', timezone('UTC', planned_at) AT TIME ZONE '{ws.config.timezone}')"
     totals: dict[Any, dict[str, Any]] = {}
     for campaign in campaigns:
         window = int(campaign.window.total_seconds())
-        cursor = con.execute(ROWS_SQL.format(period=expression), {"c": campaign.id, "occ": None, "window": window})
+        cursor = con.execute(
+            query("report_rows"),
+            {"c": campaign.id, "occ": None, "window": window, "unit": unit, "tz": ws.config.timezone},
+        )
         names = [d[0] for d in cursor.description]
         per_period: dict[Any, dict[str, Any]] = {}
         for row in cursor.fetchall():

@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from dmops.addresses import phone_table
+from dmops.db import quote_list
 from dmops.errors import DataError, MissingInputError
 from dmops.tabular import lines_where, raise_all, read_table
 from dmops.workspace import Workspace
@@ -66,11 +67,15 @@ def _load_file(con: duckdb.DuckDBPyConnection, ws: Workspace, path: Path) -> Non
     checks = [
         ("contact_id IS NULL AND address IS NULL", "the row has neither contact_id nor address", "contact_id"),
         (
-            f"channel IS NOT NULL AND channel NOT IN {CHANNEL_VALUES}",
+            f"channel IS NOT NULL AND channel NOT IN {quote_list(CHANNEL_VALUES)}",
             "channel must be email, sms, dm or blank",
             "channel",
         ),
-        (f"reason NOT IN {REASONS}", "reason must be unsubscribe, bounce, complaint, manual or blank", "reason"),
+        (
+            f"reason NOT IN {quote_list(REASONS)}",
+            "reason must be unsubscribe, bounce, complaint, manual or blank",
+            "reason",
+        ),
     ]
     found = [
         (line, message, key)

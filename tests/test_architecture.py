@@ -9,21 +9,35 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "dmops"
 
 
+def module_name(path: Path) -> str:
+    """``dmops/report/stats.py`` -> ``report.stats``; a package's ``__init__.py`` is the package."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def sources() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
 def import_graph() -> dict[str, set[str]]:
     """dmops module -> the dmops modules it imports anywhere in its body, function-level imports included."""
-    modules = {path.stem for path in PACKAGE.glob("*.py")}
+    modules = {module_name(path) for path in sources()}
     graph: dict[str, set[str]] = {}
-    for path in PACKAGE.glob("*.py"):
+    for path in sources():
         found: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                if node.module == "dmops":
-                    found.update(alias.name for alias in node.names if alias.name in modules)
-                elif node.module.startswith("dmops."):
-                    found.add(node.module.split(".")[1])
+            if isinstance(node, ast.ImportFrom) and node.module and (node.module + ".").startswith("dmops."):
+                base = node.module.removeprefix("dmops").lstrip(".")
+                for alias in node.names:  # `from dmops.report import stats` imports the module report.stats
+                    name = f"{base}.{alias.name}" if base else alias.name
+                    if name in modules:
+                        found.add(name)
+                    elif base:
+                        found.add(base)
             elif isinstance(node, ast.Import):
-                found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("dmops."))
-        graph[path.stem] = found - {path.stem}
+                found.update(a.name.removeprefix("dmops.") for a in node.names if a.name.startswith("dmops."))
+        name = module_name(path)
+        graph[name] = {m for m in found if m in modules} - {name, ""}
     return graph
 
 
@@ -63,7 +77,7 @@ LEDGER_WRITE = re.compile(
 def test_only_the_ledger_module_writes_ledger_tables() -> None:
     writers = {
         path.name
-        for path in PACKAGE.glob("*.py")
+        for path in [*sources(), *PACKAGE.rglob("*.sql")]
         if path.name != "ledger.py" and LEDGER_WRITE.search(path.read_text(encoding="utf-8"))
     }
     assert writers == set()
@@ -72,4 +86,27 @@ def test_only_the_ledger_module_writes_ledger_tables() -> None:
 
 def test_one_helper_quotes_text_into_sql() -> None:
     doubling = re.compile(r"""replace\(\s*["']'["']\s*,\s*["']''["']\s*\)""")
-    assert {p.name for p in PACKAGE.glob("*.py") if doubling.search(p.read_text(encoding="utf-8"))} == {"db.py"}
+    assert {p.name for p in sources() if doubling.search(p.read_text(encoding="utf-8"))} == {"db.py"}
+
+
+def test_no_sql_pastes_a_python_tuple() -> None:
+    """Constants go into generated SQL through db.quote_list/quote_literal, never as a Python repr."""
+    pasted = re.compile(r"\bIN \{[A-Z_]+\}")
+    assert [p.name for p in sources() if pasted.search(p.read_text(encoding="utf-8"))] == []
+
+
+def test_every_sql_file_is_used_and_every_query_has_its_file() -> None:
+    files = {p.stem for p in (PACKAGE / "sql").glob("*.sql")}
+    used = {
+        name
+        for p in sources()
+        for name in re.findall(r"\bquery\(\s*[\"']([a-z_]+)[\"']", p.read_text(encoding="utf-8"))
+    }
+    assert files == used
+    assert {"ledger_schema", "report_rows", "traits", "fatigue", "plan_rows", "plan_suppressed", "plan_out"} <= files
+
+
+def test_sql_files_read_the_ledger_through_its_views() -> None:
+    """Only ledger_schema.sql names the ledger's own tables; the others read ledger_entries, ledger_events."""
+    attached = re.compile(r"\bdm_ledger\.|\{ledger\.ALIAS\}")
+    assert [p.name for p in (PACKAGE / "sql").glob("*.sql") if attached.search(p.read_text(encoding="utf-8"))] == []

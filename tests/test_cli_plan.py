@@ -193,7 +193,7 @@ def test_a_plan_file_that_fails_before_it_exists_leaves_nothing(root: Path, tmp_
     import dmops.plan as planning
     from dmops.errors import OutputError
 
-    monkeypatch.setattr(planning, "OUT_QUERY", "SELECT * FROM no_such_table")
+    monkeypatch.setattr(planning, "query", lambda name: "SELECT $empty AS reason FROM no_such_table")
     con = duckdb.connect()
     with pytest.raises(OutputError, match=r"cannot write the plan file \(CatalogException\)"):
         planning.write_out(con, tmp_path / "plan.csv")
@@ -206,7 +206,7 @@ def test_an_interrupted_plan_file_stays_an_interruption(tmp_path: Path, interrup
     import dmops.plan as planning
 
     class Interrupted:  # the connection of one function's unit test: COPY is where the Ctrl-C lands
-        def execute(self, sql: str) -> None:
+        def execute(self, sql: str, params: object = None) -> None:
             (tmp_path / planning.staging_path(tmp_path / "plan.csv").name).write_text("partial", encoding="utf-8")
             raise interruption
 

@@ -1,0 +1,44 @@
+-- The ledger's tables (see dmops/ledger.py); run on every open: it creates what is missing.
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    campaign_id VARCHAR NOT NULL,
+    occurrence  VARCHAR NOT NULL,
+    contact_id  VARCHAR NOT NULL,
+    kind        VARCHAR NOT NULL,      -- 'message' | 'holdout'
+    channel     VARCHAR NOT NULL,      -- 'email' | 'sms' | 'dm'
+    purpose     VARCHAR NOT NULL,      -- 'marketing' | 'transactional'
+    variant     VARCHAR,               -- NULL for holdout
+    planned_at  TIMESTAMP NOT NULL,    -- planned send time t, UTC
+    message_id  VARCHAR,               -- messages only
+    run_id      VARCHAR,
+    recorded_at TIMESTAMP              -- UTC
+);
+CREATE TABLE IF NOT EXISTS runs (
+    campaign_id VARCHAR NOT NULL,
+    occurrence  VARCHAR NOT NULL,
+    run         VARCHAR NOT NULL,      -- outbox folder name, e.g. run-0001
+    count       BIGINT NOT NULL,
+    sha256      VARCHAR NOT NULL,
+    recorded_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS events (
+    event_key   VARCHAR NOT NULL,      -- event_id when given, else a hash of the whole row: deduplication
+    event       VARCHAR NOT NULL,      -- delivered | bounce | open | click | unsubscribe | complaint | conversion
+    ts          TIMESTAMP NOT NULL,    -- UTC
+    message_id  VARCHAR,
+    contact_id  VARCHAR,
+    campaign_id VARCHAR,               -- from the message, when there is one
+    revenue     DOUBLE NOT NULL,
+    bounce_type VARCHAR,               -- hard | soft, bounces only
+    url         VARCHAR,
+    source      VARCHAR NOT NULL,      -- the imported file's name
+    imported_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS suppressions (
+    contact_id VARCHAR,
+    address    VARCHAR,
+    channel    VARCHAR,                -- NULL: every channel
+    reason     VARCHAR NOT NULL,       -- unsubscribe | bounce | complaint | manual | erasure
+    ts         TIMESTAMP,              -- UTC
+    source     VARCHAR NOT NULL        -- e.g. events:<file>, erasure
+);
