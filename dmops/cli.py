@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 from dmops import __version__
 from dmops.campaign import Campaign, find_campaign_file, load_campaign
 from dmops.durable import write_atomic
-from dmops.errors import DmopsError, ExitCode, OutputError, ProblemsFound, UsageError
+from dmops.errors import DmopsError, ExitCode, OutputError, ProblemsFound
 from dmops.plan import REASONS, Check, PlanSummary, explain, iso_z, run_plan
 from dmops.scaffold import init_workspace
 from dmops.schedule import resolve_at
@@ -554,110 +554,29 @@ def report_command(
     Also: 'retention' (cohorts), 'lifecycle' (stages per month, flows, churn) and 'fatigue'
     (unsubscribe and complaint rates by recent message count).
     """
-    from dmops.campaign import campaign_files
-    from dmops.report import campaign_report, open_report, period_report, retention, to_csv
-    from dmops.reportformat import markdown, page, period_markdown
+    from dmops.report.run import Request, run_report
 
     options: Options = ctx.obj
     ws = _workspace(ctx)
     options.interrupted = _nothing_written(out_file)
-    names = campaigns or []
-    if names in (["lifecycle"], ["fatigue"]):
-        _lifecycle_reports(ws, names[0], fmt, out_file, at, months, threshold, options.now)
-        return
-    con = open_report(ws)
-    try:
-        if names == ["retention"]:
-            if period not in (None, "month", "week"):
-                raise UsageError("--period must be month or week for retention")
-            view = retention(con, ws, period or "month", event)
-            _emit(
-                json.dumps(view, ensure_ascii=False, indent=2) if fmt != "html" else page([], view),
-                out_file,
-            )
-            return
-        paths = [find_campaign_file(ws, n) for n in names] if names else campaign_files(ws)
-        if period is not None:
-            if period not in ("month", "quarter"):
-                raise UsageError("--period must be month or quarter")
-            periods = period_report(con, ws, [load_campaign(p, ws) for p in paths], period)
-            _emit(
-                json.dumps({"period": period, "periods": periods}, ensure_ascii=False, indent=2, default=str)
-                if fmt == "json"
-                else period_markdown(periods),
-                out_file,
-            )
-            if check_goals and any(p["goals_missed"] for p in periods):
-                raise typer.Exit(int(ExitCode.FAILURE))
-            return
-        reports = [campaign_report(con, load_campaign(p, ws), occurrence) for p in paths]
-        cohorts = retention(con, ws, "month", "conversion") if fmt == "html" else None
-    finally:
-        con.close()
-    text: str | None
-    if fmt == "json":
-        text = json.dumps({"campaigns": [r.as_json() for r in reports]}, ensure_ascii=False, indent=2)
-    elif fmt == "csv":
-        text = to_csv(reports)
-    elif fmt == "table":
-        _print_report_table(reports)
-        text = None
-    elif fmt == "md":
-        text = markdown(reports)
+    moment = resolve_at(at, options.now(), zone(ws.config.timezone))
+    request = Request(campaigns or [], fmt, occurrence, period, event, moment, months, threshold)
+    output = run_report(ws, request)
+    if output.text is None:
+        _print_report_table(output.reports)
     else:
-        text = page(reports, cohorts)
-    if text is not None:
-        _emit(text, out_file)
-    missed = [g for r in reports for g in r.goals if g["met"] is False]
-    if check_goals and missed:
-        _console(stderr=True).print(f"{len(missed)} goal(s) missed")
+        _emit(output.text, out_file)
+    if check_goals and output.goals_missed:
+        if period is None:
+            _console(stderr=True).print(f"{output.goals_missed} goal(s) missed")
         raise typer.Exit(int(ExitCode.FAILURE))
-
-
-def _lifecycle_reports(
-    ws: Workspace,
-    which: str,
-    fmt: str,
-    out_file: Path | None,
-    at: str | None,
-    months: int,
-    threshold: float,
-    now: Callable[[], datetime],
-) -> None:
-    from dmops.contacts import load_contacts
-    from dmops.lifecycle import fatigue_report, lifecycle_report
-    from dmops.report import open_report
-    from dmops.reportformat import fatigue_page, fatigue_table, lifecycle_page, lifecycle_table
-
-    if fmt not in ("table", "json", "html"):
-        raise UsageError(f"the {which} report comes as table, json or html")
-    if which == "lifecycle" and not 1 <= months <= 120:
-        raise UsageError("--months must be between 1 and 120")
-    if which == "fatigue" and not 0 <= threshold < 1:
-        raise UsageError("--threshold must be a rate between 0 and 1, e.g. 0.005")
-    con = open_report(ws)
-    try:
-        if which == "lifecycle":
-            load_contacts(con, ws)
-            moment = resolve_at(at, now(), zone(ws.config.timezone))
-            view = lifecycle_report(con, ws, moment, months)
-        else:
-            view = fatigue_report(con, threshold)
-    finally:
-        con.close()
-    if fmt == "json":
-        _emit(json.dumps(view, ensure_ascii=False, indent=2), out_file)
-    elif fmt == "html":
-        _emit(lifecycle_page(view) if which == "lifecycle" else fatigue_page(view), out_file)
-    else:
-        _emit(lifecycle_table(view) if which == "lifecycle" else fatigue_table(view), out_file)
 
 
 def _print_report_table(reports: list[Any]) -> None:
     from rich.table import Table
 
-    from dmops.report import DEFINITIONS
-    from dmops.reportformat import SHOWN, fmt, lift_text
+    from dmops.report.formats import SHOWN, fmt, lift_text
+    from dmops.report.kpis import DEFINITIONS
 
     out = _console()
     for report in reports:

@@ -3,7 +3,7 @@
     python scripts/mutate.py [--keep] [--fail-under 90] [MUTANT_GLOB ...]
 
 Runs mutmut (configured in pyproject.toml, ``[tool.mutmut]``) over plan, schedule,
-suppressions, addresses, outbox, ledger, events, report, stats and sms, then prints
+suppressions, addresses, outbox, ledger, events, report.kpis, report.stats and sms, then prints
 for each module how many mutants the tests killed. Every mutant that survives is
 written, with its diff, to ``mutants/survivors.txt``.
 

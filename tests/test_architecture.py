@@ -110,3 +110,14 @@ def test_sql_files_read_the_ledger_through_its_views() -> None:
     """Only ledger_schema.sql names the ledger's own tables; the others read ledger_entries, ledger_events."""
     attached = re.compile(r"\bdm_ledger\.|\{ledger\.ALIAS\}")
     assert [p.name for p in (PACKAGE / "sql").glob("*.sql") if attached.search(p.read_text(encoding="utf-8"))] == []
+
+
+def test_statistics_live_in_one_module() -> None:
+    """Intervals and tests are computed in dmops/report/stats.py only: no other module imports scipy or uses Z95."""
+    elsewhere = [
+        module_name(p)
+        for p in sources()
+        if p != PACKAGE / "report" / "stats.py"
+        and re.search(r"\bscipy\b|\bZ95\b|\bsqrt\(", p.read_text(encoding="utf-8"))
+    ]
+    assert elsewhere == []

@@ -35,3 +35,7 @@ def test_the_code_map_names_every_module() -> None:
     codemap = readme.split("## Code map", 1)[1].split("\n## ", 1)[0]
     modules = {p.name for p in (REPO / "dmops").glob("*.py")} - {"__init__.py", "__main__.py"}
     assert {m for m in modules if f"`{m}`" not in codemap} == set()
+    packages = {p.parent.name for p in (REPO / "dmops").glob("*/__init__.py")}
+    assert {p for p in packages if f"`{p}/" not in codemap} == set()
+    report = {p.name for p in (REPO / "dmops" / "report").glob("*.py")} - {"__init__.py"}
+    assert {m for m in report if f"`{m}`" not in codemap} == set()

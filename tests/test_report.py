@@ -12,8 +12,8 @@ import pytest
 from scipy import stats as scipy_stats
 
 from dmops.ledger import Entry, ledger_path, record
-from dmops.report import csv_safe
-from dmops.stats import sample_ratio_mismatch, two_proportions, welch
+from dmops.report.kpis import csv_safe
+from dmops.report.stats import sample_ratio_mismatch, two_proportions, welch
 from dmops.workspace import load_workspace
 from tests.planning import write
 
@@ -1006,7 +1006,7 @@ def test_the_whole_report_without_a_holdout_and_with_cells(cli, tmp_path: Path) 
 
 
 def test_a_goal_met_exactly_is_met() -> None:
-    from dmops.report import _goal
+    from dmops.report.kpis import _goal
 
     assert _goal("bounce_rate", 0.2, 0.2)["met"] is True  # a maximum: at most
     assert _goal("bounce_rate", 0.2, 0.21)["met"] is False
@@ -1154,7 +1154,7 @@ def test_retention_is_given_to_six_places_and_csv_lines_end_in_newline_only(cli,
     assert cli("-w", root, "events", "import", root / "orders.csv").exit_code == 0
     cohorts = json.loads(cli("-w", root, "report", "retention", "--format", "json").stdout)["cohorts"]
     assert cohorts == [{"cohort": "2026-01", "size": 3, "retention": [1.0, 0.333333]}]
-    from dmops.report import to_csv
+    from dmops.report.kpis import to_csv
 
     header = to_csv([])  # the CLI runner folds \r\n, so the text is checked as dmops builds it
     assert header.startswith("campaign,variant,") and header.endswith("_p_value\n") and "\r" not in header

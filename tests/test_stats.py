@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from scipy import stats
 
-from dmops.stats import Z95, sample_ratio_mismatch, two_proportions, welch
+from dmops.report.stats import Z95, sample_ratio_mismatch, two_proportions, welch
 
 
 def test_z95() -> None:

@@ -1,4 +1,5 @@
-"""The statistics of the report (SPEC §9), on scipy's distribution functions.
+"""The statistics of every report (SPEC §9), on scipy's distribution functions: the one home of
+intervals and tests.
 
 ``scipy.special`` holds the same normal, Student t and chi-square functions as
 ``scipy.stats`` and imports in a fifth of the time, which every report pays.
@@ -76,3 +77,22 @@ def sample_ratio_mismatch(observed: Sequence[int], weights: Sequence[float]) -> 
     chi2 = sum((o - e) ** 2 / e for o, e in zip(observed, expected, strict=True))
     p_value = float(special.chdtrc(len(observed) - 1, chi2))
     return {"chi2": float(chi2), "p_value": p_value, "mismatch": p_value < 0.001}
+
+
+def rate_interval(successes: int | None, trials: int | None) -> tuple[float | None, float | None]:
+    """Wald 95% interval of a rate, clipped to [0, 1]; (None, None) without trials."""
+    if not trials or successes is None:
+        return None, None
+    p = successes / trials
+    half = Z95 * math.sqrt(p * (1 - p) / trials)
+    return max(0.0, p - half), min(1.0, p + half)
+
+
+def wilson(successes: int, trials: int) -> tuple[float | None, float | None]:
+    """Wilson 95% interval of a rate; (None, None) without trials."""
+    if trials == 0:
+        return None, None
+    from scipy.stats import binomtest  # only the fatigue report pays for scipy.stats
+
+    ci = binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)

@@ -17,8 +17,8 @@ import duckdb
 from dmops import ledger
 from dmops.campaign import MAX_GOALS, Campaign, Cell
 from dmops.db import connect
+from dmops.report.stats import sample_ratio_mismatch, two_proportions, welch
 from dmops.sql import query
-from dmops.stats import sample_ratio_mismatch, two_proportions, welch
 from dmops.workspace import Workspace
 
 DEFINITIONS = {

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import html
-import math
 from typing import Any
 
-from dmops.report import DEFINITIONS, CampaignReport
-from dmops.stats import Z95
+from dmops.report.kpis import DEFINITIONS, CampaignReport
+from dmops.report.stats import rate_interval
 
 SHOWN = ("recipients", "delivered", "open_rate", "click_rate", "ctor", "conversion_rate", "revenue_per_recipient")
 
@@ -59,15 +58,6 @@ def markdown(reports: list[CampaignReport]) -> str:
         lines.append("")
     lines += ["Formulas:", ""] + [f"- **{k}**: {v}" for k, v in DEFINITIONS.items()]
     return "\n".join(lines) + "\n"
-
-
-def rate_interval(successes: int | None, trials: int | None) -> tuple[float | None, float | None]:
-    """Wald 95% interval of a rate, clipped to [0, 1]; (None, None) without trials."""
-    if not trials or successes is None:
-        return None, None
-    p = successes / trials
-    half = Z95 * math.sqrt(p * (1 - p) / trials)
-    return max(0.0, p - half), min(1.0, p + half)
 
 
 def _bar(value: float | None, low: float | None = None, high: float | None = None, scale: float = 1.0) -> str:

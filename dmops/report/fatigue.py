@@ -1,0 +1,81 @@
+"""``dmops report fatigue``: what message frequency costs.
+
+Every marketing message in the ledger is bucketed by how many marketing
+messages of the same channel the contact had been sent in the 7 and 30 days
+before it (``[t - 7 days, t)``); per channel and bucket, the share of those
+messages followed by an unsubscribe or a complaint event for that message,
+with Wilson 95% intervals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+from dmops.report.stats import wilson
+from dmops.sql import query
+
+WINDOWS = {"7d": (7, 10), "30d": (30, 30)}  # window -> (days, the bucket that collects "this many or more")
+FATIGUE_DEFINITION = (
+    "for each marketing message at planned time t: prior = marketing messages of the same channel to the same "
+    "contact planned in [t - window, t); rate = messages followed by an unsubscribe (complaint) event for that "
+    "message / messages; 95% Wilson interval"
+)
+
+
+def fatigue_report(con: duckdb.DuckDBPyConnection, threshold: float = 0.005) -> dict[str, Any]:
+    """Unsubscribe and complaint rates by prior-message count, per channel and window; a suggested cap."""
+    rows = con.execute(query("fatigue"), {"top_7d": WINDOWS["7d"][1], "top_30d": WINDOWS["30d"][1]}).fetchall()
+    curves: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for channel, win, bucket, messages, unsubscribed, complained in rows:
+        u_low, u_high = wilson(int(unsubscribed), int(messages))
+        q_low, q_high = wilson(int(complained), int(messages))
+        top = WINDOWS[win][1]
+        curves.setdefault((channel, win), []).append(
+            {
+                "prior": int(bucket),
+                "label": f"{bucket}+" if bucket == top else str(bucket),
+                "messages": int(messages),
+                "unsubscribes": int(unsubscribed),
+                "unsubscribe_rate": unsubscribed / messages,
+                "unsubscribe_ci": [u_low, u_high],
+                "complaints": int(complained),
+                "complaint_rate": complained / messages,
+                "complaint_ci": [q_low, q_high],
+            }
+        )
+    channels = []
+    for channel in sorted({c for c, _ in curves}):
+        entry: dict[str, Any] = {"channel": channel, "windows": {}}
+        for win in WINDOWS:
+            entry["windows"][win] = curves.get((channel, win), [])
+        entry["suggestion"] = _suggest(entry["windows"]["7d"], threshold)
+        channels.append(entry)
+    return {
+        "threshold": threshold,
+        "channels": channels,
+        "definitions": {
+            "rates": FATIGUE_DEFINITION,
+            "suggestion": (
+                "the smallest k >= 1 such that messages sent when the contact already had k messages of the channel "
+                "in the previous 7 days have an unsubscribe rate whose Wilson 95% lower bound is above the threshold; "
+                "suggested cap: at most k messages per 7 days"
+            ),
+        },
+    }
+
+
+def _suggest(curve: list[dict[str, Any]], threshold: float) -> dict[str, Any] | None:
+    for point in curve:
+        low = point["unsubscribe_ci"][0]
+        if point["prior"] >= 1 and low is not None and low > threshold:
+            return {
+                "cap": {"max": point["prior"], "per": "7d"},
+                "because": (
+                    f"messages sent after {point['label']} in the previous 7 days: unsubscribe rate "
+                    f"{point['unsubscribe_rate']:.2%} (95% CI {low:.2%}–{point['unsubscribe_ci'][1]:.2%}) "
+                    f"over {point['messages']:,} messages, above the threshold {threshold:.2%}"
+                ),
+            }
+    return None

@@ -1,0 +1,116 @@
+"""``dmops report``'s choices in one place: which report, in which format, from which campaigns."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dmops.campaign import campaign_files, find_campaign_file, load_campaign
+from dmops.errors import UsageError
+from dmops.report.kpis import CampaignReport, campaign_report, open_report, period_report, retention, to_csv
+from dmops.workspace import Workspace
+
+
+@dataclass
+class Output:
+    """A finished report: its text, or (for the campaign table) the reports the command prints itself."""
+
+    text: str | None
+    reports: list[CampaignReport] = field(default_factory=list)
+    goals_missed: int = 0
+
+
+@dataclass(frozen=True)
+class Request:
+    """What ``dmops report`` was asked for (its arguments and options)."""
+
+    names: list[str]
+    fmt: str = "table"  # table, json, csv, md, html
+    occurrence: str | None = None
+    period: str | None = None  # campaigns: month | quarter; retention: month | week
+    event: str = "conversion"  # retention: the event that counts
+    at: datetime | None = None  # lifecycle: the last month ends here
+    months: int = 12  # lifecycle
+    threshold: float = 0.005  # fatigue
+
+
+def run_report(ws: Workspace, request: Request) -> Output:
+    """The report ``request`` names, formatted (UsageError for options that do not fit it)."""
+    if request.names in (["lifecycle"], ["fatigue"]):
+        return Output(_lifecycle_or_fatigue(ws, request))
+    con = open_report(ws)
+    try:
+        if request.names == ["retention"]:
+            if request.period not in (None, "month", "week"):
+                raise UsageError("--period must be month or week for retention")
+            view = retention(con, ws, request.period or "month", request.event)
+            if request.fmt == "html":
+                from dmops.report.formats import page
+
+                return Output(page([], view))
+            return Output(json.dumps(view, ensure_ascii=False, indent=2))
+        paths = [find_campaign_file(ws, n) for n in request.names] if request.names else campaign_files(ws)
+        campaigns = [load_campaign(p, ws) for p in paths]
+        if request.period is not None:
+            if request.period not in ("month", "quarter"):
+                raise UsageError("--period must be month or quarter")
+            periods = period_report(con, ws, campaigns, request.period)
+            missed = sum(1 for p in periods if p["goals_missed"])
+            if request.fmt == "json":
+                payload = {"period": request.period, "periods": periods}
+                return Output(json.dumps(payload, ensure_ascii=False, indent=2, default=str), goals_missed=missed)
+            from dmops.report.formats import period_markdown
+
+            return Output(period_markdown(periods), goals_missed=missed)
+        reports = [campaign_report(con, c, request.occurrence) for c in campaigns]
+        cohorts = retention(con, ws, "month", "conversion") if request.fmt == "html" else None
+    finally:
+        con.close()
+    missed = sum(1 for r in reports for g in r.goals if g["met"] is False)
+    return Output(_campaigns_text(reports, request.fmt, cohorts), reports, missed)
+
+
+def _campaigns_text(reports: list[CampaignReport], fmt: str, cohorts: dict[str, Any] | None) -> str | None:
+    from dmops.report.formats import markdown, page
+
+    if fmt == "json":
+        return json.dumps({"campaigns": [r.as_json() for r in reports]}, ensure_ascii=False, indent=2)
+    if fmt == "csv":
+        return to_csv(reports)
+    if fmt == "md":
+        return markdown(reports)
+    if fmt == "html":
+        return page(reports, cohorts)
+    return None  # table: printed by the command
+
+
+def _lifecycle_or_fatigue(ws: Workspace, request: Request) -> str:
+    from dmops.contacts import load_contacts
+    from dmops.report.fatigue import fatigue_report
+    from dmops.report.formats import fatigue_page, fatigue_table, lifecycle_page, lifecycle_table
+    from dmops.report.lifecycle import lifecycle_report
+
+    which = request.names[0]
+    if request.fmt not in ("table", "json", "html"):
+        raise UsageError(f"the {which} report comes as table, json or html")
+    if which == "lifecycle" and not 1 <= request.months <= 120:
+        raise UsageError("--months must be between 1 and 120")
+    if which == "fatigue" and not 0 <= request.threshold < 1:
+        raise UsageError("--threshold must be a rate between 0 and 1, e.g. 0.005")
+    con = open_report(ws)
+    try:
+        if which == "lifecycle":
+            assert request.at is not None, "the lifecycle report needs --at (the CLI passes now)"
+            load_contacts(con, ws)
+            view = lifecycle_report(con, ws, request.at, request.months)
+        else:
+            view = fatigue_report(con, request.threshold)
+    finally:
+        con.close()
+    if request.fmt == "json":
+        return json.dumps(view, ensure_ascii=False, indent=2)
+    if request.fmt == "html":
+        return lifecycle_page(view) if which == "lifecycle" else fatigue_page(view)
+    return lifecycle_table(view) if which == "lifecycle" else fatigue_table(view)
