@@ -11,9 +11,14 @@ import duckdb
 DEFAULT_MEMORY_LIMIT = "4GB"
 
 
+# No connection installs or loads an extension on its own: that would reach the network and write
+# under $HOME (~/.duckdb/extensions) because a workspace file happened to name a function.
+NO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
 def connect(database: str = ":memory:", *, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
-    """An in-process DuckDB connection with an explicit memory limit."""
-    con = duckdb.connect(database)
+    """An in-process DuckDB connection with an explicit memory limit and no extension autoloading."""
+    con = duckdb.connect(database, config=dict(NO_EXTENSIONS))
     con.execute(f"SET memory_limit = '{memory_limit}'")  # a setting, not data: no parameter binding for SET
     con.execute("SET preserve_insertion_order = true")
     return con

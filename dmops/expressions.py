@@ -4,8 +4,11 @@ An expression is checked before it runs: DuckDB parses ``SELECT 1 FROM <source>
 WHERE (<expression>)``; the parse tree must be that statement and nothing else
 (so ``x) UNION SELECT …`` or a second statement cannot slip in), the
 expression may hold no subquery, every column it names must be a contact
-column or a built-in, and its type must be BOOLEAN. Expressions run only on
-connections whose external access is disabled (see ``db.lock_down``).
+column or a built-in, every function it calls must be one of :data:`FUNCTIONS`
+(deterministic scalar functions of DuckDB's core: no ``sleep_ms``, no settings,
+no extension that would have to be loaded), and its type must be BOOLEAN.
+Expressions run only on connections whose external access is disabled (see
+``db.lock_down``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,135 @@ import duckdb
 from dmops.errors import ConfigError
 
 SOURCE = "_dm_where_source"  # the relation an expression is checked against
+
+# Operators (DuckDB parses them as functions) and the functions an expression may call.
+OPERATORS = frozenset(
+    ["+", "-", "*", "/", "//", "%", "^", "**", "||", "~~", "!~~", "~~*", "!~~*", "~~~", "!~~~", "@>", "<@", "&&"]
+)
+FUNCTIONS = OPERATORS | frozenset(
+    [
+        "lower",
+        "upper",
+        "lcase",
+        "ucase",
+        "trim",
+        "ltrim",
+        "rtrim",
+        "length",
+        "len",
+        "strlen",
+        "char_length",
+        "length_grapheme",
+        "substr",
+        "substring",
+        "left",
+        "right",
+        "starts_with",
+        "ends_with",
+        "prefix",
+        "suffix",
+        "contains",
+        "instr",
+        "strpos",
+        "position",
+        "replace",
+        "split_part",
+        "concat",
+        "concat_ws",
+        "reverse",
+        "regexp_matches",
+        "regexp_full_match",
+        "regexp_replace",
+        "regexp_extract",
+        "nfc_normalize",
+        "strip_accents",
+        "format",
+        "printf",
+        "md5",
+        "hash",
+        "levenshtein",
+        "abs",
+        "round",
+        "floor",
+        "ceil",
+        "ceiling",
+        "greatest",
+        "least",
+        "sign",
+        "sqrt",
+        "pow",
+        "power",
+        "mod",
+        "trunc",
+        "ln",
+        "log",
+        "log10",
+        "log2",
+        "exp",
+        "isnan",
+        "isinf",
+        "isfinite",
+        "even",
+        "coalesce",
+        "ifnull",
+        "nullif",
+        "date_diff",
+        "datediff",
+        "date_sub",
+        "datesub",
+        "date_part",
+        "datepart",
+        "date_trunc",
+        "datetrunc",
+        "date_add",
+        "year",
+        "month",
+        "day",
+        "dayofmonth",
+        "dayofweek",
+        "isodow",
+        "dayofyear",
+        "week",
+        "weekofyear",
+        "yearweek",
+        "quarter",
+        "hour",
+        "minute",
+        "second",
+        "epoch",
+        "epoch_ms",
+        "make_date",
+        "make_time",
+        "make_timestamp",
+        "strftime",
+        "strptime",
+        "try_strptime",
+        "age",
+        "last_day",
+        "monthname",
+        "dayname",
+        "to_days",
+        "to_months",
+        "to_years",
+        "to_hours",
+        "to_minutes",
+        "to_seconds",
+        "to_weeks",
+        "list_contains",
+        "list_has",
+        "array_contains",
+        "list_has_any",
+        "list_has_all",
+        "array_length",
+        "list_extract",
+        "list_element",
+        "string_split",
+        "str_split",
+        "list_value",
+        "array_value",
+        "typeof",
+    ]
+)
 
 
 def _parse(con: duckdb.DuckDBPyConnection, expression: str) -> dict[str, Any]:
@@ -91,8 +223,26 @@ def _checked_tree(con: duckdb.DuckDBPyConnection, expression: str) -> dict[str, 
                 "subqueries are not allowed in an expression",
                 hint="use contact columns only; campaign expressions cannot read other tables or files",
             )
+        if inner.get("class") == "FUNCTION":
+            _check_function(inner)
     checked: dict[str, Any] = where
     return checked
+
+
+def _check_function(node: dict[str, Any]) -> None:
+    name = str(node.get("function_name", "")).lower()
+    if node.get("schema") or node.get("catalog"):
+        raise ConfigError(
+            f"the function '{name}' is called with a schema or catalog",
+            hint=f"write {name}(…) without a prefix",
+        )
+    if name not in FUNCTIONS:
+        close = difflib.get_close_matches(name, sorted(FUNCTIONS - OPERATORS), n=1, cutoff=0.8)
+        raise ConfigError(
+            f"the function '{name}' is not allowed in an expression",
+            hint=(f"did you mean '{close[0]}'? " if close else "")
+            + "expressions may call DuckDB's string, number, date and list functions (see the README)",
+        )
 
 
 def check_expression(con: duckdb.DuckDBPyConnection, expression: str, columns: Iterable[str]) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 
 import duckdb
 
-from dmops.db import bound
+from dmops.db import bound, connect
 from dmops.errors import IOFailure, TemporaryFailure
 from dmops.interrupts import committed
 from dmops.outbox import message_id_sql
@@ -74,7 +74,7 @@ def open_for_writing(ws: Workspace) -> duckdb.DuckDBPyConnection:
     path = ledger_path(ws)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(path))
+        con = connect(str(path))
     except duckdb.Error as exc:
         if _locked(exc):
             raise TemporaryFailure("the ledger is in use by another dmops process", file=path) from None

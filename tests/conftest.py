@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,11 @@ from dmops.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = Path(__file__).resolve().parent / "reference-data"
+
+# The network guard: this process and every process the tests start refuse non-loopback sockets.
+NETGUARD = Path(__file__).resolve().parent / "netguard"
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD), os.environ.get("PYTHONPATH")]))
+import tests.netguard.sitecustomize  # noqa: E402, F401  (installs the guard in this process)
 
 BASIC_WORKSPACE = """\
 version: 1
