@@ -37,6 +37,7 @@ from dmops.errors import ConfigError, DataError, DmopsError, OutputError, UsageE
 from dmops.schedule import ZoneTime, occurrence_key, zone_time
 from dmops.sql import query
 from dmops.suppressions import load_suppressions
+from dmops.tabular import FORMULA_STARTS
 from dmops.timeutil import naive_utc, zone
 from dmops.workspace import Cap, Workspace
 
@@ -368,7 +369,7 @@ def write_out(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     try:
         con.execute(
             f"COPY ({query('plan_out')}) TO {quote_literal(str(staging))} ({options})",
-            {"empty": "" if parquet else None},
+            {"empty": "" if parquet else None, "formula_starts": [] if parquet else list(FORMULA_STARTS)},
         )
         publish(staging, path)
     except BaseException as exc:  # a DuckDB or file error, or Ctrl-C: the staging file goes either way

@@ -1,4 +1,4 @@
-"""Strict reading of CSV and Parquet files into DuckDB tables.
+"""Strict reading of CSV and Parquet files into DuckDB tables, and the one rule for CSV cells dmops writes.
 
 Every row is kept or the read fails: ragged rows, bytes that are not UTF-8 and
 unnamed or repeated columns are errors naming the file and line (CSV) or row
@@ -19,6 +19,18 @@ from dmops.db import quote_ident
 from dmops.errors import DataError, DmopsError, MissingInputError, ProblemsFound
 
 MAX_LISTED = 20  # problems listed per kind before "and N more"
+
+# A CSV cell starting with one of these is run as a formula by spreadsheets (CSV injection): every CSV
+# dmops writes (report --format csv in Python, plan --out in DuckDB) prefixes such a cell with '.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: object) -> object:
+    """A cell that a spreadsheet will not run as a formula."""
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
+        return "'" + value
+    return value
+
 
 _REJECT_MEANING = {
     "TOO MANY COLUMNS": "more fields than the header",

@@ -193,7 +193,9 @@ def test_a_plan_file_that_fails_before_it_exists_leaves_nothing(root: Path, tmp_
     import dmops.plan as planning
     from dmops.errors import OutputError
 
-    monkeypatch.setattr(planning, "query", lambda name: "SELECT $empty AS reason FROM no_such_table")
+    monkeypatch.setattr(
+        planning, "query", lambda name: "SELECT $empty AS reason, $formula_starts AS f FROM no_such_table"
+    )
     con = duckdb.connect()
     with pytest.raises(OutputError, match=r"cannot write the plan file \(CatalogException\)"):
         planning.write_out(con, tmp_path / "plan.csv")

@@ -12,8 +12,8 @@ import pytest
 from scipy import stats as scipy_stats
 
 from dmops.ledger import Entry, ledger_path, record
-from dmops.report.kpis import csv_safe
 from dmops.report.stats import sample_ratio_mismatch, two_proportions, welch
+from dmops.tabular import csv_safe
 from dmops.workspace import load_workspace
 from tests.planning import write
 

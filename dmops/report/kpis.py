@@ -19,6 +19,7 @@ from dmops.campaign import MAX_GOALS, Campaign, Cell
 from dmops.db import connect
 from dmops.report.stats import sample_ratio_mismatch, two_proportions, welch
 from dmops.sql import query
+from dmops.tabular import csv_safe
 from dmops.workspace import Workspace
 
 DEFINITIONS = {
@@ -269,13 +270,6 @@ def retention(con: duckdb.DuckDBPyConnection, ws: Workspace, period: str, event:
             }
         )
     return {"period": period, "event": event, "cohorts": cohorts}
-
-
-def csv_safe(value: Any) -> Any:
-    """A cell that a spreadsheet will not run as a formula."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 def to_csv(reports: list[CampaignReport]) -> str:
