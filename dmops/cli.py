@@ -142,6 +142,7 @@ def main_options(
     ] = False,
 ) -> None:
     """dmops: direct-message campaigns over local files."""
+    os.umask(0o077)  # everything dmops creates (outbox, ledger, plan and report files) is owner-only
     given = ctx.obj if isinstance(ctx.obj, Options) else Options()
     ctx.obj = replace(given, workspace=workspace, show_pii=show_pii)
 
