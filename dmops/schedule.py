@@ -25,6 +25,9 @@ def local_to_utc(local: datetime, zone: ZoneInfo) -> datetime:
     return local.replace(tzinfo=zone, fold=0).astimezone(UTC)
 
 
+AT_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))  # the instants --at accepts
+
+
 def resolve_at(text: str | None, now: datetime, workspace_zone: ZoneInfo) -> datetime:
     """``--at`` as an aware UTC instant truncated to whole seconds; naive means the workspace zone."""
     if text is None:
@@ -37,9 +40,13 @@ def resolve_at(text: str | None, now: datetime, workspace_zone: ZoneInfo) -> dat
                 f"--at '{text}' is not an ISO 8601 date and time",
                 hint="e.g. --at 2026-12-01T10:00 or 2026-12-01T02:00Z",
             ) from None
-    if moment.tzinfo is None:
-        moment = local_to_utc(moment, workspace_zone)
-    return moment.astimezone(UTC).replace(microsecond=0)
+    try:
+        moment = (local_to_utc(moment, workspace_zone) if moment.tzinfo is None else moment).astimezone(UTC)
+    except OverflowError:
+        moment = AT_RANGE[0] - timedelta(days=1)  # beyond what Python's dates hold: out of range below
+    if not AT_RANGE[0] <= moment < AT_RANGE[1]:
+        raise UsageError(f"--at '{text}' is outside the years 1970 to 8999", hint="e.g. --at 2026-12-01T10:00")
+    return moment.replace(microsecond=0)
 
 
 def occurrence_key(recurrence: str, at: datetime, workspace_zone: ZoneInfo) -> str:

@@ -16,7 +16,7 @@ M = TypeVar("M", bound=BaseModel)
 class Strict(BaseModel):
     """Base of every dmops schema: unknown keys are errors, nothing is coerced."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 _TYPE_NAMES = {

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from dmops.errors import ConfigError, DataError, MissingInputError
+from dmops.errors import ConfigError, MissingInputError
 
 KeyPath = tuple[str | int, ...]
 
@@ -55,8 +55,13 @@ class YamlDoc:
         return self.lines.get((), None)
 
 
+MAX_DEPTH = 64  # nesting levels; a workspace file needs a handful, and Python's stack ends near 1,000
+
+
 class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader whose composer refuses aliases (no billion-laughs expansion)."""
+    """SafeLoader whose composer refuses aliases (no billion-laughs expansion) and deep nesting."""
+
+    depth = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if self.check_event(yaml.AliasEvent):
@@ -66,7 +71,18 @@ class _NoAliasLoader(yaml.SafeLoader):
                 line=event.start_mark.line + 1,
                 hint="write the value out in full",
             )
-        return super().compose_node(parent, index)
+        if self.depth >= MAX_DEPTH:
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise ConfigError(
+                f"YAML nested more than {MAX_DEPTH} levels deep",
+                line=event.start_mark.line + 1,
+                hint="a dmops file needs only a few levels; this is not a workspace file",
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def resolve(self, kind: type, value: Any, implicit: Any) -> str:
         if kind is ScalarNode and implicit[0]:
@@ -184,7 +200,7 @@ def parse_yaml(raw: bytes | str, path: Path) -> YamlDoc:
         try:
             raw = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise DataError(f"not valid UTF-8 (byte {exc.start})", file=path, hint="save the file as UTF-8") from None
+            raise ConfigError(f"not valid UTF-8 (byte {exc.start})", file=path, hint="save the file as UTF-8") from None
     try:
         loader = _NoAliasLoader(raw)
         try:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dmops.errors import ConfigError, DataError
+from dmops.errors import ConfigError
 from dmops.yamlio import parse_yaml
 
 F = Path("w.yaml")
@@ -73,8 +73,8 @@ def test_syntax_error_names_its_line() -> None:
     assert "YAML syntax error" in exc.message
 
 
-def test_not_utf8_is_a_data_error() -> None:
-    with pytest.raises(DataError):
+def test_not_utf8_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="not valid UTF-8"):
         parse_yaml(b"a: \xff\xfe\n", F)
 
 
