@@ -25,6 +25,7 @@ import duckdb
 from dmops.addresses import email_table, phone_table
 from dmops.db import quote_ident, quote_list
 from dmops.errors import DataError, DmopsError
+from dmops.pii import mask_id
 from dmops.tabular import MAX_LISTED, raise_all, read_table, row_word
 from dmops.timeutil import accepted_timezones
 from dmops.workspace import CHANNELS, Workspace
@@ -129,7 +130,7 @@ def _check_ids(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         others = ", ".join(str(n) for n in lines[1:])
         problems.append(
             DataError(
-                f"duplicate contact_id '{contact_id}' ({row_word(path)}s {lines[0]} and {others})",
+                f"duplicate contact_id '{mask_id(contact_id)}' ({row_word(path)}s {lines[0]} and {others})",
                 file=path,
                 line=int(lines[1]),
                 key="contact_id",

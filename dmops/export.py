@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -10,17 +11,19 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
+from dmops.durable import staging_path
 from dmops.errors import OutputError
 from dmops.outbox import complete_runs, read_run
+from dmops.render import clean_header
 
 
 def to_email(message: dict[str, Any]) -> EmailMessage:
     """One outbox email message as an ``email.message.EmailMessage`` (text, html alternative, headers)."""
     email = EmailMessage(policy=SMTP)
     for name, value in message["headers"].items():
-        email[name] = value
-    email["To"] = message["to"]
-    email["Subject"] = message["subject"] or ""
+        email[name] = clean_header(value)
+    email["To"] = clean_header(message["to"])
+    email["Subject"] = clean_header(message["subject"]) or ""
     sent = datetime.strptime(message["send_after"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     email["Date"] = format_datetime(sent)
     email.set_content(message["text"] or "", subtype="plain", charset="utf-8")
@@ -40,6 +43,17 @@ def runs_of(outbox_dir: Path, campaign_id: str | None) -> Iterator[Path]:
                 yield from complete_runs(occurrence)
 
 
+def _write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` whole (written aside, then linked into place) or not at all; FileExistsError if present."""
+    staging = staging_path(path)
+    try:
+        with staging.open("xb") as handle:
+            handle.write(data)
+        os.link(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
 def export_eml(outbox_dir: Path, target: Path, campaign_id: str | None = None) -> int:
     """Write ``<message_id>.eml`` for every email in the outbox; refuses to overwrite. How many."""
     written = 0
@@ -49,9 +63,7 @@ def export_eml(outbox_dir: Path, target: Path, campaign_id: str | None = None) -
             for message in read_run(run):
                 if message["channel"] != "email":
                     continue
-                path = target / f"{message['message_id']}.eml"
-                with path.open("xb") as handle:
-                    handle.write(bytes(to_email(message)))
+                _write_new(target / f"{message['message_id']}.eml", bytes(to_email(message)))
                 written += 1
     except FileExistsError as exc:
         raise OutputError(

@@ -33,6 +33,7 @@ Rules (``error`` fails ``dmops lint`` with exit 1 and stops ``dmops send``):
 ``sms.segments``           warning   an SMS longer than ``lint.max_sms_segments`` (default 3)
 ``email.subject-length``   warning   a subject longer than 60 characters
 ``email.all-caps``         warning   more than half of a subject's letters are capitals (8+ letters)
+``email.header-control``   warning   a subject with control characters (CR, LF, tab, NUL), sent as spaces
 ``content.exclamations``   warning   a run of two or more ``!`` (full-width ones too)
 ``email.link-count``       warning   more than 10 links in a part
 ``email.image-only``       warning   HTML with images and under 50 characters of visible text
@@ -60,7 +61,7 @@ from dmops.contacts import TEXT_COLUMNS
 from dmops.db import quote_ident
 from dmops.errors import DmopsError, ExitCode, Location, UsageError
 from dmops.message import Renderer, one_click_headers
-from dmops.render import variables
+from dmops.render import BudgetExceeded, has_header_control, variables
 from dmops.sms import GSM7_BASIC, GSM7_EXTENSION, measure, non_gsm_characters
 from dmops.workspace import LintConfig, Workspace
 
@@ -355,6 +356,16 @@ def _subject_length(m: Message) -> Iterator[Hit]:
         )
 
 
+@rule("email.header-control", "warning", channel="email")
+def _header_control(m: Message) -> Iterator[Hit]:
+    if has_header_control(m.parts.get("subject", "")):
+        yield Hit(
+            "subject",
+            "the subject holds control characters (a line break, tab or NUL), here from the contact data",
+            "they are sent as spaces; clean the data or build the subject from other columns",
+        )
+
+
 @rule("email.all-caps", "warning", channel="email")
 def _all_caps(m: Message) -> Iterator[Hit]:
     letters = [ch for ch in m.parts.get("subject", "") if ch.isalpha() and ch.lower() != ch.upper()]
@@ -494,6 +505,7 @@ class _Linter:
             and (not r.marketing or config.purpose == "marketing")
         ]
         self.found: dict[tuple[str, str, str, str, str], Finding] = {}
+        self.over_budget = False  # the last render went over the render budget
 
     def add(self, rule_id: str, variant: str, hit: Hit, template: Template | None, line: int | None) -> None:
         finding = Finding(
@@ -515,9 +527,11 @@ class _Linter:
     def render(self, contact: dict[str, Any], variant: str) -> Message | None:
         edge = contact.get("_dm_edge")
         values = {k: v for k, v in contact.items() if k != "_dm_edge"}
+        self.over_budget = False
         try:
             parts, url = self.renderer.render(values, variant, shown_as="lint")  # one finding for all contacts
         except DmopsError as exc:
+            self.over_budget = isinstance(exc, BudgetExceeded)
             variable = exc.message.split("'")[1] if "is missing or empty" in exc.message else ""
             part = exc.location.key.rsplit(".", 1)[-1] if exc.location.key else "template"
             template = self.campaign.templates.get((variant, part)) or self.campaign.unsubscribe_url
@@ -573,6 +587,8 @@ def lint_campaign(
         for contact in contacts:
             message = linter.render(contact, variant)
             if message is None:
+                if linter.over_budget:
+                    break  # one finding says it; every other sample would wait out the same budget
                 continue
             result.rendered += 1
             linter.check(message)

@@ -23,7 +23,7 @@ from dmops.errors import ConfigError, IOFailure
 from dmops.outbox import message_id
 from dmops.pii import mask_id
 from dmops.plan import iso_z
-from dmops.render import Compiled, compile_template, context_for
+from dmops.render import Compiled, clean_header, compile_template, context_for
 from dmops.sms import measure
 from dmops.sqlrender import hmac_pads
 from dmops.workspace import Workspace
@@ -156,9 +156,11 @@ class Renderer:
         context = context_for(contact, {"campaign": self.campaign.id, "variant": variant, "unsubscribe_token": token})
         url = None
         if self.unsubscribe is not None:
-            url = self.unsubscribe.render(context, masked).strip()
+            url = self.unsubscribe.render(context, masked, self.show_pii).strip()
             context["unsubscribe_url"] = url
-        rendered = {part: compiled.render(context, masked) for part, compiled in self.parts[variant].items()}
+        rendered = {
+            part: compiled.render(context, masked, self.show_pii) for part, compiled in self.parts[variant].items()
+        }
         return rendered, url
 
     def message(self, contact: dict[str, Any], variant: str, planned_at: datetime, to: str) -> dict[str, Any]:
@@ -171,7 +173,7 @@ class Renderer:
             headers = {**self.headers, "Message-ID": f"<{mid}@{self.domain}>"}
             if self.config.purpose == "marketing":
                 try:
-                    headers.update(one_click_headers(url or ""))
+                    headers.update(one_click_headers(clean_header(url) or ""))
                 except ValueError:
                     raise ConfigError(
                         "the unsubscribe URL must be an https URL for one-click unsubscribe (RFC 8058)",
@@ -188,7 +190,7 @@ class Renderer:
             "variant": variant,
             "to": to,
             "send_after": iso_z(planned_at),
-            "subject": rendered.get("subject") if channel == "email" else None,
+            "subject": clean_header(rendered.get("subject")) if channel == "email" else None,
             "text": rendered.get("text"),
             "html": rendered.get("html") if channel == "email" else None,
             "headers": headers,

@@ -42,7 +42,7 @@ from jinja2 import meta, nodes
 from dmops.campaign import Campaign
 from dmops.db import quote_ident, quote_literal
 from dmops.outbox import message_id_sql
-from dmops.render import MAX_OUTPUT, context_for, environment, parse
+from dmops.render import HEADER_CONTROL, MAX_OUTPUT, context_for, environment, parse
 from dmops.sms import GSM7_BASIC, GSM7_EXTENSION, measure
 
 # Built-ins that differ per contact; every other built-in is a constant of the run.
@@ -393,6 +393,11 @@ def _by_variant(cases: Mapping[str, str], otherwise: str = "NULL") -> str:
     return f"CASE {SEND}._dm_variant {arms} ELSE {otherwise} END"
 
 
+def _clean_header(expr: str) -> str:
+    """render.clean_header in SQL: the same control characters, replaced by a space."""
+    return f"regexp_replace({expr}, {quote_literal(HEADER_CONTROL)}, ' ', 'g')"
+
+
 def _bounded(expr: str) -> str:
     return f"CASE WHEN length({expr}) > {MAX_OUTPUT} THEN NULL ELSE {expr} END"
 
@@ -428,7 +433,10 @@ def run_query(
     def part_json(part: str) -> str:
         if part not in fast.parts:
             return "'null'"
-        return f"(CASE WHEN NOT _dm_has_{part} THEN 'null' ELSE {json_string(_bounded(f'_dm_r_{part}'))} END)"
+        value = _bounded(f"_dm_r_{part}")
+        if part == "subject":
+            value = _clean_header(value)
+        return f"(CASE WHEN NOT _dm_has_{part} THEN 'null' ELSE {json_string(value)} END)"
 
     header_sql = "'{}'"
     if channel == "email":
@@ -441,7 +449,8 @@ def run_query(
         if purpose == "marketing":
             if not fast.url:
                 raise Unsupported("marketing email without an unsubscribe URL")
-            checked = f"CASE WHEN starts_with({URL}, 'https://') AND length({URL}) > 8 THEN {URL} ELSE NULL END"
+            url = _clean_header(URL)
+            checked = f"CASE WHEN starts_with({url}, 'https://') AND length({url}) > 8 THEN {url} ELSE NULL END"
             pieces += [
                 quote_literal(',"List-Unsubscribe":'),
                 json_string(f"'<' || ({checked}) || '>'"),
