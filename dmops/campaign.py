@@ -16,8 +16,8 @@ from dmops.timeutil import parse_clock, parse_duration
 from dmops.workspace import Cap, Channel, Workspace, resolve_inside
 from dmops.yamlio import KeyPath, YamlDoc, dotted, load_yaml
 
-CAMPAIGN_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-VARIANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+CAMPAIGN_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
+VARIANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}\Z")
 RESERVED_IDS = frozenset({"retention", "lifecycle", "fatigue"})
 TEMPLATE_PARTS = ("subject", "text", "html")
 # Goals on these rates are maxima; on the others, minima (SPEC §9).

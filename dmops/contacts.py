@@ -110,6 +110,29 @@ def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str], text_columns:
     return types
 
 
+def _check_nul(con: duckdb.DuckDBPyConnection, path: Path, names: list[str]) -> None:
+    """A NUL byte in a value would reach messages and headers: refused, naming line and column (not the value)."""
+    raw_types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE _dm_raw)").fetchall())
+    text = [n for n in names if raw_types.get(n) == "VARCHAR"]
+    if not text:
+        return
+    firsts = ", ".join(f"min(_dm_line) FILTER (WHERE strpos({quote_ident(n)}, chr(0)) > 0)" for n in text)
+    row = con.execute(f"SELECT {firsts} FROM _dm_raw").fetchone() or ()
+    problems: list[DmopsError] = [
+        DataError(
+            f"a NUL character in column '{name}'",
+            file=path,
+            line=int(line),
+            key=name,
+            hint="remove the NUL bytes from the export (they come from a broken conversion)",
+        )
+        for name, line in zip(text, row, strict=True)
+        if line is not None
+    ]
+    if problems:
+        raise_all(problems)
+
+
 def _check_ids(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     problems: list[DmopsError] = []
     blank = con.execute(
@@ -161,6 +184,7 @@ def load_contacts(con: duckdb.DuckDBPyConnection, ws: Workspace) -> ContactsInfo
     names = read_table(con, path, "_dm_raw", "contacts")
     _check_columns(names, path)
     _check_ids(con, path)
+    _check_nul(con, path, names)
     text_columns = {c.lower() for c in (*TEXT_COLUMNS, *consent)}
     types = _infer_types(con, names, text_columns)
     raw_types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE _dm_raw)").fetchall())

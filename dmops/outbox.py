@@ -29,8 +29,8 @@ from dmops.interrupts import committed
 
 MESSAGES = "messages.jsonl"
 MANIFEST = "manifest.json"
-_RUN = re.compile(r"^run-(\d{4,})$")
-_TMP = re.compile(r"^\.run-(\d{4,})\.tmp$")
+_RUN = re.compile(r"^run-(\d{4,})\Z")
+_TMP = re.compile(r"^\.run-(\d{4,})\.tmp\Z")
 
 
 def message_id(campaign_id: str, occurrence: str, contact_id: str) -> str:

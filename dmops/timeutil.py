@@ -7,11 +7,11 @@ from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
-_DURATION = re.compile(r"^([1-9][0-9]*)([smhdw])$")
+_DURATION = re.compile(r"^([1-9][0-9]*)([smhdw])\Z")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86_400, "weeks": 604_800}
 MAX_DURATION = timedelta(days=3660)  # ten years: longer than any cap, window or lifecycle span
-_CLOCK = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+_CLOCK = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])\Z")
 
 # Hints only: legacy abbreviations are rejected, and these name a city zone to use instead.
 _ABBREVIATION_HINTS = {

@@ -89,6 +89,17 @@ def validate(root: Path, names: Sequence[str] = ()) -> ValidationReport:
         report.add(exc)
         return report
     report.errors.extend(missing_files(ws))
+    quiet = ws.config.quiet_hours
+    if quiet is not None and quiet.start == quiet.end:
+        report.warnings.append(
+            ConfigError(
+                f"quiet_hours starts and ends at {quiet.start}: no quiet hours apply",
+                file=ws.file,
+                line=ws.line_of("quiet_hours"),
+                key="quiet_hours",
+                hint='give the window, e.g. {start: "21:00", end: "08:00"}, or remove quiet_hours',
+            )
+        )
     con = connect()
     columns: list[str] | None = None
     try:

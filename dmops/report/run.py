@@ -56,6 +56,8 @@ def run_report(ws: Workspace, request: Request) -> Output:
         if request.period is not None:
             if request.period not in ("month", "quarter"):
                 raise UsageError("--period must be month or quarter")
+            if request.fmt not in ("table", "md", "json"):
+                raise UsageError(f"the --period report comes as table, md or json, not {request.fmt}")
             periods = period_report(con, ws, campaigns, request.period)
             missed = sum(1 for p in periods if p["goals_missed"])
             if request.fmt == "json":
