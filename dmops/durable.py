@@ -10,7 +10,27 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dmops.errors import OutputError
 from dmops.interrupts import committed
+
+
+def refuse_links(path: Path, root: Path) -> None:
+    """OutputError (73) when ``path``, or a folder between ``root`` and it, is a symbolic link.
+
+    dmops never writes through a link: in a workspace someone else wrote, a link at the run lock,
+    the ledger or an outbox folder would send its writes (personal data included) elsewhere.
+    """
+    current = path
+    while True:
+        if current.is_symlink():
+            raise OutputError(
+                "is a symbolic link; dmops does not write through links",
+                file=current,
+                hint="replace the link with a real file or folder inside the workspace",
+            )
+        if current == root or current.parent == current:
+            return
+        current = current.parent
 
 
 def fsync_dir(path: Path) -> None:
@@ -43,10 +63,21 @@ def publish(staging: Path, final: Path) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` (UTF-8) atomically; the staging file is removed on failure."""
+    """Replace ``path`` with ``text`` (UTF-8) atomically; the staging file is removed on failure.
+
+    The staging file is created new (never through a link that is already there), and the rename
+    replaces a link at ``path`` itself rather than writing where it points.
+    """
     staging = staging_path(path)
     try:
-        staging.write_text(text, encoding="utf-8")
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        raise OutputError(
+            "a file or link is in the way of the staging file", file=staging, hint="remove it and run again"
+        ) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
         publish(staging, path)
     except BaseException:  # an OSError, or Ctrl-C: no staging file is left behind either way
         staging.unlink(missing_ok=True)

@@ -36,7 +36,8 @@ class Location:
             return None
         if root is not None:
             try:
-                return str(self.file.resolve().relative_to(root.resolve()))
+                # the folder is resolved, not the file itself: a link is shown where it is, not where it points
+                return str((self.file.parent.resolve() / self.file.name).relative_to(root.resolve()))
             except ValueError:
                 pass
         return str(self.file)

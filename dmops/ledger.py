@@ -34,6 +34,7 @@ from typing import Any
 import duckdb
 
 from dmops.db import bound, connect
+from dmops.durable import refuse_links
 from dmops.errors import IOFailure, TemporaryFailure
 from dmops.interrupts import committed
 from dmops.outbox import message_id_sql
@@ -72,6 +73,7 @@ def _locked(exc: duckdb.Error) -> bool:
 def open_for_writing(ws: Workspace) -> duckdb.DuckDBPyConnection:
     """The ledger, opened read-write (created with its schema if absent)."""
     path = ledger_path(ws)
+    refuse_links(path, ws.root)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         con = connect(str(path))
@@ -123,6 +125,7 @@ def attach(con: duckdb.DuckDBPyConnection, ws: Workspace, *, writable: bool = Fa
     created on disk. Returns whether a ledger file was found.
     """
     path = ledger_path(ws)
+    refuse_links(path, ws.root)
     if writable:
         open_for_writing(ws).close()  # create it with its schema
     found = path.is_file()

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dmops.durable import fsync_dir
+from dmops.durable import fsync_dir, refuse_links
 from dmops.errors import IOFailure, OutputError
 from dmops.interrupts import committed
 
@@ -99,7 +99,9 @@ class RunWriter:
         return str(self._digest.hexdigest())
 
     @classmethod
-    def start(cls, folder: Path) -> RunWriter:
+    def start(cls, folder: Path, root: Path) -> RunWriter:
+        """A new hidden run folder under ``folder``; no folder between ``root`` and it may be a link."""
+        refuse_links(folder, root)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             name = _next_run(folder)

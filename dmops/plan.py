@@ -18,6 +18,7 @@ floating-point rounding can move a contact between slices.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -364,6 +365,8 @@ def check_out_path(path: Path) -> None:
 def write_out(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Write one row per audience contact to ``path`` (CSV or Parquet), atomically."""
     staging = staging_path(path)
+    if os.path.lexists(staging):  # DuckDB would write through a link planted there
+        raise OutputError("a file or link is in the way of the staging file", file=staging, hint="remove it")
     parquet = path.suffix.lower() == ".parquet"
     options = "FORMAT parquet, COMPRESSION zstd" if parquet else "FORMAT csv, HEADER true"
     try:

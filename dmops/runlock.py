@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from dmops.durable import write_atomic
+from dmops.durable import refuse_links, write_atomic
 from dmops.errors import IOFailure, OutputError, TemporaryFailure
 from dmops.workspace import Workspace
 
@@ -31,8 +31,9 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         try:
+            refuse_links(self.path, self.path.parent.parent)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
             raise OutputError(f"cannot create the run lock: {exc.strerror}", file=self.path) from None
         try:

@@ -304,7 +304,7 @@ def _run(
             condition = "p.variant IS NOT NULL ORDER BY p.contact_id LIMIT $take"
             con.execute(_planned_sql(campaign.config.channel, columns, condition), {"take": take})
         folder = occurrence_dir(ws.outbox_dir, campaign.id, summary.occurrence)
-        writer = RunWriter.start(folder) if take and not dry_run else None
+        writer = RunWriter.start(folder, ws.root) if take and not dry_run else None
         written = 0
         stopped: str | None = None
         run_dir: Path | None = None

@@ -259,7 +259,7 @@ def test_an_outbox_that_cannot_be_written_or_finished_names_the_file(tmp_path: P
             pass
 
     folder = tmp_path / "promo" / "once"
-    writer = RunWriter.start(folder)
+    writer = RunWriter.start(folder, tmp_path)
     writer._handle = FullDisk()
     writer.write_lines(b"{}\n", 1)
     with pytest.raises(IOFailure) as caught:
@@ -268,7 +268,7 @@ def test_an_outbox_that_cannot_be_written_or_finished_names_the_file(tmp_path: P
     assert caught.value.location.file == folder / ".run-0001.tmp" / "messages.jsonl"
     writer.abort()
 
-    writer = RunWriter.start(folder)
+    writer = RunWriter.start(folder, tmp_path)
     (folder / writer.name / "in-the-way").mkdir(parents=True)  # the run's name is taken: the rename fails
     writer.write_lines(b"{}\n", 1)
     with pytest.raises(IOFailure) as caught:
