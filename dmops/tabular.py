@@ -19,6 +19,7 @@ from dmops.db import quote_ident
 from dmops.errors import DataError, DmopsError, MissingInputError, ProblemsFound
 
 MAX_LISTED = 20  # problems listed per kind before "and N more"
+MAX_COLUMNS = 1_000  # wider files are exports of everything; reading them costs minutes and gigabytes
 
 # A CSV cell starting with one of these is run as a formula by spreadsheets (CSV injection): every CSV
 # dmops writes (report --format csv in Python, plan --out in DuckDB) prefixes such a cell with '.
@@ -75,7 +76,18 @@ def _header(path: Path, what: str) -> tuple[list[str], str]:
     return [name.strip() for name in names], delimiter
 
 
+def _check_width(count: int, path: Path) -> None:
+    if count > MAX_COLUMNS:
+        raise DataError(
+            f"the file has {count:,} columns; dmops reads at most {MAX_COLUMNS:,}",
+            file=path,
+            line=1,
+            hint="export only the columns campaigns use (ids, addresses, consent, the fields templates print)",
+        )
+
+
 def _check_names(names: list[str], path: Path) -> None:
+    _check_width(len(names), path)
     seen: dict[str, int] = {}
     problems: list[DmopsError] = []
     for position, name in enumerate(names, start=1):
@@ -136,6 +148,10 @@ def _read_parquet(con: duckdb.DuckDBPyConnection, path: Path, table: str, what: 
     if not path.is_file():
         raise MissingInputError(f"{what} file not found", file=path)
     try:
+        row = con.execute(
+            "SELECT count(*) FROM parquet_schema($path) WHERE num_children IS NULL", {"path": str(path)}
+        ).fetchone()
+        _check_width(int(row[0]) if row else 0, path)
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE {quote_ident(table)} AS

@@ -111,7 +111,10 @@ def load_mutants() -> list[Mutant]:
 
 
 def module_source(module: str) -> str:
-    return (ROOT / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8")
+    """The module's source, followed by the package's SQL files (where its $parameters are read)."""
+    parts = [(ROOT / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8")]
+    parts += [p.read_text(encoding="utf-8") for p in sorted((ROOT / "dmops" / "sql").glob("*.sql"))]
+    return "\n".join(parts)
 
 
 def load_explanations() -> list[dict[str, str]]:

@@ -65,7 +65,9 @@ def _interrupt(root: Path, args: list[str], after: float) -> tuple[int, str]:
     time.sleep(after)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=120)
+    if proc.returncode == 130:
+        assert err.strip(), f"exit 130 after {after:.2f} s with nothing on stderr; stdout: {out!r}"
     return proc.returncode, err
 
 
