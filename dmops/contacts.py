@@ -116,18 +116,23 @@ def _check_nul(con: duckdb.DuckDBPyConnection, path: Path, names: list[str]) -> 
     text = [n for n in names if raw_types.get(n) == "VARCHAR"]
     if not text:
         return
-    firsts = ", ".join(f"min(_dm_line) FILTER (WHERE strpos({quote_ident(n)}, chr(0)) > 0)" for n in text)
-    row = con.execute(f"SELECT {firsts} FROM _dm_raw").fetchone() or ()
+    columns = ", ".join(quote_ident(n) for n in text)
+    rows = con.execute(  # one pass over every row; the columns are found only for the (rare) rows that hit
+        f"SELECT _dm_line, {columns} FROM _dm_raw WHERE strpos(concat_ws('', {columns}), chr(0)) > 0 "
+        "ORDER BY _dm_line LIMIT $n",
+        {"n": MAX_LISTED},
+    ).fetchall()
     problems: list[DmopsError] = [
         DataError(
             f"a NUL character in column '{name}'",
             file=path,
-            line=int(line),
+            line=int(row[0]),
             key=name,
             hint="remove the NUL bytes from the export (they come from a broken conversion)",
         )
-        for name, line in zip(text, row, strict=True)
-        if line is not None
+        for row in rows
+        for name, value in zip(text, row[1:], strict=True)
+        if value is not None and "\x00" in value
     ]
     if problems:
         raise_all(problems)
