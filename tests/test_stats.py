@@ -91,3 +91,31 @@ def test_one_recipient_is_already_a_sample_ratio() -> None:
 def test_sample_ratio_refuses_counts_and_weights_of_different_lengths() -> None:
     with pytest.raises(ValueError):
         sample_ratio_mismatch([10, 20], [1, 1, 1])
+
+
+def test_rate_interval_is_the_clipped_wald_interval() -> None:
+    from dmops.report.stats import rate_interval
+
+    low, high = rate_interval(30, 100)  # p = 0.3, half = 1.959964 * sqrt(0.3 * 0.7 / 100) = 0.089817
+    assert low == pytest.approx(0.210183, abs=1e-6) and high == pytest.approx(0.389817, abs=1e-6)
+    low, high = rate_interval(1, 4)  # p = 0.25, half = 1.959964 * sqrt(0.1875 / 4) = 0.424345: clipped at 0
+    assert low == 0.0 and high == pytest.approx(0.674345, abs=1e-6)
+    low, high = rate_interval(3, 4)  # p = 0.75: clipped above at 1
+    assert low == pytest.approx(0.325655, abs=1e-6) and high == 1.0
+    assert rate_interval(0, 10) == (0.0, 0.0)
+    assert rate_interval(None, 10) == (None, None)
+    assert rate_interval(3, 0) == (None, None)
+    assert rate_interval(3, None) == (None, None)
+
+
+def test_wilson_interval() -> None:
+    from dmops.report.stats import wilson
+
+    z = 1.959963984540054  # the closed form (Wilson 1927), independent of scipy
+    for x, n in ((30, 100), (0, 12), (12, 12), (1, 3)):
+        p = x / n
+        center = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+        low, high = wilson(x, n)
+        assert low == pytest.approx(center - half, abs=1e-9) and high == pytest.approx(center + half, abs=1e-9)
+    assert wilson(0, 0) == (None, None)
