@@ -272,20 +272,18 @@ class Compiled:
         except UndefinedError as exc:
             variable = _variable_name(str(exc.message or ""))
             if not show_pii and variable not in self.source.source:  # a key taken from the data, e.g. d[email]
-                raise DataError(
+                raise self._error(
+                    DataError,
+                    exc,
                     f"a key taken from the contact data ({mask_text(variable)}) is missing for contact "
                     f"{masked_contact}",
-                    file=self.source.file,
-                    line=self.source.line(_template_line(exc, self.name)),
-                    key=self.source.key,
-                    hint="look values up by names written in the template; --show-pii shows the key",
+                    "look values up by names written in the template; --show-pii shows the key",
                 ) from None
-            raise DataError(
+            raise self._error(
+                DataError,
+                exc,
                 f"'{variable}' is missing or empty for contact {masked_contact} and has no default",
-                file=self.source.file,
-                line=self.source.line(_template_line(exc, self.name)),
-                key=self.source.key,
-                hint=f"write {{{{ {variable} | default('…') }}}} or guard it with {{% if {variable} %}}",
+                f"write {{{{ {variable} | default('…') }}}} or guard it with {{% if {variable} %}}",
             ) from None
         except (
             SecurityError,
@@ -296,16 +294,24 @@ class Compiled:
             RecursionError,
             MemoryError,
         ) as exc:
-            failure = BudgetExceeded if isinstance(exc, (SecurityError, MemoryError)) else DataError
-            raise failure(
+            raise self._error(
+                BudgetExceeded if isinstance(exc, (SecurityError, MemoryError)) else DataError,
+                exc,
                 f"the template failed for contact {masked_contact}: {type(exc).__name__}: "
                 f"{_short(exc) if show_pii else _scrubbed(_short(exc), context)}",
-                file=self.source.file,
-                line=self.source.line(_template_line(exc, self.name)),
-                key=self.source.key,
-                hint="templates may only format contact values; they cannot run code",
+                "templates may only format contact values; they cannot run code",
             ) from None
         return "".join(chunks)
+
+    def _error(self, kind: type[DataError], exc: BaseException, message: str, hint: str) -> DataError:
+        """The error for a failed render: the template's file, the line that failed, its key."""
+        return kind(
+            message,
+            file=self.source.file,
+            line=self.source.line(_template_line(exc, self.name)),
+            key=self.source.key,
+            hint=hint,
+        )
 
 
 def _scrubbed(text: str, context: Mapping[str, Any]) -> str:
