@@ -17,6 +17,7 @@ After :func:`load_contacts` the connection holds two tables:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,8 +183,15 @@ CHANNEL_COLUMNS = (
 )
 
 
-def load_contacts(con: duckdb.DuckDBPyConnection, ws: Workspace) -> ContactsInfo:
-    """Load the workspace's contacts into ``contacts`` and ``contact_channels`` (module docs)."""
+def load_contacts(
+    con: duckdb.DuckDBPyConnection, ws: Workspace, mentioned: Sequence[str] | None = None
+) -> ContactsInfo:
+    """Load the workspace's contacts into ``contacts`` and ``contact_channels`` (module docs).
+
+    With ``mentioned`` (a campaign's expressions and template sources), ``contacts`` keeps only the
+    columns dmops itself reads and those whose name occurs in one of those texts: a wide export costs
+    the columns a campaign uses, not all of them. Every row is still checked whole.
+    """
     path = ws.contacts_path
     consent = tuple(ws.config.consent.values())
     names = read_table(con, path, "_dm_raw", "contacts")
@@ -191,6 +199,9 @@ def load_contacts(con: duckdb.DuckDBPyConnection, ws: Workspace) -> ContactsInfo
     _check_ids(con, path)
     _check_nul(con, path, names)
     text_columns = {c.lower() for c in (*TEXT_COLUMNS, *consent)}
+    if mentioned is not None:
+        texts = [t.lower() for t in mentioned]
+        names = [n for n in names if n.lower() in text_columns or any(n.lower() in t for t in texts)]
     types = _infer_types(con, names, text_columns)
     raw_types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE _dm_raw)").fetchall())
 

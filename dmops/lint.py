@@ -640,7 +640,7 @@ def lint_workspace(ws: Workspace, campaigns: list[Campaign], moment: datetime, s
 
     if not campaigns:
         raise UsageError("no campaigns to lint")
-    con = prepare(ws, campaigns[0])
+    con = prepare(ws, campaigns[0], also=campaigns[1:])
     try:
         if any(traits.mentioned(c.texts()) for c in campaigns):
             traits.add_to_contacts(con, ws, moment)

@@ -135,11 +135,15 @@ def prepare(
     allowed_paths: Sequence[str] = (),
     allowed_directories: Sequence[str] = (),
     writable_ledger: bool = False,
+    also: Sequence[Campaign] = (),
 ) -> duckdb.DuckDBPyConnection:
-    """A connection with contacts, suppressions and the ledger loaded, then locked down."""
+    """A connection with contacts, suppressions and the ledger loaded, then locked down.
+
+    The contacts keep the columns ``campaign`` (and the campaigns in ``also``) can read.
+    """
     con = connect()
     try:
-        load_contacts(con, ws)
+        load_contacts(con, ws, [text for c in (campaign, *also) for text in c.texts()])
         ledger.attach(con, ws, writable=writable_ledger)
         load_suppressions(con, ws)
         lock_down(con, allowed_paths=allowed_paths, allowed_directories=allowed_directories)
