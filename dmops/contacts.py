@@ -60,6 +60,13 @@ def _check_columns(names: list[str], path: Path) -> None:
     raise_all(problems)
 
 
+def _trim_ids(con: duckdb.DuckDBPyConnection, names: list[str]) -> None:
+    """Contact ids lose surrounding spaces (' C00052 ' is C00052), so padded copies are duplicates, not two people."""
+    column = next(n for n in names if n.lower() == "contact_id")
+    value = f"CAST({quote_ident(column)} AS VARCHAR)"
+    con.execute(f"UPDATE _dm_raw SET {quote_ident(column)} = trim({value}) WHERE {value} <> trim({value})")
+
+
 def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str], text_columns: set[str]) -> dict[str, str]:
     """The narrowest type each non-text column's values all fit."""
     types = {name: "VARCHAR" for name in names}
@@ -196,6 +203,7 @@ def load_contacts(
     consent = tuple(ws.config.consent.values())
     names = read_table(con, path, "_dm_raw", "contacts")
     _check_columns(names, path)
+    _trim_ids(con, names)
     _check_ids(con, path)
     _check_nul(con, path, names)
     text_columns = {c.lower() for c in (*TEXT_COLUMNS, *consent)}
