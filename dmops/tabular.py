@@ -141,7 +141,45 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, table: str, what: str)
     if len(rejects) > MAX_LISTED:
         problems.append(DataError(f"and {len(rejects) - MAX_LISTED} more bad rows", file=path))
     raise_all(problems)
+    _fix_lines(con, path, table, delimiter)
     return names
+
+
+def _newlines(path: Path) -> int:
+    count = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 24):
+            count += chunk.count(b"\n")
+    return count
+
+
+def _fix_lines(con: duckdb.DuckDBPyConnection, path: Path, table: str, delimiter: str) -> None:
+    """``_dm_line`` as the file's own line number even after blank lines or quoted line breaks.
+
+    Records are numbered in order at first (record k on line k + 1). When the file has more lines than
+    records, the lines are counted once with the csv module and each record gets the line it starts on.
+    """
+    rows = con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchone()
+    records = int(rows[0]) if rows else 0
+    if _newlines(path) <= records + 1:
+        return  # one line per record (and the header): the numbering is already right
+    starts: list[int] = []
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        next(reader, None)  # the header
+        before = reader.line_num
+        for row in reader:
+            if row:  # DuckDB skips blank lines
+                starts.append(before + 1)
+            before = reader.line_num
+    if len(starts) != records:
+        return  # the two readers disagree (a malformed file): keep the record numbers rather than guess
+    con.execute(
+        f"""UPDATE {quote_ident(table)} t SET _dm_line = m.line
+            FROM (SELECT unnest($lines::BIGINT[]) AS line, generate_subscripts($lines::BIGINT[], 1) + 1 AS record) m
+            WHERE t._dm_line = m.record""",
+        {"lines": starts},
+    )
 
 
 def _read_parquet(con: duckdb.DuckDBPyConnection, path: Path, table: str, what: str) -> list[str]:

@@ -1,9 +1,10 @@
-"""Real exports: ids with spaces around them are one contact (SPEC §3: ids are trimmed)."""
+"""Real exports: padded ids are one contact, and errors name the file's own lines (SPEC §3)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from dmops.cli import app
@@ -37,3 +38,27 @@ def test_a_padded_id_is_planned_and_sent_trimmed(tmp_path: Path) -> None:
     code, output = run(root, "plan", "promo", "--at", "2026-11-30T12:00", "--out", str(root / "plan.csv"))
     assert code == 0, output
     assert (root / "plan.csv").read_text(encoding="utf-8").splitlines()[1].startswith("C7,send,")
+
+
+@pytest.mark.parametrize(
+    ("contacts", "lines"),
+    [
+        (
+            "contact_id,email,email_opt_in\nc1,a@example.com,yes\n\nc2,b@example.com,yes\nc1,c@example.com,yes\n",
+            "2 and 5",
+        ),
+        (
+            'contact_id,email,email_opt_in\nc1,a@example.com,yes\nc2,"two\nlines",yes\n\n\nc1,c@example.com,yes\n',
+            "2 and 7",
+        ),
+        (
+            "contact_id,email,email_opt_in\nc1,a@example.com,yes\nc2,b@example.com,yes\nc1,c@example.com,yes\n",
+            "2 and 4",
+        ),
+    ],
+)
+def test_lines_are_the_files_own_after_blank_lines_and_quoted_breaks(tmp_path: Path, contacts: str, lines: str) -> None:
+    root = write(tmp_path / "ws", {"dmops.yaml": WS, "contacts.csv": contacts})
+    code, output = run(root, "validate")
+    assert code == 65
+    assert f"contacts.csv:{lines[-1]}, key 'contact_id': duplicate contact_id 'c*' (lines {lines})" in output
