@@ -17,6 +17,7 @@ After :func:`load_contacts` the connection holds two tables:
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ import duckdb
 
 from dmops.addresses import email_table, phone_table
 from dmops.db import quote_ident, quote_list
-from dmops.errors import DataError, DmopsError
+from dmops.errors import ConfigError, DataError, DmopsError
 from dmops.pii import mask_id
 from dmops.tabular import MAX_LISTED, raise_all, read_table, row_word
 from dmops.timeutil import accepted_timezones
@@ -56,6 +57,30 @@ def _check_columns(names: list[str], path: Path) -> None:
     if "contact_id" not in {name.lower() for name in names}:
         problems.append(
             DataError("no contact_id column", file=path, line=1, hint="the key column must be named contact_id")
+        )
+    raise_all(problems)
+
+
+def _check_consent(ws: Workspace, names: list[str]) -> None:
+    """Every consent column dmops.yaml names must be a column of the file (a typo read as "no consent" for all)."""
+    present = {n.lower(): n for n in names}
+    problems: list[DmopsError] = []
+    for channel, column in ws.config.consent.items():
+        if column.lower() in present:
+            continue
+        close = difflib.get_close_matches(column.lower(), list(present), n=3, cutoff=0.5)
+        problems.append(
+            ConfigError(
+                f"consent column '{column}' is not a column of {ws.contacts_path.name}",
+                file=ws.file,
+                line=ws.line_of("consent", channel),
+                key=f"consent.{channel}",
+                hint=(
+                    f"closest headers: {', '.join(present[c] for c in close)}"
+                    if close
+                    else f"the file's columns start: {', '.join(names[:8])}"
+                ),
+            )
         )
     raise_all(problems)
 
@@ -206,6 +231,7 @@ def load_contacts(
     _trim_ids(con, names)
     _check_ids(con, path)
     _check_nul(con, path, names)
+    _check_consent(ws, names)
     text_columns = {c.lower() for c in (*TEXT_COLUMNS, *consent)}
     if mentioned is not None:
         texts = [t.lower() for t in mentioned]

@@ -13,7 +13,11 @@ from dmops.contacts import load_contacts
 from dmops.db import connect
 from dmops.errors import DataError, DmopsError, MissingInputError, ProblemsFound
 from dmops.workspace import load_workspace
-from tests.conftest import REFERENCE
+from tests.conftest import BASIC_WORKSPACE, REFERENCE
+
+NO_CONSENT = BASIC_WORKSPACE.replace(
+    "consent: {email: email_opt_in, sms: sms_opt_in}\n", ""
+)  # files without consent columns
 
 
 def load(root: Path) -> tuple[duckdb.DuckDBPyConnection, object]:
@@ -45,7 +49,7 @@ def test_ids_and_phones_that_look_numeric_stay_text(workspace) -> None:
 
 def test_other_columns_get_a_type_but_leading_zeros_and_plus_keep_text(workspace) -> None:
     csv = "contact_id,zip,score,joined,vip,ratio,code\n1,00123,3,2026-01-02,true,1.5,+7\n2,10001,4,2026-02-03,FALSE,2,12\n"
-    con, info = load(workspace({"contacts.csv": csv}))
+    con, info = load(workspace({"dmops.yaml": NO_CONSENT, "contacts.csv": csv}))
     assert info.columns == {
         "contact_id": "VARCHAR",
         "zip": "VARCHAR",
@@ -62,7 +66,11 @@ def test_other_columns_get_a_type_but_leading_zeros_and_plus_keep_text(workspace
 
 
 def test_bom_in_header_is_tolerated(workspace) -> None:
-    con, _ = load(workspace({"contacts.csv": b"\xef\xbb\xbf" + b"contact_id,email\n007,a@example.com\n"}))
+    con, _ = load(
+        workspace(
+            {"dmops.yaml": NO_CONSENT, "contacts.csv": b"\xef\xbb\xbf" + b"contact_id,email\n007,a@example.com\n"}
+        )
+    )
     assert rows(con, "SELECT contact_id, email FROM contacts") == [("007", "a@example.com")]
 
 

@@ -1,4 +1,4 @@
-"""Real exports: padded ids are one contact, and errors name the file's own lines (SPEC §3)."""
+"""Real exports: a consent column that is not in the file, padded ids, and the file's own line numbers (SPEC §3)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,22 @@ def run(root: Path, *args: str) -> tuple[int, str]:
     result = CliRunner().invoke(app, ["-w", str(root), *args])
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     return result.exit_code, result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("validate",), ("plan", "promo", "--at", "2026-11-30T12:00"), ("plan", "promo", "--explain", "C1")],
+)
+def test_a_consent_column_missing_from_the_file_is_a_config_error(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """It used to read as "no consent" for everyone: validate said ok and plan excluded 100% (explain crashed)."""
+    contacts = "contact_id,email,Email Opt In,tier\nC1,a@example.com,yes,gold\nC2,b@example.com,yes,gold\n"
+    root = write(tmp_path / "ws", {"dmops.yaml": WS, "contacts.csv": contacts, "campaigns/promo.yaml": EMAIL})
+    code, output = run(root, *args)
+    assert code == 78, output
+    assert (
+        "dmops.yaml:4, key 'consent.email': consent column 'email_opt_in' is not a column of contacts.csv "
+        "(closest headers: Email Opt In, email)"
+    ) in output
 
 
 def test_ids_with_spaces_around_them_are_the_same_contact(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from tests.planning import message, seed, write
 from tests.test_plan import CAMPAIGN, CELLS, CONTACTS, OPTOUTS, WS
 
 WORKSPACE = (
-    WS
+    WS.replace("consent: {email: email_opt_in}", "consent: {email: email_opt_in, sms: sms_opt_in}")
     + "caps:\n  - {max: 1, per: 1d}\n  - {max: 3, per: 7d, channel: email}\n"
     + 'quiet_hours: {start: "21:00", end: "08:00"}\n'
 )

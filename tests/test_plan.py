@@ -19,7 +19,7 @@ version: 1
 timezone: Asia/Shanghai
 contacts: contacts.csv
 suppressions: [optouts.csv]
-consent: {email: email_opt_in, sms: sms_opt_in}
+consent: {email: email_opt_in}
 phone_region: CN
 """
 
@@ -539,7 +539,7 @@ def test_contact_columns_may_share_names_with_internal_ones(root: Path) -> None:
 
 
 def test_an_email_opt_out_suppresses_other_channels_even_when_the_email_is_invalid(root: Path) -> None:
-    contacts = 'contact_id,email,phone,sms_opt_in\nc01,"""quoted""@Example.com",+8613800000001,yes\n'
+    contacts = 'contact_id,email,phone,email_opt_in\nc01,"""quoted""@Example.com",+8613800000001,yes\n'
     optouts = 'contact_id,address,channel,reason\n,"""quoted""@example.com",,unsubscribe\n'
     sms = "id: sms\nname: SMS\nchannel: sms\nvariants:\n  - {id: a, text: Hi}\n"
     write(root, {"contacts.csv": contacts, "optouts.csv": optouts, "campaigns/sms.yaml": sms})
