@@ -68,3 +68,14 @@ def plan(root: Path, campaign_file: str, at: str) -> tuple[PlanSummary, dict[str
 def independent_u(campaign: str, contact: str) -> float:
     """The contact's place in [0, 1) for splits, computed as SPEC §4 defines it, not as the code does."""
     return int(hashlib.md5(f"{campaign}:{contact}".encode()).hexdigest()[:15], 16) / 16**15
+
+
+def run_cli(root: Path, *args: str) -> tuple[int, str]:
+    """``dmops -w ROOT ARGS…`` in-process: the exit code, and stderr then stdout; a traceback fails the test."""
+    from typer.testing import CliRunner
+
+    from dmops.cli import app
+
+    result = CliRunner().invoke(app, ["-w", str(root), *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    return result.exit_code, result.stderr + result.stdout

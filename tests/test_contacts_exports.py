@@ -5,20 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from dmops.cli import app
+from tests.planning import run_cli as run
 from tests.planning import write
 from tests.test_send import EMAIL
 
 WS = "version: 1\ntimezone: Asia/Shanghai\ncontacts: contacts.csv\nconsent: {email: email_opt_in}\n"
 CONTACTS = "contact_id,email,Email Opt In,tier\nC1,a@example.com,yes,gold\nC2,b@example.com,yes,gold\n"
-
-
-def run(root: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["-w", str(root), *args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    return result.exit_code, result.stderr + result.stdout
 
 
 @pytest.mark.parametrize(

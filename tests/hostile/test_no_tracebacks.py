@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from dmops.cli import app
+from tests.planning import run_cli as run
 from tests.planning import write
 from tests.test_send import EMAIL, WS, contacts
 
@@ -15,12 +14,6 @@ from tests.test_send import EMAIL, WS, contacts
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return write(tmp_path / "ws", {"dmops.yaml": WS, "contacts.csv": contacts(5), "campaigns/promo.yaml": EMAIL})
-
-
-def run(root: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["-w", str(root), *args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    return result.exit_code, result.stderr + result.stdout
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from dmops.cli import app
 from dmops.durable import staging_path
+from tests.planning import run_cli as run
 from tests.planning import write
 from tests.test_send import EMAIL, WS, contacts
 
@@ -27,12 +26,6 @@ def victim(tmp_path: Path) -> Path:
     path.parent.mkdir()
     path.write_text("precious\n", encoding="utf-8")
     return path
-
-
-def run(root: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["-w", str(root), *args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    return result.exit_code, result.stderr + result.stdout
 
 
 def test_a_linked_run_lock_is_not_overwritten(root: Path, victim: Path) -> None:
