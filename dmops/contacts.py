@@ -30,13 +30,13 @@ from dmops.errors import ConfigError, DataError, DmopsError
 from dmops.pii import mask_id
 from dmops.tabular import MAX_LISTED, raise_all, read_table, row_word
 from dmops.timeutil import accepted_timezones
-from dmops.workspace import CHANNELS, Workspace
+from dmops.workspace import CHANNELS, DEFAULT_TRUE_VALUES, Workspace
 
 ADDRESS_COLUMNS = ("email", "phone", "dm_handle")
 TEXT_COLUMNS = ("contact_id", *ADDRESS_COLUMNS, "timezone", "locale")
 # Names that templates and expressions get from dmops itself, never from a contacts file.
 BUILTIN_NAMES = frozenset({"unsubscribe_token", "unsubscribe_url", "campaign", "variant", "run_at", "run_date"})
-CONSENT_TRUE = ("true", "t", "1", "yes", "y")
+CONSENT_TRUE = DEFAULT_TRUE_VALUES  # the default yes-values (a consent may name its own)
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,8 @@ def _check_consent(ws: Workspace, names: list[str]) -> None:
     """Every consent column dmops.yaml names must be a column of the file (a typo read as "no consent" for all)."""
     present = {n.lower(): n for n in names}
     problems: list[DmopsError] = []
-    for channel, column in ws.config.consent.items():
+    for channel in ws.config.consent:
+        column = ws.config.consent_column(channel) or ""
         if column.lower() in present:
             continue
         close = difflib.get_close_matches(column.lower(), list(present), n=3, cutoff=0.5)
@@ -225,7 +226,7 @@ def load_contacts(
     the columns a campaign uses, not all of them. Every row is still checked whole.
     """
     path = ws.contacts_path
-    consent = tuple(ws.config.consent.values())
+    consent = tuple(ws.config.consent_column(channel) or "" for channel in ws.config.consent)
     names = read_table(con, path, "_dm_raw", "contacts")
     _check_columns(names, path)
     _trim_ids(con, names)
@@ -282,12 +283,13 @@ def _channel_sql(con: duckdb.DuckDBPyConnection, ws: Workspace, present: dict[st
     )
     consent_sql = []
     for channel in CHANNELS:
-        source = ws.config.consent.get(channel)
+        source = ws.config.consent_column(channel)
         if source is None:
             consent_sql.append(f"true AS _dm_consent_{channel}")
         elif source.lower() in present:
             value = f"lower(trim(CAST(r.{quote_ident(present[source.lower()])} AS VARCHAR)))"
-            consent_sql.append(f"coalesce({value} IN {quote_list(CONSENT_TRUE)}, false) AS _dm_consent_{channel}")
+            yes = quote_list(ws.config.consent_true_values(channel))
+            consent_sql.append(f"coalesce({value} IN {yes}, false) AS _dm_consent_{channel}")
         else:
             consent_sql.append(f"false AS _dm_consent_{channel}")
     handle = f"CAST(r.{quote_ident(present['dm_handle'])} AS VARCHAR)" if "dm_handle" in present else "NULL"

@@ -32,7 +32,7 @@ import duckdb
 from dmops import expressions, ledger, traits
 from dmops.campaign import Campaign, Cell, key_path
 from dmops.contacts import load_contacts
-from dmops.db import bound, connect, lock_down, quote_literal
+from dmops.db import bound, connect, lock_down, quote_ident, quote_literal
 from dmops.durable import publish, staging_path
 from dmops.errors import ConfigError, DataError, DmopsError, OutputError, UsageError
 from dmops.schedule import ZoneTime, occurrence_key, zone_time
@@ -454,13 +454,15 @@ def explain(
     checks.append(
         Check("1 invalid_address", "pass" if r["address_ok"] else "EXCLUDED", f"{config.channel} address: {shown}")
     )
-    consent_column = ws.config.consent.get(config.channel)
+    consent_column = ws.config.consent_column(config.channel)
     if not marketing:
         checks.append(Check("2 no_consent", "skipped", "transactional campaigns need no consent"))
     elif consent_column is None:
         checks.append(Check("2 no_consent", "pass", f"no consent column configured for {config.channel}"))
     else:
-        raw = _one(con, f'SELECT CAST("{consent_column}" AS VARCHAR) FROM contacts WHERE contact_id = $id', p)
+        raw = _one(
+            con, f"SELECT CAST({quote_ident(consent_column)} AS VARCHAR) FROM contacts WHERE contact_id = $id", p
+        )
         value = repr(raw[0]) if raw and raw[0] is not None else "(blank)"
         checks.append(Check("2 no_consent", "pass" if r["consent"] else "EXCLUDED", f"{consent_column} = {value}"))
     matches = con.execute(

@@ -36,6 +36,8 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> KeyPath:
     path: list[str | int] = []
     current = data
     for part in loc:
+        if isinstance(part, str) and part.startswith("<"):
+            continue  # a union's tag (see tagged()), not a key of the data
         if isinstance(current, dict) and isinstance(part, str):
             path.append(part)
             if part not in current:
@@ -154,3 +156,8 @@ class _Hinted(ValueError):
 def hinted(message: str, hint: str | None = None) -> ValueError:
     """A ValueError for a validator that carries a hint into the ConfigError."""
     return _Hinted(message, hint)
+
+
+def by_shape(value: Any) -> str:
+    """The tag of a value for a text-or-mapping union: errors then come from the one branch that applies."""
+    return "<mapping>" if isinstance(value, dict) else "<text>"

@@ -6,13 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import phonenumbers
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from dmops.errors import ConfigError, DmopsError, MissingInputError, ProblemsFound
-from dmops.schema import Strict, hinted, validate_doc
+from dmops.schema import Strict, by_shape, hinted, validate_doc
 from dmops.timeutil import parse_clock, parse_duration, timezone_problem
 from dmops.yamlio import YamlDoc, dotted, load_yaml
 
@@ -100,6 +100,16 @@ class LintConfig(Strict):
     max_sms_segments: int = Field(default=3, ge=1)
 
 
+DEFAULT_TRUE_VALUES = ("true", "t", "1", "yes", "y")  # what a consent value means as yes, unless true_values say
+
+
+class Consent(Strict):
+    """A consent column with its own yes-values (``{column: Accepts Email Marketing, true_values: [yes, 是]}``)."""
+
+    column: str
+    true_values: list[str] = Field(min_length=1)
+
+
 class WorkspaceConfig(Strict):
     """The schema of ``dmops.yaml``."""
 
@@ -107,7 +117,10 @@ class WorkspaceConfig(Strict):
     timezone: str
     contacts: str
     suppressions: list[str] = []
-    consent: dict[Channel, str] = {}
+    consent: dict[
+        Channel,
+        Annotated[Annotated[str, Tag("<text>")] | Annotated[Consent, Tag("<mapping>")], Discriminator(by_shape)],
+    ] = {}
     caps: list[Cap] = []
     quiet_hours: QuietHours | None = None
     state_dir: str = ".dmops"
@@ -116,6 +129,18 @@ class WorkspaceConfig(Strict):
     phone_region: str | None = None
     lifecycle: Lifecycle = Lifecycle()
     lint: LintConfig = LintConfig()
+
+    def consent_column(self, channel: str) -> str | None:
+        """The contacts column holding ``channel``'s consent, or None when none is configured."""
+        source = self.consent.get(channel)  # type: ignore[call-overload]
+        return source.column if isinstance(source, Consent) else source
+
+    def consent_true_values(self, channel: str) -> tuple[str, ...]:
+        """The values (compared trimmed and case-folded) that mean yes for ``channel``."""
+        source = self.consent.get(channel)  # type: ignore[call-overload]
+        if isinstance(source, Consent):
+            return tuple(v.strip().casefold() for v in source.true_values)
+        return DEFAULT_TRUE_VALUES
 
     @field_validator("timezone")
     @classmethod

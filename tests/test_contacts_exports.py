@@ -71,3 +71,36 @@ def test_lines_are_the_files_own_after_blank_lines_and_quoted_breaks(tmp_path: P
     code, output = run(root, "validate")
     assert code == 65
     assert f"contacts.csv:{lines[-1]}, key 'contact_id': duplicate contact_id 'c*' (lines {lines})" in output
+
+
+CONSENT_WS = (
+    "version: 1\ntimezone: Asia/Shanghai\ncontacts: contacts.csv\n"
+    'consent:\n  email: {column: "Accepts Email Marketing", true_values: ["yes", 是, subscribed]}\n'
+)
+CONSENT_CONTACTS = (
+    "contact_id,email,Accepts Email Marketing,tier\n"
+    "c1,a@example.com,是,gold\nc2,b@example.com, Subscribed ,gold\nc3,c@example.com,否,gold\n"
+    "c4,d@example.com,true,gold\nc5,e@example.com,YES,gold\n"
+)
+
+
+def test_consent_with_its_own_true_values(tmp_path: Path) -> None:
+    """A consent column holding 是/否 or subscribed read as no consent for everyone, silently."""
+    campaign = EMAIL.replace("holdout: 0.2\n", "")
+    root = write(
+        tmp_path / "ws", {"dmops.yaml": CONSENT_WS, "contacts.csv": CONSENT_CONTACTS, "campaigns/promo.yaml": campaign}
+    )
+    code, output = run(root, "plan", "promo", "--at", "2026-11-30T12:00", "--out", str(root / "plan.csv"))
+    assert code == 0, output
+    decisions = dict(line.split(",")[:2] for line in (root / "plan.csv").read_text(encoding="utf-8").splitlines()[1:])
+    assert decisions == {"c1": "send", "c2": "send", "c3": "excluded", "c4": "excluded", "c5": "send"}
+    code, output = run(root, "plan", "promo", "--at", "2026-11-30T12:00", "--explain", "c3")
+    assert code == 0 and "Accepts Email Marketing = '否'" in output
+
+
+def test_true_values_cannot_be_empty(tmp_path: Path) -> None:
+    ws = CONSENT_WS.replace('true_values: ["yes", 是, subscribed]', "true_values: []")
+    root = write(tmp_path / "ws", {"dmops.yaml": ws, "contacts.csv": CONSENT_CONTACTS, "campaigns/promo.yaml": EMAIL})
+    code, output = run(root, "validate")
+    assert code == 78
+    assert "dmops.yaml:5, key 'consent.email.true_values'" in output
