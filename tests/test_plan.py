@@ -415,6 +415,26 @@ def test_hash_split_matches_an_independent_computation(tmp_path: Path) -> None:
     assert 300 < summary.excluded["holdout"] < 500 and 300 < summary.variants["a"] < 500
 
 
+def test_a_variant_without_a_weight_weighs_one(tmp_path: Path) -> None:
+    """Weights may be given for some variants only: the others weigh 1 (a: 3, b: none -> 3:1)."""
+    contacts = "contact_id,email,email_opt_in\n" + "".join(f"{i:05d},u{i}@example.com,yes\n" for i in range(2000))
+    campaign = CAMPAIGN.replace("audience: {where: \"tier = 'gold'\"}\n", "").replace(
+        '  - {id: a, subject: "Hi", text: "Hello"}',
+        '  - {id: a, weight: 3, subject: "Hi", text: "Hello"}\n  - {id: b, subject: "Hi", text: "Hello"}',
+    )
+    root = write(
+        tmp_path,
+        {
+            "dmops.yaml": WS.replace("suppressions: [optouts.csv]\n", ""),
+            "contacts.csv": contacts,
+            "campaigns/promo.yaml": campaign,
+        },
+    )
+    _, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    for contact, (_, variant, _) in rows.items():
+        assert variant == ("a" if independent_u("promo", contact) < 0.75 else "b"), contact
+
+
 def test_thresholds_are_exact_integers() -> None:
     space = 16**15
     t0, bounds = hash_thresholds(0.1, [1, 1])
