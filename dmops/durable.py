@@ -7,6 +7,7 @@ itself survives too.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -52,6 +53,29 @@ def staging_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+def _in_the_way(staging: Path) -> OutputError:
+    return OutputError("a file or link is in the way of the staging file", file=staging, hint="remove it and run again")
+
+
+def free_staging_path(path: Path) -> Path:
+    """:func:`staging_path`, refused (73) when something, a planted link included, is already there.
+
+    For a writer that creates the staging file itself by name (DuckDB's COPY), which would follow a link.
+    """
+    staging = staging_path(path)
+    if os.path.lexists(staging):
+        raise _in_the_way(staging)
+    return staging
+
+
+def _open_staging(staging: Path) -> int:
+    """A new staging file, created by this call (never an existing file, never through a link), owner-only."""
+    try:
+        return os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        raise _in_the_way(staging) from None
+
+
 def publish(staging: Path, final: Path) -> None:
     """Sync the finished ``staging`` file, rename it to ``final`` and sync the folder (OSError on failure).
 
@@ -69,12 +93,7 @@ def write_atomic(path: Path, text: str) -> None:
     replaces a link at ``path`` itself rather than writing where it points.
     """
     staging = staging_path(path)
-    try:
-        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        raise OutputError(
-            "a file or link is in the way of the staging file", file=staging, hint="remove it and run again"
-        ) from None
+    fd = _open_staging(staging)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -82,3 +101,27 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:  # an OSError, or Ctrl-C: no staging file is left behind either way
         staging.unlink(missing_ok=True)
         raise
+
+
+def write_new(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Create ``path`` holding ``data``, whole or not at all, never replacing a file already there.
+
+    The data is written aside and hard-linked into place, so a reader never sees part of it and a file
+    another process created meanwhile wins (FileExistsError). ``sync``: the file and its folder are
+    synced too, so the new file survives a power loss.
+    """
+    staging = staging_path(path)
+    try:
+        with os.fdopen(_open_staging(staging), "wb") as handle:
+            handle.write(data)
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        try:
+            os.link(staging, path)
+        except FileExistsError:  # name the file that is there, not the staging file
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        if sync:
+            fsync_dir(path.parent)
+    finally:
+        staging.unlink(missing_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -11,7 +10,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-from dmops.durable import staging_path
+from dmops.durable import write_new
 from dmops.errors import OutputError
 from dmops.outbox import complete_runs, read_run
 from dmops.render import clean_header
@@ -43,17 +42,6 @@ def runs_of(outbox_dir: Path, campaign_id: str | None) -> Iterator[Path]:
                 yield from complete_runs(occurrence)
 
 
-def _write_new(path: Path, data: bytes) -> None:
-    """Create ``path`` whole (written aside, then linked into place) or not at all; FileExistsError if present."""
-    staging = staging_path(path)
-    try:
-        with staging.open("xb") as handle:
-            handle.write(data)
-        os.link(staging, path)
-    finally:
-        staging.unlink(missing_ok=True)
-
-
 def export_eml(outbox_dir: Path, target: Path, campaign_id: str | None = None) -> int:
     """Write ``<message_id>.eml`` for every email in the outbox; refuses to overwrite. How many."""
     written = 0
@@ -63,7 +51,7 @@ def export_eml(outbox_dir: Path, target: Path, campaign_id: str | None = None) -
             for message in read_run(run):
                 if message["channel"] != "email":
                     continue
-                _write_new(target / f"{message['message_id']}.eml", bytes(to_email(message)))
+                write_new(target / f"{message['message_id']}.eml", bytes(to_email(message)), sync=False)
                 written += 1
     except FileExistsError as exc:
         raise OutputError(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dmops.campaign import Campaign
-from dmops.durable import fsync_dir, staging_path
+from dmops.durable import write_new
 from dmops.errors import ConfigError, IOFailure
 from dmops.outbox import message_id
 from dmops.pii import mask_id
@@ -47,24 +47,15 @@ def load_secret(ws: Workspace, *, create: bool) -> bytes:
     if not create:
         return secrets.token_bytes(SECRET_BYTES)  # a dry run: tokens that are never persisted
     key = secrets.token_bytes(SECRET_BYTES)
-    staging = staging_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(staging, path)  # never replaces a key another process created meanwhile
-        fsync_dir(path.parent)
+        write_new(path, key)  # never replaces a key another process created meanwhile
     except FileExistsError:
         existing = _read_secret(path)
         assert existing is not None
         return existing
     except OSError as exc:
         raise IOFailure(f"cannot create the token secret: {exc.strerror}", file=path) from None
-    finally:
-        staging.unlink(missing_ok=True)
     return key
 
 

@@ -18,7 +18,6 @@ floating-point rounding can move a contact between slices.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +32,7 @@ from dmops import expressions, ledger, traits
 from dmops.campaign import Campaign, Cell, key_path
 from dmops.contacts import load_contacts
 from dmops.db import bound, connect, lock_down, quote_ident, quote_literal
-from dmops.durable import publish, staging_path
+from dmops.durable import free_staging_path, publish, staging_path
 from dmops.errors import ConfigError, DataError, DmopsError, OutputError, UsageError
 from dmops.schedule import ZoneTime, occurrence_key, zone_time
 from dmops.sql import query
@@ -368,9 +367,7 @@ def check_out_path(path: Path) -> None:
 
 def write_out(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Write one row per audience contact to ``path`` (CSV or Parquet), atomically."""
-    staging = staging_path(path)
-    if os.path.lexists(staging):  # DuckDB would write through a link planted there
-        raise OutputError("a file or link is in the way of the staging file", file=staging, hint="remove it")
+    staging = free_staging_path(path)  # DuckDB creates it by name: it would follow a planted link
     parquet = path.suffix.lower() == ".parquet"
     options = "FORMAT parquet, COMPRESSION zstd" if parquet else "FORMAT csv, HEADER true"
     try:

@@ -430,7 +430,11 @@ def test_exported_eml_parses_with_one_click_headers(cli, root: Path, tmp_path: P
     assert parsed["Message-ID"].startswith("<") and parsed["From"] == "Shop <news@shop.example.com>"
     assert parsed.get_body(("plain",)).get_content().startswith("Hello Name")
     assert parsed.get_body(("html",)).get_content().startswith("<p>Hello Name")
-    assert cli("-w", root, "outbox", "export", "--eml", tmp_path / "eml").exit_code == 73  # never overwrites
+    again = cli("-w", root, "outbox", "export", "--eml", tmp_path / "eml")
+    assert again.exit_code == 73  # never overwrites
+    named = again.stderr.removeprefix("error: ").split(": an .eml file already exists (export into an empty folder)")
+    assert len(named) == 2 and Path(named[0]) in files  # the .eml that is in the way, not a staging file
+    assert sorted((tmp_path / "eml").iterdir()) == files  # no staging file left behind
 
 
 RFC8058 = json.loads((REFERENCE / "list_unsubscribe_rfc8058.json").read_text())
