@@ -93,11 +93,12 @@ def _trim_ids(con: duckdb.DuckDBPyConnection, names: list[str]) -> None:
     con.execute(f"UPDATE _dm_raw SET {quote_ident(column)} = trim({value}) WHERE {value} <> trim({value})")
 
 
-def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str], text_columns: set[str]) -> dict[str, str]:
-    """The narrowest type each non-text column's values all fit."""
+def _infer_types(
+    con: duckdb.DuckDBPyConnection, names: list[str], text_columns: set[str], raw_types: dict[str, str]
+) -> dict[str, str]:
+    """The narrowest type each non-text column's values all fit (``raw_types``: the columns as read)."""
     types = {name: "VARCHAR" for name in names}
     candidates = [n for n in names if n.lower() not in text_columns]
-    raw_types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE _dm_raw)").fetchall())
     probes: list[str] = []
     for name in candidates:
         if raw_types.get(name) != "VARCHAR":
@@ -144,10 +145,9 @@ def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str], text_columns:
     return types
 
 
-def _check_nul(con: duckdb.DuckDBPyConnection, path: Path, names: list[str]) -> None:
+def _check_nul(con: duckdb.DuckDBPyConnection, path: Path, raw_types: dict[str, str]) -> None:
     """A NUL byte in a value would reach messages and headers: refused, naming line and column (not the value)."""
-    raw_types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE _dm_raw)").fetchall())
-    text = [n for n in names if raw_types.get(n) == "VARCHAR"]
+    text = [n for n, kind in raw_types.items() if kind == "VARCHAR"]  # _dm_line is a BIGINT
     if not text:
         return
     columns = ", ".join(quote_ident(n) for n in text)
@@ -168,8 +168,7 @@ def _check_nul(con: duckdb.DuckDBPyConnection, path: Path, names: list[str]) -> 
         for name, value in zip(text, row[1:], strict=True)
         if value is not None and "\x00" in value
     ]
-    if problems:
-        raise_all(problems)
+    raise_all(problems)
 
 
 def _check_ids(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -231,14 +230,14 @@ def load_contacts(
     _check_columns(names, path)
     _trim_ids(con, names)
     _check_ids(con, path)
-    _check_nul(con, path, names)
+    raw_types: dict[str, str] = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE _dm_raw)").fetchall())
+    _check_nul(con, path, raw_types)
     _check_consent(ws, names)
     text_columns = {c.lower() for c in (*TEXT_COLUMNS, *consent)}
     if mentioned is not None:
         texts = [t.lower() for t in mentioned]
         names = [n for n in names if n.lower() in text_columns or any(n.lower() in t for t in texts)]
-    types = _infer_types(con, names, text_columns)
-    raw_types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE _dm_raw)").fetchall())
+    types = _infer_types(con, names, text_columns, raw_types)
 
     def cast(name: str) -> str:
         column = "r." + quote_ident(name)
