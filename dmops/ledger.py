@@ -125,9 +125,10 @@ def attach(con: duckdb.DuckDBPyConnection, ws: Workspace, *, writable: bool = Fa
     created on disk. Returns whether a ledger file was found.
     """
     path = ledger_path(ws)
-    refuse_links(path, ws.root)
     if writable:
-        open_for_writing(ws).close()  # create it with its schema
+        open_for_writing(ws).close()  # create it with its schema (refusing a link there)
+    else:
+        refuse_links(path, ws.root)
     found = path.is_file()
     if found:
         try:

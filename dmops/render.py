@@ -93,7 +93,7 @@ def _check_call(name: str, target: Any, args: tuple[Any, ...], kwargs: dict[str,
         count = target.count(args[0]) if args[0] else len(target) + 1
         if len(target) + count * max(0, len(args[1]) - len(args[0])) > MAX_OUTPUT:
             raise _too_long()
-    elif name in ("format", "format_map") or name == "%":
+    elif name == "format":  # the format filter: "%999999999d"|format(1); str.format is wrapped in wrap_str_format
         _check_format(target)
 
 

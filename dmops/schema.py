@@ -37,7 +37,7 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> KeyPath:
     current = data
     for part in loc:
         if isinstance(part, str) and part.startswith("<"):
-            continue  # a union's tag (see tagged()), not a key of the data
+            continue  # a union's tag (see by_shape()), not a key of the data
         if isinstance(current, dict) and isinstance(part, str):
             path.append(part)
             if part not in current:

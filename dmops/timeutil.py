@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo, available_timezones
 
 _DURATION = re.compile(r"^([1-9][0-9]*)([smhdw])\Z")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86_400, "weeks": 604_800}
 MAX_DURATION = timedelta(days=3660)  # ten years: longer than any cap, window or lifecycle span
 _CLOCK = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])\Z")
 
@@ -77,7 +76,7 @@ def parse_duration(text: str) -> timedelta:
     if not match:
         raise ValueError(f"'{text}' is not a duration; write a whole number and a unit: 30m, 12h, 7d, 2w")
     amount, unit = int(match.group(1)), _UNITS[match.group(2)]
-    if amount * _SECONDS[unit] > MAX_DURATION.total_seconds():
+    if amount * timedelta(**{unit: 1}).total_seconds() > MAX_DURATION.total_seconds():  # before timedelta overflows
         raise ValueError(f"'{text}' is longer than {MAX_DURATION.days} days; no dmops window is")
     return timedelta(**{unit: amount})
 

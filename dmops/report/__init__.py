@@ -10,5 +10,6 @@
 ``formats``    the reports as a terminal table, Markdown and a self-contained HTML page
 =============  ==============================================================================
 
-The modules return plain data; :mod:`dmops.cli` chooses the format and where it goes.
+The modules return plain data; ``run`` picks the report and formats it, and :mod:`dmops.cli` prints
+it or writes it to ``--out``.
 """
