@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dmops.errors import DmopsError
-from dmops.plan import hash_thresholds
+from dmops.plan import PlanSummary, hash_thresholds
 from dmops.schedule import in_quiet_hours
 from dmops.workspace import QuietHours
 from tests.planning import independent_u, message, plan, seed, write
@@ -390,14 +391,14 @@ def test_occurrence_keys(root: Path, recurrence: str, at: str, key: str) -> None
 # --- assignment ----------------------------------------------------------------------------------------------
 
 
-def test_hash_split_matches_an_independent_computation(tmp_path: Path) -> None:
+def _split(tmp_path: Path, variants: str, extra: str = "") -> tuple[PlanSummary, dict[str, tuple[Any, ...]]]:
+    """Plan the campaign with ``variants`` (YAML list items) over 2,000 consenting contacts, no audience filter."""
     contacts = "contact_id,email,email_opt_in\n" + "".join(f"{i:05d},u{i}@example.com,yes\n" for i in range(2000))
     campaign = (
         CAMPAIGN.replace("audience: {where: \"tier = 'gold'\"}\n", "").replace(
-            '  - {id: a, subject: "Hi", text: "Hello"}',
-            '  - {id: a, weight: 1, subject: "Hi", text: "Hello"}\n  - {id: b, weight: 3, subject: "Hi", text: "Hello"}',
+            '  - {id: a, subject: "Hi", text: "Hello"}', variants
         )
-        + "holdout: 0.2\n"
+        + extra
     )
     root = write(
         tmp_path,
@@ -407,7 +408,15 @@ def test_hash_split_matches_an_independent_computation(tmp_path: Path) -> None:
             "campaigns/promo.yaml": campaign,
         },
     )
-    summary, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+    return plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
+
+
+def test_hash_split_matches_an_independent_computation(tmp_path: Path) -> None:
+    summary, rows = _split(
+        tmp_path,
+        '  - {id: a, weight: 1, subject: "Hi", text: "Hello"}\n  - {id: b, weight: 3, subject: "Hi", text: "Hello"}',
+        "holdout: 0.2\n",
+    )
     for contact, (reason, variant, _) in rows.items():
         u = independent_u("promo", contact)
         expected = "holdout" if u < 0.2 else ("a" if u < 0.2 + 0.8 * 0.25 else "b")
@@ -417,20 +426,9 @@ def test_hash_split_matches_an_independent_computation(tmp_path: Path) -> None:
 
 def test_a_variant_without_a_weight_weighs_one(tmp_path: Path) -> None:
     """Weights may be given for some variants only: the others weigh 1 (a: 3, b: none -> 3:1)."""
-    contacts = "contact_id,email,email_opt_in\n" + "".join(f"{i:05d},u{i}@example.com,yes\n" for i in range(2000))
-    campaign = CAMPAIGN.replace("audience: {where: \"tier = 'gold'\"}\n", "").replace(
-        '  - {id: a, subject: "Hi", text: "Hello"}',
-        '  - {id: a, weight: 3, subject: "Hi", text: "Hello"}\n  - {id: b, subject: "Hi", text: "Hello"}',
+    _, rows = _split(
+        tmp_path, '  - {id: a, weight: 3, subject: "Hi", text: "Hello"}\n  - {id: b, subject: "Hi", text: "Hello"}'
     )
-    root = write(
-        tmp_path,
-        {
-            "dmops.yaml": WS.replace("suppressions: [optouts.csv]\n", ""),
-            "contacts.csv": contacts,
-            "campaigns/promo.yaml": campaign,
-        },
-    )
-    _, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
     for contact, (_, variant, _) in rows.items():
         assert variant == ("a" if independent_u("promo", contact) < 0.75 else "b"), contact
 
