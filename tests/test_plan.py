@@ -269,6 +269,43 @@ def test_explicit_offset_is_that_instant(root: Path) -> None:
     assert _send_at(root, "2026-12-01T10:00:00+08:00") == "2026-12-01T02:00:00Z"
 
 
+def test_the_machine_zone_changes_no_time(root: Path, monkeypatch) -> None:
+    # Offsets written in send_at and --at are instants; the zone of the machine running dmops reads nothing.
+    import time as clock
+
+    from tests.planning import run_cli
+
+    contacts = "contact_id,email,timezone,email_opt_in\nc01,one@example.com,Europe/Berlin,yes\n"
+    campaign = CAMPAIGN.replace('send_at: "2026-12-01 10:00"', 'send_at: "2026-12-01T10:00:00+08:00"')
+    campaign = campaign.replace("audience: {where: \"tier = 'gold'\"}\n", "")
+    write(root, {"dmops.yaml": NY_WS, "contacts.csv": contacts, "campaigns/promo.yaml": campaign})
+    outputs = []
+    for machine in ("UTC", "Pacific/Kiritimati"):  # UTC+14: a local clock anywhere would show
+        monkeypatch.setenv("TZ", machine)
+        clock.tzset()
+        try:
+            code, out = run_cli(root, "plan", "promo", "--at", "2026-11-30T20:00:00.250+08:00")
+        finally:
+            monkeypatch.undo()
+            clock.tzset()
+        assert code == 0, out
+        outputs.append(out)
+    assert outputs[0] == outputs[1]
+    assert "occurrence once, at 2026-11-30T12:00:00Z" in outputs[0]
+    assert "send times (UTC): 2026-12-01T02:00:00Z … 2026-12-01T02:00:00Z" in outputs[0]
+
+
+def test_the_plan_shows_the_first_and_the_last_send_time(root: Path) -> None:
+    from tests.planning import run_cli
+
+    contacts = "contact_id,email,timezone,email_opt_in\nb,b@example.com,Europe/Berlin,yes\nn,n@example.com,,yes\n"
+    campaign = CAMPAIGN.replace("audience: {where: \"tier = 'gold'\"}\n", "") + "local_time: true\n"
+    write(root, {"dmops.yaml": NY_WS, "contacts.csv": contacts, "campaigns/promo.yaml": campaign})
+    code, out = run_cli(root, "plan", "promo", "--at", "2026-11-30T12:00Z")
+    assert code == 0, out
+    assert "send times (UTC): 2026-12-01T09:00:00Z … 2026-12-01T15:00:00Z" in out  # 10:00 Berlin, 10:00 New York
+
+
 def test_local_time_reads_send_at_in_each_recipients_zone(root: Path) -> None:
     assert _send_at(root, "2026-12-01 10:00", contact_tz="Europe/Berlin") == "2026-12-01T09:00:00Z"
     assert _send_at(root, "2026-12-01 10:00", contact_tz="Europe/Berlin", local=False) == "2026-12-01T15:00:00Z"
@@ -602,3 +639,19 @@ def test_a_suppression_file_outside_the_workspace_is_refused(root: Path, tmp_pat
     write(root, {"dmops.yaml": WS.replace("suppressions: [optouts.csv]", f"suppressions: ['{elsewhere}']")})
     result = cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00")
     assert result.exit_code == 78 and "dmops.yaml:4, key 'suppressions[0]'" in result.stderr
+
+
+def test_an_expression_that_fails_on_the_data_names_its_file_line_and_key(root: Path) -> None:
+    from tests.planning import run_cli
+
+    contacts = "contact_id,email,email_opt_in,tier\nc01,a@example.com,yes,7\nc02,b@example.com,yes,gold\n"
+    campaign = CAMPAIGN.replace(
+        "audience: {where: \"tier = 'gold'\"}", 'audience:\n  where: "CAST(tier AS INTEGER) > 1"'
+    )
+    write(root, {"contacts.csv": contacts, "campaigns/promo.yaml": campaign})
+    code, out = run_cli(root, "plan", "promo", "--at", "2026-11-30T12:00")
+    assert code == 65
+    assert out.strip() == (
+        "error: campaigns/promo.yaml:7, key 'audience.where': the expression failed on the contact data"
+        " (ConversionException) (a column holds values the expression cannot compare; cast it or fix the data)"
+    )

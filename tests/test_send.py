@@ -14,8 +14,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from dmops import ledger
+from dmops.errors import IOFailure
 from dmops.message import list_unsubscribe_uris, one_click_headers, tokens_match, unsubscribe_token
 from dmops.outbox import MANIFEST, MESSAGES, message_id
+from dmops.workspace import load_workspace
 from tests.conftest import BASIC_WORKSPACE, REFERENCE
 from tests.planning import write
 
@@ -634,3 +637,73 @@ def test_only_run_folders_are_runs(cli, root: Path, tmp_path: Path) -> None:
     result = cli("-w", root, "outbox", "export", "--eml", tmp_path / "eml")
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "eml").iterdir())) == len(ledger_rows(root)) > 0
+
+
+# --- opening the ledger ---------------------------------------------------------------------------------------
+
+EVENTS = "event,ts,message_id\n"  # a header only: the ledger is opened before any row is read
+
+
+def test_events_import_says_the_ledger_is_in_use_and_names_it(cli, root: Path) -> None:
+    assert cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00", "--limit", "1").exit_code == 0
+    (root / "ev.csv").write_text(EVENTS, encoding="utf-8")
+    holder = _holder(HOLD_LEDGER, root / ".dmops" / "ledger.duckdb")
+    try:
+        result = cli("-w", root, "events", "import", "ev.csv")
+    finally:
+        holder.communicate("")
+    assert result.exit_code == 75
+    assert "error: .dmops/ledger.duckdb: the ledger is in use by another dmops process" in result.output
+
+
+def test_a_ledger_that_is_not_a_database_is_an_io_error_naming_it(cli, root: Path) -> None:
+    (root / ".dmops").mkdir()
+    (root / ".dmops" / "ledger.duckdb").write_bytes(b"not a database " * 400)
+    result = cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00")
+    assert result.exit_code == 74
+    assert "error: .dmops/ledger.duckdb: cannot open the ledger (IOException)" in result.output
+    assert not (root / "outbox").exists()
+
+
+def test_a_state_folder_that_cannot_be_made_is_named(cli, root: Path) -> None:
+    (root / "dmops.yaml").write_text(WS + "state_dir: blocked/state\n", encoding="utf-8")
+    (root / "blocked").write_text("a file where the state folder's parent should be\n", encoding="utf-8")
+    result = cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00")
+    assert result.exit_code == 73
+    assert "blocked/state" in result.output and "Not a directory" in result.output
+    # the ledger, opened on its own (as the seeding API does), says the same as an I/O error
+    with pytest.raises(IOFailure) as caught:
+        ledger.open_for_writing(load_workspace(root))
+    assert caught.value.message == "cannot create the state folder: Not a directory"
+    assert caught.value.location.file == root / "blocked" / "state"
+
+
+def test_the_ledger_makes_missing_parent_folders(root: Path) -> None:
+    (root / "dmops.yaml").write_text(WS + "state_dir: var/lib/dmops\n", encoding="utf-8")
+    ledger.open_for_writing(load_workspace(root)).close()
+    assert (root / "var" / "lib" / "dmops" / "ledger.duckdb").is_file()
+
+
+def test_a_nested_state_folder_is_created_and_records_the_schema_version(cli, root: Path) -> None:
+    (root / "dmops.yaml").write_text(WS + "state_dir: var/lib/dmops\n", encoding="utf-8")
+    assert cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00").exit_code == 0
+    con = duckdb.connect(str(root / "var" / "lib" / "dmops" / "ledger.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT * FROM meta").fetchall() == [("schema_version", "1")]
+        assert con.execute("SELECT count(*) FROM entries WHERE kind = 'message'").fetchall()[0][0] > 0
+    finally:
+        con.close()
+
+
+def test_at_is_truncated_to_whole_seconds_in_what_is_recorded(cli, root: Path) -> None:
+    # SPEC §5: --at is truncated to whole seconds; with no send_at, the run's instant is the send time.
+    from datetime import datetime
+
+    (root / "campaigns/promo.yaml").write_text(EMAIL.replace('send_at: "2026-12-01 10:00"\n', ""), encoding="utf-8")
+    assert cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00:00.999999Z").exit_code == 0
+    con = duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True)
+    try:
+        planned = {row[0] for row in con.execute("SELECT DISTINCT planned_at FROM entries").fetchall()}
+    finally:
+        con.close()
+    assert planned == {datetime(2026, 11, 30, 12, 0, 0)}

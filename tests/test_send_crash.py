@@ -275,3 +275,60 @@ def test_an_outbox_that_cannot_be_written_or_finished_names_the_file(tmp_path: P
         writer.finish({})
     assert caught.value.message == "cannot finish the outbox run: Directory not empty"
     assert caught.value.location.file == folder / f".{writer.name}.tmp"
+
+
+def test_an_outbox_folder_that_cannot_be_made_names_it(tmp_path: Path) -> None:
+    from dmops.errors import OutputError
+    from dmops.outbox import RunWriter
+
+    (tmp_path / "outbox").write_text("a file where the outbox folder should be\n", encoding="utf-8")
+    folder = tmp_path / "outbox" / "promo" / "once"
+    with pytest.raises(OutputError) as caught:
+        RunWriter.start(folder, tmp_path)
+    assert caught.value.message == "cannot create the outbox folder: Not a directory"
+    assert caught.value.location.file == folder
+
+
+def test_blocks_reach_the_file_in_the_order_they_were_written(tmp_path: Path, monkeypatch) -> None:
+    # The first block is slow to write; the second must still land after it (one writer thread, in order).
+    import threading
+
+    from dmops.outbox import MESSAGES, RunWriter, read_run
+
+    original = RunWriter._append
+    second_written = threading.Event()
+
+    def append(self: RunWriter, lines: bytes) -> None:
+        if lines.startswith(b'{"n": 1}'):
+            second_written.wait(0.5)  # with a second thread, the next block would overtake this one
+            original(self, lines)
+        else:
+            original(self, lines)
+            second_written.set()
+
+    monkeypatch.setattr(RunWriter, "_append", append)
+    writer = RunWriter.start(tmp_path / "promo" / "once", tmp_path)
+    writer.write_lines(b'{"n": 1}\n', 1)
+    writer.write_lines(b'{"n": 2}\n', 1)
+    run = writer.finish({})
+    assert (run / MESSAGES).read_bytes() == b'{"n": 1}\n{"n": 2}\n'
+    assert [m["n"] for m in read_run(run)] == [1, 2]
+    assert not [t for t in threading.enumerate() if t.name.startswith("dmops-outbox")]  # the writer is gone
+
+
+def test_a_stray_file_with_a_hidden_run_name_neither_stops_a_send_nor_has_its_number_reused(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from dmops.campaign import load_campaign
+    from dmops.send import send
+    from dmops.workspace import load_workspace
+
+    root = write(tmp_path / "ws", {"dmops.yaml": WS, "contacts.csv": contacts(20), "campaigns/promo.yaml": EMAIL})
+    folder = root / "outbox" / "promo" / "once"
+    folder.mkdir(parents=True)
+    (folder / ".run-0007.tmp").write_text("not a folder\n", encoding="utf-8")
+    (folder / "README").write_text("the team's notes\n", encoding="utf-8")
+    ws = load_workspace(root)
+    send(ws, load_campaign(root / "campaigns/promo.yaml", ws), datetime(2026, 11, 30, 4, tzinfo=UTC))
+    assert sorted(p.name for p in folder.iterdir()) == [".run-0007.tmp", "README", "run-0008"]
+    assert len(outbox_messages(root)) == len(ledger_rows(root)) > 0
