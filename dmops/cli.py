@@ -177,6 +177,8 @@ def _print_report(report: ValidationReport, fmt: str) -> None:
             else {
                 "file": report.contacts.path.name,
                 "rows": report.contacts.rows,
+                "encoding": report.contacts.encoding,
+                "encoding_detected": report.contacts.detected,
                 "columns": report.contacts.columns,
                 "quality": report.quality,
             },
@@ -191,9 +193,11 @@ def _print_report(report: ValidationReport, fmt: str) -> None:
     for warning in report.warnings:
         out.print(f"[yellow]warning:[/yellow] {escape(warning.render(report.root))}")
     if report.contacts is not None:
-        out.print(
-            f"contacts: {report.contacts.rows:,} rows, {len(report.contacts.columns)} columns ({report.contacts.path.name})"
-        )
+        info = report.contacts
+        encoding = ""
+        if info.encoding is not None:
+            encoding = f", {info.encoding.upper()}" + (" detected" if info.detected else "")
+        out.print(f"contacts: {info.rows:,} rows, {len(info.columns)} columns ({escape(info.path.name)}{encoding})")
         counted = ", ".join(f"{name.replace('_', ' ')} {count:,}" for name, count in report.quality.items() if count)
         if counted:
             out.print(f"  not reachable or not consenting on some channel: {counted}")

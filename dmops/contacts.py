@@ -28,7 +28,7 @@ from dmops.addresses import email_table, phone_table
 from dmops.db import quote_ident, quote_list
 from dmops.errors import ConfigError, DataError, DmopsError
 from dmops.pii import mask_id
-from dmops.tabular import MAX_LISTED, raise_all, read_table, row_word
+from dmops.tabular import AUTO, MAX_LISTED, raise_all, read_source, row_word, sheet_names
 from dmops.timeutil import accepted_timezones
 from dmops.workspace import CHANNELS, DEFAULT_TRUE_VALUES, Workspace
 
@@ -41,46 +41,110 @@ CONSENT_TRUE = DEFAULT_TRUE_VALUES  # the default yes-values (a consent may name
 
 @dataclass(frozen=True)
 class ContactsInfo:
-    """What was loaded: row count and columns (name -> DuckDB type) in file order."""
+    """What was loaded: row count, columns (name -> DuckDB type) in file order, and the text encoding read."""
 
     path: Path
     rows: int
     columns: dict[str, str]
+    encoding: str | None = None  # None for Parquet and .xlsx
+    detected: bool = False  # whether the encoding was detected (encoding: auto) rather than given
+
+
+def _closest(name: str, names: Sequence[str]) -> str:
+    """A hint naming the headers closest to ``name``, or the first few when none is close."""
+    present = {n.lower(): n for n in names}
+    close = difflib.get_close_matches(name.lower(), list(present), n=3, cutoff=0.5)
+    if close:
+        return f"closest headers: {', '.join(present[c] for c in close)}"
+    return f"the file's columns start: {', '.join(names[:8])}"
+
+
+def _map_columns(con: duckdb.DuckDBPyConnection, ws: Workspace, names: list[str]) -> list[str]:
+    """Rename the file's mapped headers to their dmops names (``contacts.columns``); the names after."""
+    mapping = ws.config.contacts_source.columns
+    if not mapping:
+        return names
+    exact = {n: n for n in names}
+    folded = {n.strip().casefold(): n for n in names}
+    mapped_headers = {header.casefold() for header in mapping.values()}
+    problems: list[DmopsError] = []
+    renames: dict[str, str] = {}
+    for name, header in mapping.items():
+        line = ws.line_of("contacts", "columns", name)
+        key = f"contacts.columns.{name}"
+        found = exact.get(header) or folded.get(header.casefold())
+        if found is None:
+            problems.append(
+                ConfigError(
+                    f"'{header}' is not a column of {ws.contacts_path.name}",
+                    file=ws.file,
+                    line=line,
+                    key=key,
+                    hint=_closest(header, names),
+                )
+            )
+            continue
+        clash = folded.get(name.casefold())
+        if clash is not None and clash != found and clash.casefold() not in mapped_headers:
+            problems.append(
+                ConfigError(
+                    f"the file already has a column '{clash}', so '{header}' cannot also be {name}",
+                    file=ws.file,
+                    line=line,
+                    key=key,
+                    hint=f"map the one that holds the {name}, and rename or map the other",
+                )
+            )
+            continue
+        renames[found] = name
+    raise_all(problems)
+    # Two steps, so that swapping names (a -> b, b -> a) never meets a name still in use.
+    for position, header in enumerate(renames):
+        con.execute(f"ALTER TABLE _dm_raw RENAME COLUMN {quote_ident(header)} TO {quote_ident(f'_dm_map_{position}')}")
+    for position, name in enumerate(renames.values()):
+        con.execute(f"ALTER TABLE _dm_raw RENAME COLUMN {quote_ident(f'_dm_map_{position}')} TO {quote_ident(name)}")
+    return [renames.get(n, n) for n in names]
 
 
 def _check_columns(names: list[str], path: Path) -> None:
     problems: list[DmopsError] = [
-        DataError(f"column '{name}' is a name dmops reserves", file=path, line=1, hint="rename the column")
+        DataError(
+            f"column '{name}' is a name dmops reserves",
+            file=path,
+            line=1,
+            hint="rename it in dmops.yaml: contacts: {path: …, columns: {<new name>: <this header>}}",
+        )
         for name in names
         if name.lower() in BUILTIN_NAMES or name.lower().startswith("_dm")
     ]
     if "contact_id" not in {name.lower() for name in names}:
         problems.append(
-            DataError("no contact_id column", file=path, line=1, hint="the key column must be named contact_id")
+            DataError(
+                "no contact_id column",
+                file=path,
+                line=1,
+                hint="name the file's id column in dmops.yaml: contacts: {path: …, columns: {contact_id: <its header>}}"
+                " (`dmops contacts inspect FILE` suggests the mapping)",
+            )
         )
     raise_all(problems)
 
 
 def _check_consent(ws: Workspace, names: list[str]) -> None:
     """Every consent column dmops.yaml names must be a column of the file (a typo read as "no consent" for all)."""
-    present = {n.lower(): n for n in names}
+    present = {n.lower() for n in names}
     problems: list[DmopsError] = []
     for channel in ws.config.consent:
         column = ws.config.consent_column(channel) or ""
         if column.lower() in present:
             continue
-        close = difflib.get_close_matches(column.lower(), list(present), n=3, cutoff=0.5)
         problems.append(
             ConfigError(
                 f"consent column '{column}' is not a column of {ws.contacts_path.name}",
                 file=ws.file,
                 line=ws.line_of("consent", channel),
                 key=f"consent.{channel}",
-                hint=(
-                    f"closest headers: {', '.join(present[c] for c in close)}"
-                    if close
-                    else f"the file's columns start: {', '.join(names[:8])}"
-                ),
+                hint=_closest(column, names),
             )
         )
     raise_all(problems)
@@ -225,8 +289,11 @@ def load_contacts(
     the columns a campaign uses, not all of them. Every row is still checked whole.
     """
     path = ws.contacts_path
+    source = ws.config.contacts_source
     consent = tuple(ws.config.consent_column(channel) or "" for channel in ws.config.consent)
-    names = read_table(con, path, "_dm_raw", "contacts")
+    _check_sheet(ws)
+    loaded = read_source(con, path, "_dm_raw", "contacts", encoding=source.encoding, sheet=source.sheet)
+    names = _map_columns(con, ws, loaded.names)
     _check_columns(names, path)
     _trim_ids(con, names)
     _check_ids(con, path)
@@ -265,7 +332,28 @@ def load_contacts(
     channel_columns = ", ".join(f"_dm_{name} AS {name}" for name in CHANNEL_COLUMNS)
     con.execute(f"CREATE OR REPLACE TEMP VIEW contact_channels AS SELECT contact_id, {channel_columns} FROM contacts")
     rows = con.execute("SELECT count(*) FROM contacts").fetchone()
-    return ContactsInfo(path=path, rows=int(rows[0]) if rows else 0, columns=types)
+    return ContactsInfo(
+        path=path,
+        rows=int(rows[0]) if rows else 0,
+        columns=types,
+        encoding=loaded.encoding,
+        detected=source.encoding == AUTO and loaded.encoding is not None,
+    )
+
+
+def _check_sheet(ws: Workspace) -> None:
+    sheet = ws.config.contacts_source.sheet
+    if sheet is None or not ws.contacts_path.is_file():
+        return
+    sheets = sheet_names(ws.contacts_path)
+    if sheets and sheet not in sheets:
+        raise ConfigError(
+            f"{ws.contacts_path.name} has no sheet named '{sheet}'",
+            file=ws.file,
+            line=ws.line_of("contacts", "sheet"),
+            key="contacts.sheet",
+            hint=f"its sheets: {', '.join(sheets)}",
+        )
 
 
 def _channel_sql(con: duckdb.DuckDBPyConnection, ws: Workspace, present: dict[str, str]) -> str:

@@ -1,16 +1,28 @@
-"""Strict reading of CSV and Parquet files into DuckDB tables, and the one rule for CSV cells dmops writes.
+"""Strict reading of CSV, Parquet and Excel files into DuckDB tables, and the one rule for CSV cells dmops writes.
 
-Every row is kept or the read fails: ragged rows, bytes that are not UTF-8 and
-unnamed or repeated columns are errors naming the file and line (CSV) or row
-(Parquet). Errors never quote a row, which may hold personal data. Each table
-gets a ``_dm_line`` column: the line (CSV, header = line 1) or row number
-(Parquet, first row = 1) every record came from.
+Every row is kept or the read fails: ragged rows, bytes that do not decode and
+unnamed or repeated columns are errors naming the file and line (CSV), row
+(Parquet, first row = 1) or sheet row (.xlsx, header = row 1). Errors never
+quote a row, which may hold personal data. Each table gets a ``_dm_line``
+column: where every record came from.
+
+DuckDB reads UTF-8 CSV with one kind of line ending itself. A CSV in another
+encoding (GB18030 as Excel saves it on Chinese Windows, UTF-16) or with mixed
+line endings is first rewritten, line for line, as UTF-8 with LF into a private
+temporary folder, and DuckDB reads that copy; an .xlsx sheet is written there
+as CSV the same way. Messages still name the user's file and its own lines.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 import duckdb
@@ -53,18 +65,25 @@ def raise_all(problems: list[DmopsError]) -> None:
 
 def row_word(path: Path) -> str:
     """How records of ``path`` are numbered in messages."""
-    return "row" if path.suffix.lower() == ".parquet" else "line"
+    return "row" if path.suffix.lower() in (".parquet", ".xlsx") else "line"
 
 
-def _header(path: Path, what: str) -> tuple[list[str], str]:
-    """The CSV header's column names and delimiter."""
+def _opened(path: Path, what: str) -> None:
+    """MissingInputError naming ``path`` when it cannot be read."""
     try:
-        with path.open("rb") as handle:
-            first = handle.readline(1 << 20)
+        with path.open("rb"):
+            pass
     except FileNotFoundError:
         raise MissingInputError(f"{what} file not found", file=path) from None
     except OSError as exc:
         raise MissingInputError(f"cannot read {what} file: {exc.strerror}", file=path) from None
+
+
+def _header(path: Path, what: str) -> tuple[list[str], str]:
+    """The CSV header's column names and delimiter."""
+    _opened(path, what)
+    with path.open("rb") as handle:
+        first = handle.readline(1 << 20)
     try:
         text = first.decode("utf-8-sig").rstrip("\r\n")
     except UnicodeDecodeError:
@@ -103,8 +122,12 @@ def _check_names(names: list[str], path: Path) -> None:
     raise_all(problems)
 
 
-def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, table: str, what: str) -> list[str]:
-    names, delimiter = _header(path, what)
+def _read_csv(
+    con: duckdb.DuckDBPyConnection, path: Path, table: str, what: str, *, shown: Path | None = None
+) -> list[str]:
+    """Read the UTF-8, one-line-ending CSV ``path``; messages name ``shown`` (the user's file) when given."""
+    source, path = path, shown or path
+    names, delimiter = _header(source, what)
     _check_names(names, path)
     columns = {name: "VARCHAR" for name in names}
     con.execute("DROP TABLE IF EXISTS _dm_rejects; DROP TABLE IF EXISTS _dm_reject_scans")
@@ -117,7 +140,7 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, table: str, what: str)
                           columns = $columns, strict_mode = true, encoding = 'utf-8',
                           store_rejects = true, rejects_table = '_dm_rejects', rejects_scan = '_dm_reject_scans')
             """,
-            {"path": str(path), "delim": delimiter, "columns": columns},
+            {"path": str(source), "delim": delimiter, "columns": columns},
         )
     except duckdb.Error as exc:  # the message may quote a row: do not show it
         raise DataError(
@@ -141,7 +164,7 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, table: str, what: str)
     if len(rejects) > MAX_LISTED:
         problems.append(DataError(f"and {len(rejects) - MAX_LISTED} more bad rows", file=path))
     raise_all(problems)
-    _fix_lines(con, path, table, delimiter)
+    _fix_lines(con, source, table, delimiter)
     return names
 
 
@@ -151,6 +174,206 @@ def _newlines(path: Path) -> int:
         while chunk := handle.read(1 << 24):
             count += chunk.count(b"\n")
     return count
+
+
+def _mixed_endings(path: Path) -> bool:
+    """Whether the file's line endings are not all LF or all CRLF (a lone CR, or both kinds)."""
+    lf = cr = crlf = 0
+    ends_in_cr = False
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 24):
+            chunk_cr = chunk.count(b"\r")
+            if chunk_cr or ends_in_cr:
+                crlf += chunk.count(b"\r\n") + (1 if ends_in_cr and chunk.startswith(b"\n") else 0)
+                cr += chunk_cr
+            lf += chunk.count(b"\n")
+            ends_in_cr = chunk.endswith(b"\r")
+    return cr > 0 and not cr == crlf == lf
+
+
+AUTO = "auto"
+_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def detect_encoding(path: Path) -> str:
+    """``utf-8`` or ``utf-16`` by a byte-order mark, else ``utf-8`` when the first 4 MB decode as UTF-8,
+    else ``gb18030`` (what Excel saves on Chinese Windows)."""
+    with path.open("rb") as handle:
+        head = handle.read(1 << 22)
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return "gb18030"
+    return "utf-8"
+
+
+def _label(encoding: str) -> str:
+    return {"utf-8": "UTF-8", "utf-16": "UTF-16", "gb18030": "GB18030"}.get(encoding, encoding)
+
+
+def _endings(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _transcode(path: Path, encoding: str, target: Path, *, endings: bool, detected: bool = False) -> None:
+    """Write ``path`` decoded from ``encoding`` to ``target`` as UTF-8, line for line; with ``endings``, every
+    line ending between records becomes LF (a line break inside a quoted value is part of the value: kept)."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig" if encoding == "utf-8" else encoding)("strict")
+    lines = 1  # the line the next decoded text starts on
+    quoted = False  # inside a quoted value at the end of the last chunk
+    carry = ""  # a CR at the end of a chunk outside quotes, which may be the first half of CRLF
+    with path.open("rb") as source, target.open("wb") as out:
+        while True:
+            chunk = source.read(1 << 22)
+            try:
+                text = carry + decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                before = carry + exc.object[: exc.start].decode(encoding, errors="replace")
+                raise DataError(
+                    "not valid UTF-8 or GB18030"
+                    if detected and encoding == "gb18030"
+                    else f"not valid {_label(encoding)}",
+                    file=path,
+                    line=lines + _endings(before).count("\n"),
+                    hint="set contacts.encoding to the file's encoding, or save it as UTF-8",
+                ) from None
+            if not endings:
+                lines += text.count("\n")
+                out.write(text.encode("utf-8"))
+                if not chunk:
+                    return
+                continue
+            parts = text.split('"')  # part i is inside quotes when quoted, flipped by every quote before it
+            inside = [quoted != (i % 2 == 1) for i in range(len(parts))]
+            carry = ""
+            if chunk and not inside[-1] and parts[-1].endswith("\r"):
+                carry, parts[-1] = "\r", parts[-1][:-1]
+            lines += sum(_endings(part).count("\n") for part in parts)
+            parts = [part if inside[i] else _endings(part) for i, part in enumerate(parts)]
+            quoted = inside[-1]
+            out.write('"'.join(parts).encode("utf-8"))
+            if not chunk:
+                return
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A table read from a file: its column names in order, and the encoding its text was read in."""
+
+    names: list[str]
+    encoding: str | None  # None for Parquet and .xlsx, which carry their own
+
+
+def read_source(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    table: str,
+    what: str,
+    *,
+    encoding: str = "utf-8",
+    sheet: str | None = None,
+) -> Loaded:
+    """Load ``path`` (.csv in ``encoding`` or ``auto``, .parquet, or one sheet of an .xlsx) into ``table``."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return Loaded(_read_parquet(con, path, table, what), None)
+    if suffix == ".xlsx":
+        return Loaded(_read_xlsx(con, path, table, what, sheet), None)
+    _opened(path, what)
+    chosen = detect_encoding(path) if encoding == AUTO else codecs.lookup(encoding).name
+    mixed = _mixed_endings(path)
+    if chosen == "utf-8" and not mixed:
+        return Loaded(_read_csv(con, path, table, what), "utf-8")
+    with _private_folder() as folder:
+        copy = folder / "copy.csv"
+        _transcode(path, chosen, copy, endings=mixed, detected=encoding == AUTO)
+        return Loaded(_read_csv(con, copy, table, what, shown=path), chosen)
+
+
+@contextmanager
+def _private_folder() -> Iterator[Path]:
+    """A temporary folder only this user can read (it holds a copy of personal data), removed after use."""
+    with tempfile.TemporaryDirectory(prefix="dmops-") as name:
+        yield Path(name)
+
+
+def _cell_text(value: object) -> str:
+    """An Excel cell as the text a CSV export of it would hold: 123 not 123.0, dates in ISO 8601."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return str(value)
+    return str(value)
+
+
+def _read_xlsx(con: duckdb.DuckDBPyConnection, path: Path, table: str, what: str, sheet: str | None) -> list[str]:
+    """One sheet (the first unless named): row 1 is the header; empty rows are skipped, rows keep their numbers."""
+    import python_calamine
+
+    _opened(path, what)
+    try:
+        book = python_calamine.CalamineWorkbook.from_path(str(path))
+    except Exception as exc:  # the reader's own errors: not a zip, not a workbook, encrypted
+        raise DataError(f"cannot read the Excel file ({type(exc).__name__})", file=path) from None
+    try:
+        if sheet is not None and sheet not in book.sheet_names:
+            raise DataError(f"no sheet named '{sheet}'", file=path, hint=f"its sheets: {', '.join(book.sheet_names)}")
+        rows = (book.get_sheet_by_name(sheet) if sheet is not None else book.get_sheet_by_index(0)).iter_rows()
+        with _private_folder() as folder:
+            copy = folder / "sheet.csv"
+            _write_sheet(rows, copy, path)
+            names = _read_csv(con, copy, table, what, shown=path)
+    finally:
+        book.close()
+    names = names[:-1]  # the sheet row number, written last
+    con.execute(f"UPDATE {quote_ident(table)} SET _dm_line = CAST(_dm_sheet_row AS BIGINT)")
+    con.execute(f"ALTER TABLE {quote_ident(table)} DROP COLUMN _dm_sheet_row")
+    return names
+
+
+def sheet_names(path: Path) -> list[str]:
+    """The sheets of an .xlsx file, in order (empty when it cannot be read: reading it will say why)."""
+    import python_calamine
+
+    try:
+        book = python_calamine.CalamineWorkbook.from_path(str(path))
+    except Exception:
+        return []
+    try:
+        return list(book.sheet_names)
+    finally:
+        book.close()
+
+
+def _write_sheet(rows: Iterator[Sequence[object]], target: Path, path: Path) -> None:
+    header = [_cell_text(v).strip() for v in next(rows, [])]
+    while header and not header[-1]:
+        header.pop()  # formatted but empty cells to the right of the last header
+    if not header:
+        raise DataError("the sheet has no header row", file=path, line=1, hint="row 1 must name the columns")
+    width = len(header)
+    with target.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([*header, "_dm_sheet_row"])
+        for number, row in enumerate(rows, start=2):
+            cells = [_cell_text(v) for v in row]
+            if any(cells[width:]):
+                column = width + next(i for i, v in enumerate(cells[width:]) if v) + 1
+                raise DataError(
+                    f"a value in column {column}, which has no header", file=path, line=number, key=f"column {column}"
+                )
+            cells = cells[:width] + [""] * (width - len(cells))
+            if any(cells):
+                writer.writerow([*cells, number])
 
 
 def _fix_lines(con: duckdb.DuckDBPyConnection, path: Path, table: str, delimiter: str) -> None:
@@ -210,10 +433,9 @@ def _read_parquet(con: duckdb.DuckDBPyConnection, path: Path, table: str, what: 
 
 
 def read_table(con: duckdb.DuckDBPyConnection, path: Path, table: str, what: str) -> list[str]:
-    """Load ``path`` (CSV, or Parquet by suffix) into temp table ``table``; its column names in order."""
-    if path.suffix.lower() == ".parquet":
-        return _read_parquet(con, path, table, what)
-    return _read_csv(con, path, table, what)
+    """Load ``path`` (UTF-8 CSV with any line endings, or Parquet by suffix) into temp table ``table``; its
+    column names in order."""
+    return read_source(con, path, table, what).names
 
 
 def lines_where(con: duckdb.DuckDBPyConnection, table: str, condition: str) -> list[int]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -9,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import phonenumbers
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from dmops.errors import ConfigError, DmopsError, MissingInputError, ProblemsFound
 from dmops.schema import Strict, by_shape, hinted, validate_doc
@@ -110,12 +112,77 @@ class Consent(Strict):
     true_values: list[str] = Field(min_length=1)
 
 
+CONTACT_SUFFIXES = (".csv", ".parquet", ".xlsx")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _mapped_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise hinted(
+            f"'{name}' is not a name templates and expressions can use",
+            "the key is the dmops name (letters, digits, _); the value is the file's header",
+        )
+    return name
+
+
+class ContactsSource(Strict):
+    """A contacts file as another tool exported it: where it is, how it is encoded, what its columns mean."""
+
+    path: str
+    encoding: str = "auto"  # auto: UTF-8 (a BOM tolerated), UTF-16 by its BOM, else GB18030
+    sheet: str | None = None  # .xlsx only; the first sheet when absent
+    columns: dict[Annotated[str, AfterValidator(_mapped_name)], str] = {}  # dmops name -> header: contact_id: 客户ID
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _contacts_path(value)
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str) -> str:
+        if value.lower() == "auto":
+            return "auto"
+        try:
+            return codecs.lookup(value).name
+        except LookupError:
+            raise hinted(f"unknown encoding '{value}'", "use auto, utf-8, gb18030, utf-16 or big5") from None
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, header in value.items():
+            if not header.strip():
+                raise hinted(f"columns.{name} names no header", "give the file's column, e.g. contact_id: 客户ID")
+        headers = [h.strip().lower() for h in value.values()]
+        twice = sorted({h for h in headers if headers.count(h) > 1})
+        if twice:
+            raise hinted(f"the header '{twice[0]}' is mapped twice", "map each of the file's columns to one name")
+        return {name: header.strip() for name, header in value.items()}
+
+    @model_validator(mode="after")
+    def _sheet(self) -> ContactsSource:
+        if self.sheet is not None and not self.path.lower().endswith(".xlsx"):
+            raise hinted("sheet applies to .xlsx files only", "remove sheet, or point path at the .xlsx")
+        return self
+
+
+def _contacts_path(value: str) -> str:
+    if not value.lower().endswith(CONTACT_SUFFIXES):
+        raise hinted(
+            f"'{value}' is not a .csv, .parquet or .xlsx file", "point contacts at a CSV, Parquet or Excel file"
+        )
+    return value
+
+
 class WorkspaceConfig(Strict):
     """The schema of ``dmops.yaml``."""
 
     version: Literal[1]
     timezone: str
-    contacts: str
+    contacts: Annotated[
+        Annotated[str, Tag("<text>")] | Annotated[ContactsSource, Tag("<mapping>")], Discriminator(by_shape)
+    ]
     suppressions: list[str] = []
     consent: dict[
         Channel,
@@ -159,10 +226,14 @@ class WorkspaceConfig(Strict):
 
     @field_validator("contacts")
     @classmethod
-    def _contacts(cls, value: str) -> str:
-        if not value.lower().endswith((".csv", ".parquet")):
-            raise hinted(f"'{value}' is neither .csv nor .parquet", "point contacts at a CSV or Parquet file")
-        return value
+    def _contacts(cls, value: str | ContactsSource) -> str | ContactsSource:
+        return _contacts_path(value) if isinstance(value, str) else value
+
+    @property
+    def contacts_source(self) -> ContactsSource:
+        """The contacts file as a mapping, whichever way dmops.yaml wrote it."""
+        source = self.contacts
+        return source if isinstance(source, ContactsSource) else ContactsSource(path=source)
 
 
 def find_workspace(explicit: Path | None, env: Mapping[str, str], cwd: Path) -> Path:
@@ -239,7 +310,10 @@ def load_workspace(root: Path) -> Workspace:
             problems.append(exc)
             return root
 
-    contacts = inside(config.contacts, "contacts")
+    contacts = inside(
+        config.contacts_source.path,
+        *(("contacts", "path") if isinstance(config.contacts, ContactsSource) else ("contacts",)),
+    )
     suppressions = tuple(inside(p, "suppressions", i) for i, p in enumerate(config.suppressions))
     state_dir = inside(config.state_dir, "state_dir")
     outbox_dir = inside(config.outbox_dir, "outbox_dir")

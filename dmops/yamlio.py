@@ -102,6 +102,12 @@ def dotted(key: KeyPath) -> str:
     return out
 
 
+def _always_text(key: KeyPath) -> bool:
+    """Values that are text whatever they look like: a consent's ``true_values`` (``[yes, y, 1, 是]``) and the
+    file headers of ``contacts.columns``, as an export writes them."""
+    return (len(key) >= 2 and key[-2] == "true_values") or (len(key) == 3 and key[:2] == ("contacts", "columns"))
+
+
 class _Builder:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -149,7 +155,7 @@ class _Builder:
 
     def scalar(self, node: ScalarNode, key: KeyPath) -> Any:
         text = node.value
-        if node.tag == _STR:  # quoted, block or !!str: always text
+        if node.tag == _STR or _always_text(key):  # quoted, block or !!str; or a place only text can go
             return text
         if _NULL.match(text):
             return None

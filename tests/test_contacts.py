@@ -96,7 +96,7 @@ def test_ragged_rows_are_errors_naming_their_lines(workspace) -> None:
 def test_a_row_with_bad_encoding_is_an_error_with_its_line(workspace) -> None:
     csv = b"contact_id,first_name\n1,Ann\n2,\xff\xfeBob\n"
     [exc] = problems_of(workspace({"contacts.csv": csv}))
-    assert (exc.location.line, exc.message) == (3, "not valid UTF-8")
+    assert (exc.location.line, exc.message) == (3, "not valid UTF-8 or GB18030")
 
 
 def test_errors_never_quote_the_row(workspace) -> None:

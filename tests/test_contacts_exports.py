@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,274 @@ def test_true_values_cannot_be_empty(tmp_path: Path) -> None:
     code, output = run(root, "validate")
     assert code == 78
     assert "dmops.yaml:5, key 'consent.email.true_values'" in output
+
+
+# --- five exports of the same people, read through mappings ------------------------------------------------
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "exports"
+
+PEOPLE_CAMPAIGN = """\
+id: promo
+name: Promo
+channel: email
+sender: {from: "Shop <news@shop.example.com>"}
+unsubscribe_url: "https://shop.example.com/u/{{ unsubscribe_token }}"
+audience: {where: "total_spent >= 100"}
+send_at: "2026-12-01 10:00"
+holdout: 0.2
+variants:
+  - {id: a, subject: "Hi {{ first_name }}", text: "Hello {{ first_name }}"}
+  - {id: b, subject: "For you, {{ first_name }}", text: "Hello {{ first_name }}"}
+"""
+
+HEAD = "version: 1\ntimezone: Asia/Shanghai\nphone_region: CN\n"
+
+EXPORTS = {
+    "mailchimp": (
+        "mailchimp_audience.csv",
+        HEAD
+        + """contacts:
+  path: mailchimp_audience.csv
+  columns: {contact_id: LEID, email: Email Address, first_name: First Name, phone: Phone Number,
+            total_spent: Total Spent}
+consent:
+  email: {column: "Marketing Permissions: Email", true_values: [y]}
+""",
+    ),
+    "shopify": (
+        "shopify_customers.csv",
+        HEAD
+        + """contacts:
+  path: shopify_customers.csv
+  columns: {contact_id: Customer ID, email: Email, first_name: First Name, phone: Phone, total_spent: Total Spent}
+consent: {email: Accepts Email Marketing, sms: Accepts SMS Marketing}
+""",
+    ),
+    "gb18030": (
+        "crm_export_gb18030.csv",
+        HEAD
+        + """contacts:
+  path: crm_export_gb18030.csv
+  columns: {contact_id: 客户ID, email: 邮箱, first_name: 姓名, phone: 手机号, total_spent: 累计消费}
+consent:
+  email: {column: 邮件订阅, true_values: [是]}
+""",
+    ),
+}
+
+
+def _bom_csv(root: Path) -> None:
+    rows = ["contact_id,email,phone,first_name,email_opt_in,total_spent"]
+    for line in (SAMPLES / "shopify_customers.csv").read_text(encoding="utf-8").splitlines()[1:]:
+        cid, first, _, email, consent, *_, phone, _, spent = next(csv.reader([line]))[:11]
+        rows.append(",".join([cid, email, phone, first, consent, spent]))
+    (root / "contacts.csv").write_bytes(b"\xef\xbb\xbf" + ("\r\n".join(rows) + "\r\n").encode("utf-8"))
+
+
+def _xlsx(root: Path) -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "客户"
+    lines = (SAMPLES / "crm_export_gb18030.csv").read_bytes().decode("gb18030").splitlines()
+    sheet.append(next(csv.reader([lines[0]])))
+    for line in lines[1:]:
+        cid, name, phone, email, consent, spent, tier, joined = next(csv.reader([line]))
+        sheet.append(
+            [
+                int(cid),
+                name,
+                int(phone) if phone.isdigit() else phone,
+                email,
+                consent,
+                float(spent),
+                tier,
+                date.fromisoformat(joined),
+            ]
+        )
+    sheet.append([])  # Excel's used range often ends in empty rows
+    book.create_sheet("说明")
+    book.save(root / "客户导出.xlsx")
+
+
+def _workspace(tmp_path: Path, kind: str) -> Path:
+    root = tmp_path / kind
+    write(root, {"campaigns/promo.yaml": PEOPLE_CAMPAIGN})
+    if kind in EXPORTS:
+        name, config = EXPORTS[kind]
+        (root / name).write_bytes((SAMPLES / name).read_bytes())
+        write(root, {"dmops.yaml": config})
+    elif kind == "utf8-bom":
+        _bom_csv(root)
+        write(root, {"dmops.yaml": HEAD + "contacts: contacts.csv\nconsent: {email: email_opt_in}\n"})
+    else:
+        _xlsx(root)
+        config = EXPORTS["gb18030"][1].replace("crm_export_gb18030.csv", "客户导出.xlsx")
+        write(root, {"dmops.yaml": config.replace("  columns:", "  sheet: 客户\n  columns:")})
+    return root
+
+
+def test_five_exports_of_the_same_people_plan_the_same_decisions(tmp_path: Path) -> None:
+    plans = {}
+    for kind in ("mailchimp", "shopify", "gb18030", "utf8-bom", "xlsx"):
+        root = _workspace(tmp_path, kind)
+        code, output = run(root, "validate")
+        assert code == 0, (kind, output)
+        code, output = run(root, "plan", "promo", "--at", "2026-11-30T12:00", "--out", str(tmp_path / f"{kind}.csv"))
+        assert code == 0, (kind, output)
+        plans[kind] = (tmp_path / f"{kind}.csv").read_text(encoding="utf-8")
+    assert len(set(plans.values())) == 1, plans
+    decided = {row[0]: row[1:3] for row in csv.reader(plans["shopify"].splitlines()[1:])}
+    assert decided["1003"] == ["excluded", "no_consent"]
+    assert decided["1005"] == ["excluded", "invalid_address"]
+    assert "1002" not in decided  # 85.50 spent: outside the audience
+    assert sorted(decided) == ["1001", "1003", "1004", "1005", "1006"]
+
+
+@pytest.mark.parametrize(("kind", "encoding"), [("gb18030", "GB18030 detected"), ("utf8-bom", "UTF-8 detected")])
+def test_validate_says_which_encoding_it_read(tmp_path: Path, kind: str, encoding: str) -> None:
+    code, output = run(_workspace(tmp_path, kind), "validate")
+    assert code == 0 and "contacts: 6 rows, " in output and f", {encoding})" in output
+
+
+def test_a_mapped_column_missing_from_the_file_is_a_config_error_naming_the_closest(tmp_path: Path) -> None:
+    root = _workspace(tmp_path, "shopify")
+    config = (root / "dmops.yaml").read_text(encoding="utf-8").replace("email: Email,", "email: E-mail,")
+    write(root, {"dmops.yaml": config})
+    for args in (("validate",), ("plan", "promo", "--at", "2026-11-30T12:00")):
+        code, output = run(root, *args)
+        assert code == 78, output
+        assert (
+            "dmops.yaml:6, key 'contacts.columns.email': 'E-mail' is not a column of shopify_customers.csv"
+            " (closest headers: Email"
+        ) in output
+
+
+def test_a_mapping_onto_a_name_the_file_already_has_is_refused(tmp_path: Path) -> None:
+    contacts = "id,email,Work Email,email_opt_in\nc1,a@example.com,b@example.com,yes\n"
+    config = "contacts:\n  path: contacts.csv\n  columns: {contact_id: id, email: Work Email}\nconsent: {email: email_opt_in}\n"
+    root = write(tmp_path, {"dmops.yaml": HEAD + config, "contacts.csv": contacts, "campaigns/promo.yaml": EMAIL})
+    code, output = run(root, "validate")
+    assert code == 78
+    assert (
+        "key 'contacts.columns.email': the file already has a column 'email', so 'Work Email' cannot also be email"
+        in output
+    )
+
+
+def test_mapped_names_may_swap_with_headers(tmp_path: Path) -> None:
+    contacts = "contact_id,email,first_name,email_opt_in\nc1,a@example.com,Li,yes\n"
+    config = "contacts:\n  path: contacts.csv\n  columns: {first_name: contact_id, contact_id: first_name}\n"
+    root = write(tmp_path, {"dmops.yaml": HEAD + config + "consent: {email: email_opt_in}\n", "contacts.csv": contacts})
+    write(root, {"campaigns/promo.yaml": EMAIL.replace("holdout: 0.2\n", "")})
+    code, output = run(root, "plan", "promo", "--at", "2026-11-30T12:00", "--out", str(root / "plan.csv"))
+    assert code == 0, output
+    assert (root / "plan.csv").read_text(encoding="utf-8").splitlines()[1].startswith("Li,send,")
+
+
+def test_the_spec_example_true_values_read_as_text(tmp_path: Path) -> None:
+    contacts = "contact_id,email,Accepts Email Marketing\nc1,a@example.com,Subscribed\nc2,b@example.com,是\nc3,c@example.com,no\n"
+    config = (
+        "contacts: contacts.csv\n"
+        'consent:\n  email: {column: "Accepts Email Marketing", true_values: [yes, 是, subscribed]}\n'
+    )
+    root = write(tmp_path, {"dmops.yaml": HEAD + config, "contacts.csv": contacts})
+    write(root, {"campaigns/promo.yaml": EMAIL.replace("holdout: 0.2\n", "")})
+    code, output = run(root, "plan", "promo", "--at", "2026-11-30T12:00", "--out", str(root / "plan.csv"))
+    assert code == 0, output
+    rows = [line.split(",")[:3] for line in (root / "plan.csv").read_text(encoding="utf-8").splitlines()[1:]]
+    assert rows == [["c1", "send", ""], ["c2", "send", ""], ["c3", "excluded", "no_consent"]]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"contact_id,email,email_opt_in,first_name,tier\r\nc1,a@example.com,yes,A,gold\nc2,b@example.com,yes,B,gold\r\n"
+        b"\r\nc1,c@example.com,yes,C,gold\n",
+        b"contact_id,email,email_opt_in,first_name,tier\rc1,a@example.com,yes,A,gold\rc2,b@example.com,yes,B,gold\r"
+        b"\rc1,c@example.com,yes,C,gold\r",
+    ],
+    ids=["crlf-and-lf", "cr-only"],
+)
+def test_any_line_endings_read_with_the_files_own_line_numbers(tmp_path: Path, body: bytes) -> None:
+    root = write(tmp_path, {"dmops.yaml": WS, "campaigns/promo.yaml": EMAIL})
+    (root / "contacts.csv").write_bytes(body)
+    code, output = run(root, "validate")
+    assert code == 65, output
+    assert "contacts.csv:5, key 'contact_id': duplicate contact_id 'c*' (lines 2 and 5)" in output
+    (root / "contacts.csv").write_bytes(body.replace(b"c1,c@", b"c3,c@"))
+    code, output = run(root, "validate")
+    assert code == 0 and "contacts: 3 rows" in output, output
+
+
+def test_a_file_in_neither_encoding_names_the_line(tmp_path: Path) -> None:
+    body = b"contact_id,email,email_opt_in\nc1,a@example.com,yes\nc2,b@example.com,yes\n" + b"c3,\xff\xfe@x,yes\n"
+    root = write(tmp_path, {"dmops.yaml": WS, "campaigns/promo.yaml": EMAIL})
+    (root / "contacts.csv").write_bytes(body)
+    code, output = run(root, "validate")
+    assert code == 65
+    assert "contacts.csv:4: not valid UTF-8 or GB18030 (set contacts.encoding to the file's encoding" in output
+    write(root, {"dmops.yaml": WS.replace("contacts: contacts.csv", "contacts: {path: contacts.csv, encoding: utf-8}")})
+    code, output = run(root, "validate")
+    assert code == 65
+    assert "contacts.csv:4: not valid UTF-8" in output
+
+
+def test_an_explicit_encoding_is_used_as_given(tmp_path: Path) -> None:
+    body = "contact_id,email,名字,email_opt_in\nc1,a@example.com,李偉,yes\n".encode("big5")
+    config = "contacts: {path: contacts.csv, encoding: big5}\nconsent: {email: email_opt_in}\n"
+    root = write(tmp_path, {"dmops.yaml": HEAD + config})
+    (root / "contacts.csv").write_bytes(body)
+    code, output = run(root, "validate", "--format", "json")
+    assert code == 0, output
+    assert '"encoding": "big5"' in output and '"名字": "VARCHAR"' in output
+    write(root, {"dmops.yaml": HEAD + config.replace("big5", "klingon")})
+    code, output = run(root, "validate")
+    assert code == 78 and "key 'contacts.encoding': unknown encoding 'klingon'" in output
+
+
+def test_a_sheet_that_is_not_there_names_the_sheets(tmp_path: Path) -> None:
+    root = _workspace(tmp_path, "xlsx")
+    write(
+        root, {"dmops.yaml": (root / "dmops.yaml").read_text(encoding="utf-8").replace("sheet: 客户", "sheet: Sheet1")}
+    )
+    code, output = run(root, "validate")
+    assert code == 78
+    assert "key 'contacts.sheet': 客户导出.xlsx has no sheet named 'Sheet1' (its sheets: 客户, 说明)" in output
+
+
+def test_xlsx_rows_are_named_by_the_sheets_row_numbers(tmp_path: Path) -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in (
+        ["contact_id", "email", "email_opt_in"],
+        ["c1", "a@example.com", "yes"],
+        [],
+        ["c2", "b@example.com"],
+        ["c1", "c@example.com", "yes"],
+    ):
+        sheet.append(row)
+    root = write(tmp_path, {"dmops.yaml": WS.replace("contacts.csv", "people.xlsx"), "campaigns/promo.yaml": EMAIL})
+    book.save(root / "people.xlsx")
+    code, output = run(root, "validate")
+    assert code == 65
+    assert "people.xlsx:5, key 'contact_id': duplicate contact_id 'c*' (rows 2 and 5)" in output
+    sheet["E6"] = "stray"
+    sheet["A6"] = "c9"
+    book.save(root / "people.xlsx")
+    code, output = run(root, "validate")
+    assert code == 65 and "people.xlsx:6, key 'column 5': a value in column 5, which has no header" in output
+
+
+def test_headers_that_are_not_identifiers_are_reachable_in_expressions(tmp_path: Path) -> None:
+    root = _workspace(tmp_path, "shopify")
+    campaign = PEOPLE_CAMPAIGN.replace('where: "total_spent >= 100"', """where: '"Total Orders" >= 5'""")
+    write(root, {"campaigns/promo.yaml": campaign})
+    code, output = run(root, "plan", "promo", "--at", "2026-11-30T12:00", "--out", str(root / "plan.csv"))
+    assert code == 0, output
+    assert [r.split(",")[0] for r in (root / "plan.csv").read_text(encoding="utf-8").splitlines()[1:]] == [
+        "1001",
+        "1003",
+        "1006",
+    ]

@@ -104,6 +104,21 @@ def test_path_escaping_the_workspace_is_refused(workspace) -> None:
     assert "outside the workspace" in exc.message
 
 
-def test_contacts_must_be_csv_or_parquet(workspace) -> None:
-    exc = one(workspace({"dmops.yaml": "version: 1\ntimezone: UTC\ncontacts: contacts.xlsx\n"}))
+def test_contacts_must_be_csv_parquet_or_xlsx(workspace) -> None:
+    exc = one(workspace({"dmops.yaml": "version: 1\ntimezone: UTC\ncontacts: contacts.xls\n"}))
     assert exc.location.key == "contacts"
+    assert exc.message == "'contacts.xls' is not a .csv, .parquet or .xlsx file"
+    exc = one(workspace({"dmops.yaml": "version: 1\ntimezone: UTC\ncontacts: {path: contacts.numbers}\n"}))
+    assert exc.location.key == "contacts.path"
+
+
+def test_a_sheet_is_for_xlsx_and_mapped_names_are_identifiers(workspace) -> None:
+    exc = one(workspace({"dmops.yaml": "version: 1\ntimezone: UTC\ncontacts: {path: c.csv, sheet: People}\n"}))
+    assert (exc.location.key, exc.message) == ("contacts", "sheet applies to .xlsx files only")
+    config = "version: 1\ntimezone: UTC\ncontacts:\n  path: c.csv\n  columns: {first name: 姓名}\n"
+    exc = one(workspace({"dmops.yaml": config}))
+    assert exc.location.key == "contacts.columns.first name" and exc.location.line == 5
+    assert exc.message == "'first name' is not a name templates and expressions can use"
+    config = "version: 1\ntimezone: UTC\ncontacts:\n  path: c.csv\n  columns: {first_name: 姓名, name: 姓名}\n"
+    exc = one(workspace({"dmops.yaml": config}))
+    assert exc.message == "the header '姓名' is mapped twice"
