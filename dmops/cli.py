@@ -198,15 +198,28 @@ def _print_report(report: ValidationReport, fmt: str) -> None:
         if info.encoding is not None:
             encoding = f", {info.encoding.upper()}" + (" detected" if info.detected else "")
         out.print(f"contacts: {info.rows:,} rows, {len(info.columns)} columns ({escape(info.path.name)}{encoding})")
-        counted = ", ".join(f"{name.replace('_', ' ')} {count:,}" for name, count in report.quality.items() if count)
+        shared = {n: c for n, c in report.quality.items() if n.endswith(SHARED) and c}
+        counted = ", ".join(
+            f"{name.replace('_', ' ')} {count:,}"
+            for name, count in report.quality.items()
+            if count and not name.endswith(SHARED)
+        )
         if counted:
             out.print(f"  not reachable or not consenting on some channel: {counted}")
+        if shared:
+            listed = ", ".join(
+                f"{name.removesuffix(SHARED).replace('_', ' ')} {count:,}" for name, count in shared.items()
+            )
+            out.print(f"  sharing an address with a contact of a smaller id (one message per address): {listed}")
     if report.campaigns:
         out.print(f"campaigns: {', '.join(report.campaigns)}")
     if report.errors:
         out.print(f"[red]{len(report.errors)} error(s)[/red], {len(report.warnings)} warning(s)")
     else:
         out.print(f"[green]ok[/green]: workspace is valid ({len(report.warnings)} warning(s))")
+
+
+SHARED = "_shared_with_another_contact"
 
 
 @app.command("validate")

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import duckdb
 
-from dmops.addresses import email_table, phone_table
-from dmops.db import quote_ident, quote_list
+from dmops.addresses import address_key_sql, email_table, phone_table
+from dmops.db import quote_ident, quote_list, quote_literal
 from dmops.errors import ConfigError, DataError, DmopsError
 from dmops.pii import mask_id
 from dmops.tabular import AUTO, MAX_LISTED, raise_all, read_source, row_word, sheet_names
@@ -389,14 +389,24 @@ def _channel_sql(con: duckdb.DuckDBPyConnection, ws: Workspace, present: dict[st
 
 
 def address_quality(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Counts a marketer should see before planning: unusable addresses and zones, missing consent."""
+    """Counts a marketer should see before planning: unusable addresses and zones, missing consent, and
+    contacts whose address another contact with a smaller id already has (one message per person)."""
+    ranks, shared = [], []
+    for channel, column, ok in (
+        ("email", "email", "email_ok"),
+        ("sms", "phone", "phone_ok"),
+        ("dm", "dm_handle", "dm_ok"),
+    ):
+        key = address_key_sql(quote_literal(channel), column)
+        ranks.append(f"row_number() OVER (PARTITION BY {ok}, {key} ORDER BY contact_id) AS _dm_rank_{channel}")
+        shared.append(f"count(*) FILTER (WHERE {ok} AND _dm_rank_{channel} > 1)")
     row = con.execute(
-        """
+        f"""
         SELECT count(*) FILTER (WHERE NOT email_ok), count(*) FILTER (WHERE NOT phone_ok),
                count(*) FILTER (WHERE NOT dm_ok), count(*) FILTER (WHERE tz IS NULL),
                count(*) FILTER (WHERE NOT consent_email), count(*) FILTER (WHERE NOT consent_sms),
-               count(*) FILTER (WHERE NOT consent_dm)
-        FROM contact_channels
+               count(*) FILTER (WHERE NOT consent_dm), {", ".join(shared)}
+        FROM (SELECT *, {", ".join(ranks)} FROM contact_channels)
         """
     ).fetchone()
     assert row is not None
@@ -408,5 +418,8 @@ def address_quality(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         "no_email_consent",
         "no_sms_consent",
         "no_dm_consent",
+        "email_shared_with_another_contact",
+        "phone_shared_with_another_contact",
+        "dm_handle_shared_with_another_contact",
     )
     return dict(zip(keys, (int(v) for v in row), strict=True))

@@ -33,6 +33,7 @@ from typing import Any
 
 import duckdb
 
+from dmops.addresses import address_key_sql
 from dmops.db import bound, connect
 from dmops.durable import refuse_links
 from dmops.errors import IOFailure, TemporaryFailure
@@ -42,7 +43,7 @@ from dmops.sql import query
 from dmops.workspace import Workspace
 
 LEDGER_FILE = "ledger.duckdb"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: entries.address_sha256
 ALIAS = "dm_ledger"
 
 
@@ -60,6 +61,12 @@ class Entry:
     planned_at: datetime  # naive UTC
     message_id: str | None = None
     run_id: str | None = None
+    address: str | None = None  # messages: the normalised address they went to (stored as its SHA-256)
+
+
+def address_hash_sql(channel: str, address: str) -> str:
+    """SQL: what ``entries.address_sha256`` holds for a message (hex SHA-256 of :func:`address_key_sql`)."""
+    return f"sha256({address_key_sql(channel, address)})"
 
 
 def ledger_path(ws: Workspace) -> Path:
@@ -84,7 +91,7 @@ def open_for_writing(ws: Workspace) -> duckdb.DuckDBPyConnection:
     except OSError as exc:
         raise IOFailure(f"cannot create the state folder: {exc.strerror}", file=path.parent) from None
     con.execute(query("ledger_schema"))
-    con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', $v)", {"v": SCHEMA_VERSION})
+    con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', $v)", {"v": SCHEMA_VERSION})
     return con
 
 
@@ -102,6 +109,9 @@ def record(ws: Workspace, entries: Iterable[Entry]) -> int:
             e.planned_at,
             e.message_id,
             e.run_id,
+            e.channel,
+            e.address,
+            e.address,
         )
         for e in entries
     ]
@@ -109,7 +119,8 @@ def record(ws: Workspace, entries: Iterable[Entry]) -> int:
     try:
         con.executemany(
             "INSERT INTO entries (campaign_id, occurrence, contact_id, kind, channel, purpose, variant, planned_at,"
-            " message_id, run_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            " message_id, run_id, recorded_at, address_sha256)"
+            f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, {address_hash_sql('?', '?')})",  # channel, address twice
             rows,
         )
     finally:
@@ -148,6 +159,16 @@ def attach(con: duckdb.DuckDBPyConnection, ws: Workspace, *, writable: bool = Fa
         con.execute(f"USE {home}")
     for table in ("entries", "events", "suppressions"):
         con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_{table} AS SELECT * FROM {ALIAS}.{table}")
+    has_address = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE database_name = $db AND table_name = 'entries'"
+        " AND column_name = 'address_sha256'",
+        {"db": ALIAS},
+    ).fetchall()[0][0]
+    if not has_address:  # a ledger of schema version 1, read without upgrading it: messages keyed by contact only
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW ledger_entries AS"
+            f" SELECT *, CAST(NULL AS VARCHAR) AS address_sha256 FROM {ALIAS}.entries"
+        )
     return found
 
 
@@ -188,7 +209,7 @@ def record_send(
             con,
             f"""INSERT INTO {ALIAS}.entries
                 SELECT $c, $o, contact_id, 'message', $channel, $purpose, variant, planned_at,
-                       {message_id_sql("$c", "$o", "contact_id")}, $run, $now
+                       {message_id_sql("$c", "$o", "contact_id")}, $run, $now, sha256(address_key)
                 FROM plan_rows WHERE variant IS NOT NULL ORDER BY contact_id LIMIT $n""",
             params,
         )
@@ -196,7 +217,7 @@ def record_send(
     held = _run(
         con,
         f"""INSERT INTO {ALIAS}.entries
-            SELECT $c, $o, contact_id, 'holdout', $channel, $purpose, NULL, planned_at, NULL, $run, $now
+            SELECT $c, $o, contact_id, 'holdout', $channel, $purpose, NULL, planned_at, NULL, $run, $now, NULL
             FROM plan_rows WHERE reason = 'holdout' AND NOT ledger_held""",
         params,
     )
@@ -230,21 +251,22 @@ def record_recovered_run(
         """CREATE OR REPLACE TEMP TABLE _dm_found AS
            SELECT unnest($ids::VARCHAR[]) AS message_id, unnest($contacts::VARCHAR[]) AS contact_id,
                   unnest($channels::VARCHAR[]) AS channel, unnest($variants::VARCHAR[]) AS variant,
-                  CAST(unnest($planned::VARCHAR[]) AS TIMESTAMP) AS planned_at""",
+                  CAST(unnest($planned::VARCHAR[]) AS TIMESTAMP) AS planned_at, unnest($to::VARCHAR[]) AS address""",
         {
             "ids": [m["message_id"] for m in messages],
             "contacts": [m["contact_id"] for m in messages],
             "channels": [m["channel"] for m in messages],
             "variants": [m["variant"] for m in messages],
             "planned": [m["send_after"] for m in messages],  # ISO 8601 with Z: DuckDB reads it as UTC
+            "to": [m.get("to") for m in messages],  # the normalised address the message was rendered for
         },
     )
     params = {"c": campaign_id, "o": occurrence, "purpose": manifest["purpose"], "run": run, "now": now}
     recovered = _run(
         con,
-        """INSERT INTO entries
+        f"""INSERT INTO entries
            SELECT $c, $o, f.contact_id, 'message', f.channel, $purpose, f.variant, f.planned_at,
-                  f.message_id, $run, $now
+                  f.message_id, $run, $now, {address_hash_sql("f.channel", "f.address")}
            FROM _dm_found f
            WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.campaign_id = $c AND e.occurrence = $o
                              AND e.contact_id = f.contact_id AND e.kind = 'message')""",

@@ -29,6 +29,7 @@ from typing import Any
 import duckdb
 
 from dmops import expressions, ledger, traits
+from dmops.addresses import address_key_sql
 from dmops.campaign import Campaign, Cell, key_path
 from dmops.contacts import load_contacts
 from dmops.db import bound, connect, lock_down, quote_ident, quote_literal
@@ -45,6 +46,7 @@ REASONS = (
     "invalid_address",
     "no_consent",
     "suppressed",
+    "duplicate_address",
     "already_sent",
     "frequency_cap",
     "holdout",
@@ -52,6 +54,7 @@ REASONS = (
 )
 HASH_SPACE = 16**15
 ADDRESS_OK = {"email": "email_ok", "sms": "phone_ok", "dm": "dm_ok"}
+ADDRESS = {"email": "email", "sms": "phone", "dm": "dm_handle"}  # the normalised address column per channel
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,7 @@ def _select_base(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campai
         CREATE OR REPLACE TEMP TABLE _dm_base AS
         SELECT c.contact_id, {cell_names}
                c._dm_{ADDRESS_OK[channel]} AS address_ok, c._dm_consent_{channel} AS consent,
+               {address_key_sql(quote_literal(channel), "c._dm_" + ADDRESS[channel])} AS address_key,
                c._dm_email_key AS email_key, c._dm_phone AS phone_key, c._dm_dm_handle AS dm_key,
                coalesce(c._dm_tz, $ws) AS zone, c._dm_tz IS NULL AS zone_fallback,
                s.base_at, s.planned_at, s.local_text,
@@ -275,6 +279,20 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
         """,
         {"cid": campaign.id, "occ": occurrence},
     )
+    # The addresses this occurrence's messages went to: a re-keyed or merged list never sends twice.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _dm_prior_address AS
+        SELECT DISTINCT address_sha256 FROM ledger_entries
+        WHERE campaign_id = $cid AND occurrence = $occ AND kind = 'message' AND address_sha256 IS NOT NULL
+        """,
+        {"cid": campaign.id, "occ": occurrence},
+    )
+    any_address = con.execute("SELECT count(*) > 0 FROM _dm_prior_address").fetchall()[0][0]
+    address_sent = "pa.address_sha256 IS NOT NULL" if any_address else "false"
+    address_join = "LEFT JOIN _dm_prior_address pa ON pa.address_sha256 = sha256(b.address_key)" if any_address else ""
+    # Steps 1-3 of the funnel, which the contact keeping a shared address must pass.
+    passes = f"b.address_ok AND {'b.consent' if marketing else 'true'} AND sp.contact_id IS NULL"
     cap_columns = _cap_counts(con, caps)
     capped_sql = " OR ".join(f"coalesce(cap_{i}, 0) >= {c.cap.max}" for i, c in enumerate(caps)) or "false"
     # Each check's input, per campaign (caps, holdout and variant assignment are generated SQL); the
@@ -282,7 +300,8 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
     flagged = f"""
         CREATE OR REPLACE TEMP VIEW _dm_flagged AS
         SELECT b.*, sp.contact_id IS NOT NULL AS suppressed,
-               coalesce(p.sent, false) AS ledger_sent, coalesce(p.held, false) AS ledger_held,
+               min(b.contact_id) FILTER (WHERE {passes}) OVER (PARTITION BY b.address_key) AS address_kept_by,
+               coalesce(p.sent, false) OR {address_sent} AS ledger_sent, coalesce(p.held, false) AS ledger_held,
                {cap_columns}
                ({capped_sql}) AS capped,
                {holdout_sql} AS holdout_hit,
@@ -291,6 +310,7 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
         LEFT JOIN _dm_suppressed sp USING (contact_id)
         LEFT JOIN _dm_prior p USING (contact_id)
         LEFT JOIN _dm_caps c USING (contact_id)
+        {address_join}
     """
     con.execute(flagged)
     con.execute(query("plan_rows"), {"marketing": marketing})
@@ -414,6 +434,26 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> tu
     return con.execute(sql, bound(sql, params)).fetchone()
 
 
+def _duplicate_check(con: duckdb.DuckDBPyConnection, r: dict[str, Any], channel: str, show_pii: bool) -> Check:
+    """``duplicate_address``: which audience contact keeps a shared address (ids masked unless --show-pii)."""
+    from dmops.pii import mask_id
+
+    step = "3 duplicate_address"
+    if not r["address_ok"]:
+        return Check(step, "pass", "no valid address to share")
+    shared = con.execute(
+        "SELECT count(*) FROM plan_rows WHERE address_key = $a AND contact_id <> $id",
+        {"a": r["address_key"], "id": r["contact_id"]},
+    ).fetchall()[0][0]
+    kept_by = r["address_kept_by"]
+    shown = kept_by if show_pii or kept_by is None else mask_id(kept_by)
+    if kept_by is not None and kept_by < r["contact_id"]:
+        return Check(step, "EXCLUDED", f"same {channel} address as contact {shown}, which keeps the message")
+    if shared:
+        return Check(step, "pass", f"{shared} other audience contact(s) share this address; the lowest id keeps it")
+    return Check(step, "pass", "no other audience contact has this address")
+
+
 def explain(
     con: duckdb.DuckDBPyConnection,
     ws: Workspace,
@@ -488,6 +528,7 @@ def explain(
         or "no suppression matches"
     )
     checks.append(Check("3 suppressed", "EXCLUDED" if r["suppressed"] else "pass", detail))
+    checks.append(_duplicate_check(con, r, config.channel, show_pii))
     prior = con.execute(
         "SELECT kind, coalesce(variant, '-'), planned_at FROM ledger_entries"
         " WHERE campaign_id = $cid AND occurrence = $occ AND contact_id = $id",

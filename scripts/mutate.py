@@ -76,10 +76,23 @@ def function_of(name: str) -> str:
     return f"{module}.{local}"
 
 
+def refresh_data_files() -> None:
+    """Copy the package's files that are not Python (its SQL, its word lists) into ``mutants/``: mutmut
+    regenerates only the .py files, and a kept run would otherwise test new code against old SQL."""
+    package = ROOT / "dmops"
+    for source in package.rglob("*"):
+        if source.is_file() and source.suffix not in (".py", ".pyc") and "__pycache__" not in source.parts:
+            target = ROOT / "mutants" / source.relative_to(ROOT)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
 def run_mutmut(patterns: list[str], keep: bool) -> None:
     if not keep:
         shutil.rmtree(ROOT / "mutants", ignore_errors=True)
     (ROOT / "mutants").mkdir(exist_ok=True)
+    if keep:
+        refresh_data_files()
     mutmut = Path(sys.executable).with_name("mutmut")
     print(f"running mutmut (progress in {LOG.relative_to(ROOT)}) ...", flush=True)
     with LOG.open("w", encoding="utf-8") as log:

@@ -40,6 +40,7 @@ def test_json_is_exactly_the_spec_shape(cli, root: Path) -> None:
             "invalid_address": 1,
             "no_consent": 1,
             "suppressed": 2,
+            "duplicate_address": 0,
             "already_sent": 0,
             "frequency_cap": 0,
             "holdout": 0,
@@ -133,9 +134,10 @@ def test_no_ledger_is_not_created_by_plan(cli, root: Path) -> None:
 def test_table_output_shows_the_funnel(cli, root: Path) -> None:
     result = cli("-w", root, "plan", "promo", "--at", "2026-11-30T12:00")
     assert result.exit_code == 0, result.output
-    assert "audience                    9  100.0%  ████████████████████████" in result.output
-    assert "  − suppressed              2   22.2%  █████" in result.output
-    assert "to send                     5   55.6%  █████████████" in result.output
+    assert "audience                      9  100.0%  ████████████████████████" in result.output
+    assert "  − suppressed                2   22.2%  █████" in result.output
+    assert "  − duplicate_address         0    0.0%" in result.output
+    assert "to send                       5   55.6%  █████████████" in result.output
     assert "send times (UTC): 2026-12-01T02:00:00Z … 2026-12-01T02:00:00Z" in result.output
     assert "nothing was sent; to send: dmops send promo" in result.output
 

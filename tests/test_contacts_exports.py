@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import re
 from datetime import date
 from pathlib import Path
 
@@ -377,3 +379,111 @@ def test_headers_that_are_not_identifiers_are_reachable_in_expressions(tmp_path:
         "1003",
         "1006",
     ]
+
+
+# --- one person, one message: duplicate_address and address-aware already_sent (SPEC §6) ---------------------
+
+MERGED = (
+    "contact_id,email,email_opt_in,first_name,tier\n"
+    "B7,li@example.com,yes,Li,gold\n"
+    "A1, LI@Example.com ,no,Li,gold\n"  # the lowest id, but no consent: the next one keeps the address
+    "C3,Li@example.com,yes,Li,gold\n"
+    "D4,other@example.com,yes,Other,gold\n"
+)
+
+
+def _merged(tmp_path: Path, purpose: str = "marketing") -> Path:
+    campaign = EMAIL.replace("holdout: 0.2\n", "") + (f"purpose: {purpose}\n" if purpose != "marketing" else "")
+    return write(tmp_path / "ws", {"dmops.yaml": WS, "contacts.csv": MERGED, "campaigns/promo.yaml": campaign})
+
+
+def _decisions(root: Path) -> list[list[str]]:
+    code, output = run(root, "plan", "promo", "--at", "2026-11-30T12:00", "--out", str(root / "plan.csv"))
+    assert code == 0, output
+    return [line.split(",")[:3] for line in (root / "plan.csv").read_text(encoding="utf-8").splitlines()[1:]]
+
+
+def test_contacts_sharing_an_address_get_one_message_the_lowest_passing_id_keeps_it(tmp_path: Path) -> None:
+    root = _merged(tmp_path)
+    assert _decisions(root) == [
+        ["A1", "excluded", "no_consent"],
+        ["B7", "send", ""],
+        ["C3", "excluded", "duplicate_address"],
+        ["D4", "send", ""],
+    ]
+    code, output = run(root, "plan", "promo", "--at", "2026-11-30T12:00", "--format", "json")
+    assert json.loads(output)["excluded"]["duplicate_address"] == 1
+    code, output = run(root, "plan", "promo", "--at", "2026-11-30T12:00", "--explain", "C3")
+    assert code == 0
+    assert re.search(r"3 duplicate_address\s+EXCLUDED\s+same email address as contact B\*, which keeps", output), output
+    code, output = run(root, "plan", "promo", "--at", "2026-11-30T12:00", "--explain", "B7")
+    assert re.search(r"3 duplicate_address\s+pass\s+2 other audience contact\(s\) share this address", output), output
+
+
+def test_a_transactional_message_goes_to_the_lowest_id_whatever_its_consent(tmp_path: Path) -> None:
+    root = _merged(tmp_path, "transactional")
+    assert [row[2] for row in _decisions(root)] == ["", "duplicate_address", "duplicate_address", ""]
+
+
+def test_a_rekeyed_list_sends_nothing_new(tmp_path: Path) -> None:
+    root = _merged(tmp_path)
+    code, output = run(root, "send", "promo", "--at", "2026-11-30T12:00")
+    assert code == 0, output
+    rekeyed = MERGED.replace("B7,", "CRM-0007,").replace("D4,", "CRM-0004,").replace("C3,", "CRM-0003,")
+    write(root, {"contacts.csv": rekeyed})
+    assert _decisions(root) == [
+        ["A1", "excluded", "no_consent"],
+        ["CRM-0003", "excluded", "already_sent"],  # kept the shared address, which B7 was sent to
+        ["CRM-0004", "excluded", "already_sent"],
+        ["CRM-0007", "excluded", "duplicate_address"],
+    ]
+    code, output = run(root, "send", "promo", "--at", "2026-11-30T12:00")
+    assert (code == 0 and "0 message" in output) or "nothing" in output, output
+
+
+def test_validate_counts_contacts_sharing_an_address(tmp_path: Path) -> None:
+    code, output = run(_merged(tmp_path), "validate")
+    assert code == 0, output
+    assert "sharing an address with a contact of a smaller id (one message per address): email 2" in output
+    code, output = run(_merged(tmp_path), "validate", "--format", "json")
+    assert json.loads(output)["contacts"]["quality"]["email_shared_with_another_contact"] == 2
+
+
+def test_the_ledger_keeps_the_hash_of_each_messages_address(tmp_path: Path) -> None:
+    import hashlib
+
+    import duckdb
+
+    root = _merged(tmp_path)
+    assert run(root, "send", "promo", "--at", "2026-11-30T12:00")[0] == 0
+    with duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True) as con:
+        rows = con.execute("SELECT contact_id, address_sha256 FROM entries ORDER BY contact_id").fetchall()
+    assert rows == [
+        ("B7", hashlib.sha256(b"li@example.com").hexdigest()),
+        ("D4", hashlib.sha256(b"other@example.com").hexdigest()),
+    ]
+
+
+def test_a_ledger_written_before_addresses_were_kept_still_plans_and_is_upgraded_by_a_send(tmp_path: Path) -> None:
+    import duckdb
+
+    root = _merged(tmp_path)
+    from dmops import ledger
+    from dmops.workspace import load_workspace
+
+    ledger.open_for_writing(load_workspace(root)).close()
+    with duckdb.connect(str(root / ".dmops" / "ledger.duckdb")) as con:  # back to schema version 1
+        con.execute("ALTER TABLE entries DROP COLUMN address_sha256")
+        con.execute("UPDATE meta SET value = '1'")
+        con.execute(
+            "INSERT INTO entries VALUES ('promo', 'once', 'D4', 'message', 'email', 'marketing', 'a',"
+            " '2026-12-01 02:00:00', 'x', NULL, NULL)"
+        )
+    assert [row[2] for row in _decisions(root)] == ["no_consent", "", "duplicate_address", "already_sent"]
+    assert run(root, "send", "promo", "--at", "2026-11-30T12:00")[0] == 0
+    with duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT value FROM meta").fetchall() == [("2",)]
+        assert con.execute("SELECT contact_id, address_sha256 IS NULL FROM entries ORDER BY 1").fetchall() == [
+            ("B7", False),
+            ("D4", True),
+        ]

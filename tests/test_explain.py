@@ -90,396 +90,431 @@ def explanation(root: Path, campaign: str, contact: str, *options: str) -> str:
 # Reviewed line by line against SPEC §6; the long cap lines are as a terminal shows them.
 EXPECTED = {
     ("promo", "c01"): """\
-  audience           in audience
-                       audience.where: tier = 'gold'
-  1 invalid_address  pass
-                       email address: o***@example.com
-  2 no_consent       pass
-                       email_opt_in = 'yes'
-  3 suppressed       pass
-                       no suppression matches
-  4 already_sent     pass
-                       occurrence once: nothing in the ledger
-  5 frequency_cap    pass
-                       max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
-                       max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T02:00:00Z
-  time               info
-                       zone Asia/Shanghai
-                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
-  6 holdout          HOLDOUT
-                       u = 0.407032 (md5 of 'promo:c01'), holdout 0.5
-  7 variant          info
-                       u = 0.407032 is in the holdout slice [0, 0.5)
-  decision           excluded: holdout
+  audience             in audience
+                         audience.where: tier = 'gold'
+  1 invalid_address    pass
+                         email address: o***@example.com
+  2 no_consent         pass
+                         email_opt_in = 'yes'
+  3 suppressed         pass
+                         no suppression matches
+  3 duplicate_address  pass
+                         no other audience contact has this address
+  4 already_sent       pass
+                         occurrence once: nothing in the ledger
+  5 frequency_cap      pass
+                         max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
+                         max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T02:00:00Z
+  time                 info
+                         zone Asia/Shanghai
+                         t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout            HOLDOUT
+                         u = 0.407032 (md5 of 'promo:c01'), holdout 0.5
+  7 variant            info
+                         u = 0.407032 is in the holdout slice [0, 0.5)
+  decision             excluded: holdout
 """,
     ("promo", "c02"): """\
-  audience           in audience
-                       audience.where: tier = 'gold'
-  1 invalid_address  EXCLUDED
-                       email address: none
-  2 no_consent       not reached (pass)
-                       email_opt_in = 'yes'
-  3 suppressed       not reached (pass)
-                       no suppression matches
-  4 already_sent     not reached (pass)
-                       occurrence once: nothing in the ledger
-  5 frequency_cap    not reached (pass)
-                       max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
-                       max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T02:00:00Z
-  time               info
-                       zone Asia/Shanghai
-                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
-  6 holdout          not reached (HOLDOUT)
-                       u = 0.066472 (md5 of 'promo:c02'), holdout 0.5
-  7 variant          info
-                       u = 0.066472 is in the holdout slice [0, 0.5)
-  decision           excluded: invalid_address
+  audience             in audience
+                         audience.where: tier = 'gold'
+  1 invalid_address    EXCLUDED
+                         email address: none
+  2 no_consent         not reached (pass)
+                         email_opt_in = 'yes'
+  3 suppressed         not reached (pass)
+                         no suppression matches
+  3 duplicate_address  not reached (pass)
+                         no valid address to share
+  4 already_sent       not reached (pass)
+                         occurrence once: nothing in the ledger
+  5 frequency_cap      not reached (pass)
+                         max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
+                         max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T02:00:00Z
+  time                 info
+                         zone Asia/Shanghai
+                         t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout            not reached (HOLDOUT)
+                         u = 0.066472 (md5 of 'promo:c02'), holdout 0.5
+  7 variant            info
+                         u = 0.066472 is in the holdout slice [0, 0.5)
+  decision             excluded: invalid_address
 """,
     ("promo", "c03"): """\
-  audience           in audience
-                       audience.where: tier = 'gold'
-  1 invalid_address  pass
-                       email address: t***@example.com
-  2 no_consent       EXCLUDED
-                       email_opt_in = (blank)
-  3 suppressed       not reached (pass)
-                       no suppression matches
-  4 already_sent     not reached (pass)
-                       occurrence once: nothing in the ledger
-  5 frequency_cap    not reached (pass)
-                       max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T13:00:00Z
-                       max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T13:00:00Z
-  time               info
-                       zone America/New_York
-                       t = 2026-12-01T13:00:00Z = 2026-12-01 08:00:00 EST (UTC-0500)
-                       quiet hours moved it from 2026-12-01T02:00:00Z
-  6 holdout          not reached (HOLDOUT)
-                       u = 0.083483 (md5 of 'promo:c03'), holdout 0.5
-  7 variant          info
-                       u = 0.083483 is in the holdout slice [0, 0.5)
-  decision           excluded: no_consent
+  audience             in audience
+                         audience.where: tier = 'gold'
+  1 invalid_address    pass
+                         email address: t***@example.com
+  2 no_consent         EXCLUDED
+                         email_opt_in = (blank)
+  3 suppressed         not reached (pass)
+                         no suppression matches
+  3 duplicate_address  not reached (pass)
+                         no other audience contact has this address
+  4 already_sent       not reached (pass)
+                         occurrence once: nothing in the ledger
+  5 frequency_cap      not reached (pass)
+                         max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T13:00:00Z
+                         max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T13:00:00Z
+  time                 info
+                         zone America/New_York
+                         t = 2026-12-01T13:00:00Z = 2026-12-01 08:00:00 EST (UTC-0500)
+                         quiet hours moved it from 2026-12-01T02:00:00Z
+  6 holdout            not reached (HOLDOUT)
+                         u = 0.083483 (md5 of 'promo:c03'), holdout 0.5
+  7 variant            info
+                         u = 0.083483 is in the holdout slice [0, 0.5)
+  decision             excluded: no_consent
 """,
     ("promo", "c05"): """\
-  audience           in audience
-                       audience.where: tier = 'gold'
-  1 invalid_address  pass
-                       email address: F***@Example.com
-  2 no_consent       pass
-                       email_opt_in = 'yes'
-  3 suppressed       EXCLUDED
-                       optouts.csv:3 unsubscribe on email (by email)
-  4 already_sent     not reached (pass)
-                       occurrence once: nothing in the ledger
-  5 frequency_cap    not reached (pass)
-                       max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
-                       max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T02:00:00Z
-  time               info
-                       zone Asia/Shanghai
-                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
-  6 holdout          not reached (HOLDOUT)
-                       u = 0.065832 (md5 of 'promo:c05'), holdout 0.5
-  7 variant          info
-                       u = 0.065832 is in the holdout slice [0, 0.5)
-  decision           excluded: suppressed
+  audience             in audience
+                         audience.where: tier = 'gold'
+  1 invalid_address    pass
+                         email address: F***@Example.com
+  2 no_consent         pass
+                         email_opt_in = 'yes'
+  3 suppressed         EXCLUDED
+                         optouts.csv:3 unsubscribe on email (by email)
+  3 duplicate_address  not reached (pass)
+                         no other audience contact has this address
+  4 already_sent       not reached (pass)
+                         occurrence once: nothing in the ledger
+  5 frequency_cap      not reached (pass)
+                         max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
+                         max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T02:00:00Z
+  time                 info
+                         zone Asia/Shanghai
+                         t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout            not reached (HOLDOUT)
+                         u = 0.065832 (md5 of 'promo:c05'), holdout 0.5
+  7 variant            info
+                         u = 0.065832 is in the holdout slice [0, 0.5)
+  decision             excluded: suppressed
 """,
     ("promo", "c06"): """\
-  audience           in audience
-                       audience.where: tier = 'gold'
-  1 invalid_address  pass
-                       email address: s***@example.com
-  2 no_consent       pass
-                       email_opt_in = 'yes'
-  3 suppressed       pass
-                       optouts.csv:4 complaint on sms (by phone) — does not apply
-  4 already_sent     pass
-                       occurrence once: nothing in the ledger
-  5 frequency_cap    pass
-                       max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
-                       max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T02:00:00Z
-  time               info
-                       zone Asia/Shanghai
-                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
-  6 holdout          HOLDOUT
-                       u = 0.053040 (md5 of 'promo:c06'), holdout 0.5
-  7 variant          info
-                       u = 0.053040 is in the holdout slice [0, 0.5)
-  decision           excluded: holdout
+  audience             in audience
+                         audience.where: tier = 'gold'
+  1 invalid_address    pass
+                         email address: s***@example.com
+  2 no_consent         pass
+                         email_opt_in = 'yes'
+  3 suppressed         pass
+                         optouts.csv:4 complaint on sms (by phone) — does not apply
+  3 duplicate_address  pass
+                         no other audience contact has this address
+  4 already_sent       pass
+                         occurrence once: nothing in the ledger
+  5 frequency_cap      pass
+                         max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
+                         max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T02:00:00Z
+  time                 info
+                         zone Asia/Shanghai
+                         t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout            HOLDOUT
+                         u = 0.053040 (md5 of 'promo:c06'), holdout 0.5
+  7 variant            info
+                         u = 0.053040 is in the holdout slice [0, 0.5)
+  decision             excluded: holdout
 """,
     ("promo", "c07"): """\
-  audience           in audience
-                       audience.where: tier = 'gold'
-  1 invalid_address  pass
-                       email address: s***@example.com
-  2 no_consent       pass
-                       email_opt_in = 'yes'
-  3 suppressed       pass
-                       no suppression matches
-  4 already_sent     pass
-                       occurrence once: nothing in the ledger
-  5 frequency_cap    EXCLUDED
-                       max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 1 within ±1d of 2026-12-01T02:00:00Z
-                       max 3 marketing email messages within 7d (dmops.yaml caps[1]): 1 within ±7d of 2026-12-01T02:00:00Z
-  time               info
-                       zone Asia/Shanghai
-                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
-  6 holdout          not reached (HOLDOUT)
-                       u = 0.145830 (md5 of 'promo:c07'), holdout 0.5
-  7 variant          info
-                       u = 0.145830 is in the holdout slice [0, 0.5)
-  decision           excluded: frequency_cap
+  audience             in audience
+                         audience.where: tier = 'gold'
+  1 invalid_address    pass
+                         email address: s***@example.com
+  2 no_consent         pass
+                         email_opt_in = 'yes'
+  3 suppressed         pass
+                         no suppression matches
+  3 duplicate_address  pass
+                         no other audience contact has this address
+  4 already_sent       pass
+                         occurrence once: nothing in the ledger
+  5 frequency_cap      EXCLUDED
+                         max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 1 within ±1d of 2026-12-01T02:00:00Z
+                         max 3 marketing email messages within 7d (dmops.yaml caps[1]): 1 within ±7d of 2026-12-01T02:00:00Z
+  time                 info
+                         zone Asia/Shanghai
+                         t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout            not reached (HOLDOUT)
+                         u = 0.145830 (md5 of 'promo:c07'), holdout 0.5
+  7 variant            info
+                         u = 0.145830 is in the holdout slice [0, 0.5)
+  decision             excluded: frequency_cap
 """,
     ("promo", "c08"): """\
-  audience           in audience
-                       audience.where: tier = 'gold'
-  1 invalid_address  pass
-                       email address: e***@example.com
-  2 no_consent       pass
-                       email_opt_in = 'yes'
-  3 suppressed       pass
-                       no suppression matches
-  4 already_sent     HOLDOUT (kept)
-                       occurrence once: held out, planned 2026-12-01T02:00:00Z
-  5 frequency_cap    not reached (pass)
-                       max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
-                       max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T02:00:00Z
-  time               info
-                       zone Asia/Shanghai
-                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
-  6 holdout          not reached (HOLDOUT)
-                       u = 0.401075 (md5 of 'promo:c08'), holdout 0.5
-  7 variant          info
-                       u = 0.401075 is in the holdout slice [0, 0.5)
-  decision           excluded: holdout
+  audience             in audience
+                         audience.where: tier = 'gold'
+  1 invalid_address    pass
+                         email address: e***@example.com
+  2 no_consent         pass
+                         email_opt_in = 'yes'
+  3 suppressed         pass
+                         no suppression matches
+  3 duplicate_address  pass
+                         no other audience contact has this address
+  4 already_sent       HOLDOUT (kept)
+                         occurrence once: held out, planned 2026-12-01T02:00:00Z
+  5 frequency_cap      not reached (pass)
+                         max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
+                         max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T02:00:00Z
+  time                 info
+                         zone Asia/Shanghai
+                         t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout            not reached (HOLDOUT)
+                         u = 0.401075 (md5 of 'promo:c08'), holdout 0.5
+  7 variant            info
+                         u = 0.401075 is in the holdout slice [0, 0.5)
+  decision             excluded: holdout
 """,
     ("promo", "c09"): """\
-  audience           in audience
-                       audience.where: tier = 'gold'
-  1 invalid_address  pass
-                       email address: n***@example.com
-  2 no_consent       pass
-                       email_opt_in = 'yes'
-  3 suppressed       pass
-                       no suppression matches
-  4 already_sent     EXCLUDED
-                       occurrence once: message variant a planned 2026-12-01T02:00:00Z
-  5 frequency_cap    not reached (EXCLUDED)
-                       max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 1 within ±1d of 2026-12-01T02:00:00Z
-                       max 3 marketing email messages within 7d (dmops.yaml caps[1]): 1 within ±7d of 2026-12-01T02:00:00Z
-  time               info
-                       zone Asia/Shanghai (contact timezone missing or invalid: workspace zone)
-                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
-  6 holdout          not reached (pass)
-                       u = 0.602485 (md5 of 'promo:c09'), holdout 0.5
-  7 variant          info
-                       u = 0.602485 is in [0.500000, 0.625000): variant a
-  decision           excluded: already_sent
+  audience             in audience
+                         audience.where: tier = 'gold'
+  1 invalid_address    pass
+                         email address: n***@example.com
+  2 no_consent         pass
+                         email_opt_in = 'yes'
+  3 suppressed         pass
+                         no suppression matches
+  3 duplicate_address  pass
+                         no other audience contact has this address
+  4 already_sent       EXCLUDED
+                         occurrence once: message variant a planned 2026-12-01T02:00:00Z
+  5 frequency_cap      not reached (EXCLUDED)
+                         max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 1 within ±1d of 2026-12-01T02:00:00Z
+                         max 3 marketing email messages within 7d (dmops.yaml caps[1]): 1 within ±7d of 2026-12-01T02:00:00Z
+  time                 info
+                         zone Asia/Shanghai (contact timezone missing or invalid: workspace zone)
+                         t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout            not reached (pass)
+                         u = 0.602485 (md5 of 'promo:c09'), holdout 0.5
+  7 variant            info
+                         u = 0.602485 is in [0.500000, 0.625000): variant a
+  decision             excluded: already_sent
 """,
     ("promo", "c10"): """\
   audience  not in audience
               audience.where is false or null: tier = 'gold'
 """,
     ("promo", "c13"): """\
-  audience           in audience
-                       audience.where: tier = 'gold'
-  1 invalid_address  pass
-                       email address: t***@example.com
-  2 no_consent       pass
-                       email_opt_in = 'yes'
-  3 suppressed       pass
-                       no suppression matches
-  4 already_sent     pass
-                       occurrence once: nothing in the ledger
-  5 frequency_cap    pass
-                       max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
-                       max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T02:00:00Z
-  time               info
-                       zone Asia/Shanghai
-                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
-  6 holdout          pass
-                       u = 0.860439 (md5 of 'promo:c13'), holdout 0.5
-  7 variant          info
-                       u = 0.860439 is in [0.625000, 1.000000): variant b
-  decision           send variant b at 2026-12-01T02:00:00Z
+  audience             in audience
+                         audience.where: tier = 'gold'
+  1 invalid_address    pass
+                         email address: t***@example.com
+  2 no_consent         pass
+                         email_opt_in = 'yes'
+  3 suppressed         pass
+                         no suppression matches
+  3 duplicate_address  pass
+                         no other audience contact has this address
+  4 already_sent       pass
+                         occurrence once: nothing in the ledger
+  5 frequency_cap      pass
+                         max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
+                         max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T02:00:00Z
+  time                 info
+                         zone Asia/Shanghai
+                         t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout            pass
+                         u = 0.860439 (md5 of 'promo:c13'), holdout 0.5
+  7 variant            info
+                         u = 0.860439 is in [0.625000, 1.000000): variant b
+  decision             send variant b at 2026-12-01T02:00:00Z
 """,
     ("receipt", "c02"): """\
-  audience           in audience
-                       audience.where: tier = 'gold'
-  1 invalid_address  EXCLUDED
-                       email address: none
-  2 no_consent       skipped
-                       transactional campaigns need no consent
-  3 suppressed       not reached (pass)
-                       no suppression matches
-  4 already_sent     not reached (pass)
-                       occurrence once: nothing in the ledger
-  5 frequency_cap    skipped
-                       transactional campaigns are not capped
-  time               info
-                       zone Asia/Shanghai
-                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
-  6 holdout          not reached (pass)
-                       u = 0.752113 (md5 of 'receipt:c02'), holdout 0.0
-  7 variant          info
-                       u = 0.752113 is in [0.000000, 1.000000): variant a
-  decision           excluded: invalid_address
+  audience             in audience
+                         audience.where: tier = 'gold'
+  1 invalid_address    EXCLUDED
+                         email address: none
+  2 no_consent         skipped
+                         transactional campaigns need no consent
+  3 suppressed         not reached (pass)
+                         no suppression matches
+  3 duplicate_address  not reached (pass)
+                         no valid address to share
+  4 already_sent       not reached (pass)
+                         occurrence once: nothing in the ledger
+  5 frequency_cap      skipped
+                         transactional campaigns are not capped
+  time                 info
+                         zone Asia/Shanghai
+                         t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout            not reached (pass)
+                         u = 0.752113 (md5 of 'receipt:c02'), holdout 0.0
+  7 variant            info
+                         u = 0.752113 is in [0.000000, 1.000000): variant a
+  decision             excluded: invalid_address
 """,
     ("receipt", "c03"): """\
-  audience           in audience
-                       audience.where: tier = 'gold'
-  1 invalid_address  pass
-                       email address: t***@example.com
-  2 no_consent       skipped
-                       transactional campaigns need no consent
-  3 suppressed       pass
-                       no suppression matches
-  4 already_sent     pass
-                       occurrence once: nothing in the ledger
-  5 frequency_cap    skipped
-                       transactional campaigns are not capped
-  time               info
-                       zone America/New_York
-                       t = 2026-12-01T02:00:00Z = 2026-11-30 21:00:00 EST (UTC-0500)
-  6 holdout          pass
-                       u = 0.901801 (md5 of 'receipt:c03'), holdout 0.0
-  7 variant          info
-                       u = 0.901801 is in [0.000000, 1.000000): variant a
-  decision           send variant a at 2026-12-01T02:00:00Z
+  audience             in audience
+                         audience.where: tier = 'gold'
+  1 invalid_address    pass
+                         email address: t***@example.com
+  2 no_consent         skipped
+                         transactional campaigns need no consent
+  3 suppressed         pass
+                         no suppression matches
+  3 duplicate_address  pass
+                         no other audience contact has this address
+  4 already_sent       pass
+                         occurrence once: nothing in the ledger
+  5 frequency_cap      skipped
+                         transactional campaigns are not capped
+  time                 info
+                         zone America/New_York
+                         t = 2026-12-01T02:00:00Z = 2026-11-30 21:00:00 EST (UTC-0500)
+  6 holdout            pass
+                         u = 0.901801 (md5 of 'receipt:c03'), holdout 0.0
+  7 variant            info
+                         u = 0.901801 is in [0.000000, 1.000000): variant a
+  decision             send variant a at 2026-12-01T02:00:00Z
 """,
     ("texts", "c06"): """\
-  audience           in audience
-                       audience.where: (no audience.where: every contact)
-  1 invalid_address  pass
-                       sms address: +86*******0006
-  2 no_consent       pass
-                       sms_opt_in = 'yes'
-  3 suppressed       EXCLUDED
-                       optouts.csv:4 complaint on sms (by phone)
-  4 already_sent     not reached (pass)
-                       occurrence once: nothing in the ledger
-  5 frequency_cap    not reached (pass)
-                       max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
-  time               info
-                       zone Asia/Shanghai
-                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
-  6 holdout          not reached (pass)
-                       u = 0.818485 (md5 of 'texts:c06'), holdout 0.0
-  7 variant          info
-                       u = 0.818485 is in [0.000000, 1.000000): variant a
-  decision           excluded: suppressed
+  audience             in audience
+                         audience.where: (no audience.where: every contact)
+  1 invalid_address    pass
+                         sms address: +86*******0006
+  2 no_consent         pass
+                         sms_opt_in = 'yes'
+  3 suppressed         EXCLUDED
+                         optouts.csv:4 complaint on sms (by phone)
+  3 duplicate_address  not reached (pass)
+                         no other audience contact has this address
+  4 already_sent       not reached (pass)
+                         occurrence once: nothing in the ledger
+  5 frequency_cap      not reached (pass)
+                         max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
+  time                 info
+                         zone Asia/Shanghai
+                         t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout            not reached (pass)
+                         u = 0.818485 (md5 of 'texts:c06'), holdout 0.0
+  7 variant            info
+                         u = 0.818485 is in [0.000000, 1.000000): variant a
+  decision             excluded: suppressed
 """,
     ("chats", "c01"): """\
-  audience           in audience
-                       audience.where: (no audience.where: every contact)
-  1 invalid_address  pass
-                       dm address: w***
-  2 no_consent       pass
-                       no consent column configured for dm
-  3 suppressed       pass
-                       no suppression matches
-  4 already_sent     pass
-                       occurrence once: nothing in the ledger
-  5 frequency_cap    pass
-                       max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
-  time               info
-                       zone Asia/Shanghai
-                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
-  6 holdout          pass
-                       u = 0.997492 (md5 of 'chats:c01'), holdout 0.0
-  7 variant          info
-                       u = 0.997492 is in [0.000000, 1.000000): variant a
-  decision           send variant a at 2026-12-01T02:00:00Z
+  audience             in audience
+                         audience.where: (no audience.where: every contact)
+  1 invalid_address    pass
+                         dm address: w***
+  2 no_consent         pass
+                         no consent column configured for dm
+  3 suppressed         pass
+                         no suppression matches
+  3 duplicate_address  pass
+                         9 other audience contact(s) share this address
+                         the lowest id keeps it
+  4 already_sent       pass
+                         occurrence once: nothing in the ledger
+  5 frequency_cap      pass
+                         max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
+  time                 info
+                         zone Asia/Shanghai
+                         t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout            pass
+                         u = 0.997492 (md5 of 'chats:c01'), holdout 0.0
+  7 variant            info
+                         u = 0.997492 is in [0.000000, 1.000000): variant a
+  decision             send variant a at 2026-12-01T02:00:00Z
 """,
     ("split", "c13"): """\
-  audience           in audience
-                       audience.where: tier = 'gold'
-  1 invalid_address  pass
-                       email address: t***@example.com
-  2 no_consent       pass
-                       email_opt_in = 'yes'
-  3 suppressed       pass
-                       no suppression matches
-  4 already_sent     pass
-                       occurrence once: nothing in the ledger
-  5 frequency_cap    pass
-                       max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
-                       max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T02:00:00Z
-  time               info
-                       zone Asia/Shanghai
-                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
-  6 holdout          pass
-                       holdout.where: contact_id = 'c07'
-  7 variant          info
-                       u = 0.951637 is in [0.250000, 1.000000): variant b
-  decision           send variant b at 2026-12-01T02:00:00Z
+  audience             in audience
+                         audience.where: tier = 'gold'
+  1 invalid_address    pass
+                         email address: t***@example.com
+  2 no_consent         pass
+                         email_opt_in = 'yes'
+  3 suppressed         pass
+                         no suppression matches
+  3 duplicate_address  pass
+                         no other audience contact has this address
+  4 already_sent       pass
+                         occurrence once: nothing in the ledger
+  5 frequency_cap      pass
+                         max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
+                         max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T02:00:00Z
+  time                 info
+                         zone Asia/Shanghai
+                         t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout            pass
+                         holdout.where: contact_id = 'c07'
+  7 variant            info
+                         u = 0.951637 is in [0.250000, 1.000000): variant b
+  decision             send variant b at 2026-12-01T02:00:00Z
 """,
     ("cells", "c01"): """\
-  audience           in audience
-                       audience.where: (no audience.where: every contact)
-  1 invalid_address  pass
-                       email address: o***@example.com
-  2 no_consent       pass
-                       email_opt_in = 'yes'
-  3 suppressed       pass
-                       no suppression matches
-  4 already_sent     pass
-                       occurrence once: nothing in the ledger
-  5 frequency_cap    pass
-                       max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
-                       max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T02:00:00Z
-  time               info
-                       zone Asia/Shanghai
-                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
-  6 holdout          pass
-                       holdout.where: contact_id = 'c07'
-  7 no_variant       pass
-                       first matching cell: vip
-  decision           send variant vip at 2026-12-01T02:00:00Z
+  audience             in audience
+                         audience.where: (no audience.where: every contact)
+  1 invalid_address    pass
+                         email address: o***@example.com
+  2 no_consent         pass
+                         email_opt_in = 'yes'
+  3 suppressed         pass
+                         no suppression matches
+  3 duplicate_address  pass
+                         no other audience contact has this address
+  4 already_sent       pass
+                         occurrence once: nothing in the ledger
+  5 frequency_cap      pass
+                         max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
+                         max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T02:00:00Z
+  time                 info
+                         zone Asia/Shanghai
+                         t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout            pass
+                         holdout.where: contact_id = 'c07'
+  7 no_variant         pass
+                         first matching cell: vip
+  decision             send variant vip at 2026-12-01T02:00:00Z
 """,
     ("cells", "c07"): """\
-  audience           in audience
-                       audience.where: (no audience.where: every contact)
-  1 invalid_address  pass
-                       email address: s***@example.com
-  2 no_consent       pass
-                       email_opt_in = 'yes'
-  3 suppressed       pass
-                       no suppression matches
-  4 already_sent     pass
-                       occurrence once: nothing in the ledger
-  5 frequency_cap    EXCLUDED
-                       max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 1 within ±1d of 2026-12-01T02:00:00Z
-                       max 3 marketing email messages within 7d (dmops.yaml caps[1]): 1 within ±7d of 2026-12-01T02:00:00Z
-  time               info
-                       zone Asia/Shanghai
-                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
-  6 holdout          not reached (HOLDOUT)
-                       holdout.where: contact_id = 'c07'
-  7 no_variant       not reached (pass)
-                       first matching cell: vip
-  decision           excluded: frequency_cap
+  audience             in audience
+                         audience.where: (no audience.where: every contact)
+  1 invalid_address    pass
+                         email address: s***@example.com
+  2 no_consent         pass
+                         email_opt_in = 'yes'
+  3 suppressed         pass
+                         no suppression matches
+  3 duplicate_address  pass
+                         no other audience contact has this address
+  4 already_sent       pass
+                         occurrence once: nothing in the ledger
+  5 frequency_cap      EXCLUDED
+                         max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 1 within ±1d of 2026-12-01T02:00:00Z
+                         max 3 marketing email messages within 7d (dmops.yaml caps[1]): 1 within ±7d of 2026-12-01T02:00:00Z
+  time                 info
+                         zone Asia/Shanghai
+                         t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout            not reached (HOLDOUT)
+                         holdout.where: contact_id = 'c07'
+  7 no_variant         not reached (pass)
+                         first matching cell: vip
+  decision             excluded: frequency_cap
 """,
     ("cells", "c10"): """\
-  audience           in audience
-                       audience.where: (no audience.where: every contact)
-  1 invalid_address  pass
-                       email address: t***@example.com
-  2 no_consent       pass
-                       email_opt_in = 'yes'
-  3 suppressed       pass
-                       no suppression matches
-  4 already_sent     pass
-                       occurrence once: nothing in the ledger
-  5 frequency_cap    pass
-                       max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
-                       max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T02:00:00Z
-  time               info
-                       zone Asia/Shanghai
-                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
-  6 holdout          pass
-                       holdout.where: contact_id = 'c07'
-  7 no_variant       pass
-                       first matching cell: all
-  decision           send variant all at 2026-12-01T02:00:00Z
+  audience             in audience
+                         audience.where: (no audience.where: every contact)
+  1 invalid_address    pass
+                         email address: t***@example.com
+  2 no_consent         pass
+                         email_opt_in = 'yes'
+  3 suppressed         pass
+                         no suppression matches
+  3 duplicate_address  pass
+                         no other audience contact has this address
+  4 already_sent       pass
+                         occurrence once: nothing in the ledger
+  5 frequency_cap      pass
+                         max 1 marketing messages on any channel within 1d (dmops.yaml caps[0]): 0 within ±1d of 2026-12-01T02:00:00Z
+                         max 3 marketing email messages within 7d (dmops.yaml caps[1]): 0 within ±7d of 2026-12-01T02:00:00Z
+  time                 info
+                         zone Asia/Shanghai
+                         t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout            pass
+                         holdout.where: contact_id = 'c07'
+  7 no_variant         pass
+                         first matching cell: all
+  decision             send variant all at 2026-12-01T02:00:00Z
 """,
 }
 
@@ -514,73 +549,79 @@ SMALL_BASE = (
 )
 SMALL_EXPECTED = {
     ("receipt", "c01"): """\
-  audience           in audience
-                       audience.where: (no audience.where: every contact)
-  1 invalid_address  pass
-                       email address: o***@example.com
-  2 no_consent       skipped
-                       transactional campaigns need no consent
-  3 suppressed       EXCLUDED
-                       events:ev.csv complaint on all channels (by contact_id)
-                       optouts.csv:2 unsubscribe on email (by contact_id) — does not apply
-  4 already_sent     not reached (pass)
-                       occurrence once: nothing in the ledger
-  5 frequency_cap    skipped
-                       transactional campaigns are not capped
-  time               info
-                       zone Asia/Shanghai (contact timezone missing or invalid: workspace zone)
-                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
-  6 holdout          not reached (pass)
-                       u = 0.869551 (md5 of 'receipt:c01'), holdout 0.0
-  7 variant          info
-                       u = 0.869551 is in [0.000000, 1.000000): variant a
-  decision           excluded: suppressed
+  audience             in audience
+                         audience.where: (no audience.where: every contact)
+  1 invalid_address    pass
+                         email address: o***@example.com
+  2 no_consent         skipped
+                         transactional campaigns need no consent
+  3 suppressed         EXCLUDED
+                         events:ev.csv complaint on all channels (by contact_id)
+                         optouts.csv:2 unsubscribe on email (by contact_id) — does not apply
+  3 duplicate_address  not reached (pass)
+                         no other audience contact has this address
+  4 already_sent       not reached (pass)
+                         occurrence once: nothing in the ledger
+  5 frequency_cap      skipped
+                         transactional campaigns are not capped
+  time                 info
+                         zone Asia/Shanghai (contact timezone missing or invalid: workspace zone)
+                         t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout            not reached (pass)
+                         u = 0.869551 (md5 of 'receipt:c01'), holdout 0.0
+  7 variant            info
+                         u = 0.869551 is in [0.000000, 1.000000): variant a
+  decision             excluded: suppressed
 """,
     ("nocell", "c01"): """\
-  audience           in audience
-                       audience.where: (no audience.where: every contact)
-  1 invalid_address  pass
-                       email address: o***@example.com
-  2 no_consent       pass
-                       email_opt_in = 'yes'
-  3 suppressed       EXCLUDED
-                       events:ev.csv complaint on all channels (by contact_id)
-                       optouts.csv:2 unsubscribe on email (by contact_id)
-  4 already_sent     not reached (pass)
-                       occurrence once: nothing in the ledger
-  5 frequency_cap    not reached (pass)
-                       no caps apply
-  time               info
-                       zone Asia/Shanghai (contact timezone missing or invalid: workspace zone)
-                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
-  6 holdout          not reached (pass)
-                       u = 0.807140 (md5 of 'nocell:c01'), holdout 0.0
-  7 no_variant       not reached (EXCLUDED)
-                       first matching cell: none
-  decision           excluded: suppressed
+  audience             in audience
+                         audience.where: (no audience.where: every contact)
+  1 invalid_address    pass
+                         email address: o***@example.com
+  2 no_consent         pass
+                         email_opt_in = 'yes'
+  3 suppressed         EXCLUDED
+                         events:ev.csv complaint on all channels (by contact_id)
+                         optouts.csv:2 unsubscribe on email (by contact_id)
+  3 duplicate_address  not reached (pass)
+                         no other audience contact has this address
+  4 already_sent       not reached (pass)
+                         occurrence once: nothing in the ledger
+  5 frequency_cap      not reached (pass)
+                         no caps apply
+  time                 info
+                         zone Asia/Shanghai (contact timezone missing or invalid: workspace zone)
+                         t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout            not reached (pass)
+                         u = 0.807140 (md5 of 'nocell:c01'), holdout 0.0
+  7 no_variant         not reached (EXCLUDED)
+                         first matching cell: none
+  decision             excluded: suppressed
 """,
     ("nocell", "c02"): """\
-  audience           in audience
-                       audience.where: (no audience.where: every contact)
-  1 invalid_address  pass
-                       email address: t***@example.com
-  2 no_consent       pass
-                       email_opt_in = 'yes'
-  3 suppressed       pass
-                       no suppression matches
-  4 already_sent     EXCLUDED
-                       occurrence once: message variant vip planned 2026-12-01T02:00:00Z
-                       held out, planned 2026-12-01T02:00:00Z
-  5 frequency_cap    not reached (pass)
-                       no caps apply
-  time               info
-                       zone Asia/Shanghai (contact timezone missing or invalid: workspace zone)
-                       t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
-  6 holdout          not reached (pass)
-                       u = 0.574548 (md5 of 'nocell:c02'), holdout 0.0
-  7 no_variant       not reached (EXCLUDED)
-                       first matching cell: none
-  decision           excluded: already_sent
+  audience             in audience
+                         audience.where: (no audience.where: every contact)
+  1 invalid_address    pass
+                         email address: t***@example.com
+  2 no_consent         pass
+                         email_opt_in = 'yes'
+  3 suppressed         pass
+                         no suppression matches
+  3 duplicate_address  pass
+                         no other audience contact has this address
+  4 already_sent       EXCLUDED
+                         occurrence once: message variant vip planned 2026-12-01T02:00:00Z
+                         held out, planned 2026-12-01T02:00:00Z
+  5 frequency_cap      not reached (pass)
+                         no caps apply
+  time                 info
+                         zone Asia/Shanghai (contact timezone missing or invalid: workspace zone)
+                         t = 2026-12-01T02:00:00Z = 2026-12-01 10:00:00 CST (UTC+0800)
+  6 holdout            not reached (pass)
+                         u = 0.574548 (md5 of 'nocell:c02'), holdout 0.0
+  7 no_variant         not reached (EXCLUDED)
+                         first matching cell: none
+  decision             excluded: already_sent
 """,
 }
 

@@ -77,9 +77,11 @@ def test_each_reason_in_order(root: Path) -> None:
         message("c09", "2026-12-01T02:00:00", campaign="promo", kind="holdout"),  # held before: stays held
         message("c02", "2026-12-01T02:00:00", campaign="promo"),  # invalid address wins over already sent
     )
-    write(root, {"dmops.yaml": WS + "caps:\n  - {max: 1, per: 1d}\n"})
+    duplicate = "c11, ONE@Example.com ,+8613800000011,Asia/Shanghai,yes,yes,gold\n"  # c01's address: one person
+    write(root, {"dmops.yaml": WS + "caps:\n  - {max: 1, per: 1d}\n", "contacts.csv": CONTACTS + duplicate})
     summary, rows = plan(root, "campaigns/promo.yaml", "2026-11-30T12:00")
     assert reasons(rows) == {
+        "c11": "duplicate_address",
         "c01": None,
         "c02": "invalid_address",
         "c03": "no_consent",
@@ -91,11 +93,12 @@ def test_each_reason_in_order(root: Path) -> None:
         "c09": "holdout",
     }
     assert rows["c01"] == (None, "a", "2026-12-01T02:00:00Z")
-    assert summary.audience == 9 and summary.to_send == 2
+    assert summary.audience == 10 and summary.to_send == 2
     assert summary.excluded == {
         "invalid_address": 1,
         "no_consent": 1,
         "suppressed": 2,
+        "duplicate_address": 1,
         "already_sent": 1,
         "frequency_cap": 1,
         "holdout": 1,

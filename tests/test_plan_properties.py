@@ -127,8 +127,8 @@ def test_funnel_invariants(contacts, suppressions, cap_max, cap_days, cap_channe
         marketing = purpose == "marketing"
         cap_binds = cap_channel in (None, "email")  # the campaign is email
 
-        def first_failing_check(cid: str, c: dict) -> str | None:
-            """SPEC §6, step by step, from the inputs alone."""
+        def first_three(cid: str, c: dict) -> str | None:
+            """Steps 1-3 of SPEC §6, from the inputs alone."""
             address = normalise_email(c["email"])
             if address is None:
                 return "invalid_address"
@@ -139,6 +139,18 @@ def test_funnel_invariants(contacts, suppressions, cap_max, cap_days, cap_channe
                 applies = channel in ("", "email") and (marketing or why != "unsubscribe")
                 if applies and (sid == cid or (listed and listed.strip().casefold() == address.casefold())):
                     return "suppressed"
+            return None
+
+        def first_failing_check(cid: str, c: dict) -> str | None:
+            """SPEC §6, step by step, from the inputs alone."""
+            failed = first_three(cid, c)
+            if failed:
+                return failed
+            address = (normalise_email(c["email"]) or "").casefold()
+            for other, d in zip(ids, contacts, strict=True):
+                same = (normalise_email(d["email"]) or "").casefold() == address
+                if other < cid and same and first_three(other, d) is None:
+                    return "duplicate_address"  # one person, one message: the lowest id keeps it
             mine = [e for e in entries if e.contact_id == cid]
             if any(e.campaign_id == "promo" and e.kind == "message" for e in mine):
                 return "already_sent"

@@ -11,8 +11,11 @@ CREATE TABLE IF NOT EXISTS entries (
     planned_at  TIMESTAMP NOT NULL,    -- planned send time t, UTC
     message_id  VARCHAR,               -- messages only
     run_id      VARCHAR,
-    recorded_at TIMESTAMP              -- UTC
+    recorded_at TIMESTAMP,             -- UTC
+    address_sha256 VARCHAR             -- messages: SHA-256 of the normalised address (ledger.address_key_sql)
 );
+-- Ledgers written before schema version 2 lack the address: their messages are matched by contact only.
+ALTER TABLE entries ADD COLUMN IF NOT EXISTS address_sha256 VARCHAR;
 CREATE TABLE IF NOT EXISTS runs (
     campaign_id VARCHAR NOT NULL,
     occurrence  VARCHAR NOT NULL,

@@ -7,6 +7,7 @@ WITH decided AS (
         WHEN NOT address_ok THEN 'invalid_address'
         WHEN $marketing AND NOT consent THEN 'no_consent'
         WHEN suppressed THEN 'suppressed'
+        WHEN address_kept_by < contact_id THEN 'duplicate_address'
         WHEN ledger_sent THEN 'already_sent'
         WHEN ledger_held THEN 'holdout'
         WHEN $marketing AND capped THEN 'frequency_cap'
