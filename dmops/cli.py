@@ -240,9 +240,24 @@ def validate_command(
 @app.command("init")
 def init_command(
     directory: Annotated[Path, typer.Argument(help="Folder to create the workspace in.")] = Path("."),
+    contacts: Annotated[
+        Path | None,
+        typer.Option("--contacts", help="Write a workspace around this contact export instead of the sample."),
+    ] = None,
+    timezone: Annotated[
+        str | None, typer.Option("--timezone", help="With --contacts: the workspace timezone (default: guessed).")
+    ] = None,
+    phone_region: Annotated[
+        str | None, typer.Option("--phone-region", help="With --contacts: region of phones without + (e.g. CN).")
+    ] = None,
 ) -> None:
-    """Write a runnable sample workspace into DIRECTORY; never overwrites a file."""
-    written = init_workspace(directory)
+    """Write a runnable sample workspace into DIRECTORY, or one around your own contacts; never overwrites."""
+    from dmops.scaffold import init_from_contacts
+
+    if contacts is not None:
+        written = init_from_contacts(directory, contacts, timezone=timezone, phone_region=phone_region)
+    else:
+        written = init_workspace(directory)
     out = _console()
     out.print(f"wrote {len(written)} files to {escape(str(directory))}:")
     for relative in written:
@@ -470,6 +485,63 @@ def outbox_export_command(
     ws = _workspace(ctx)
     count = export_eml(ws.outbox_dir, eml, campaign)
     _console().print(f"wrote {count:,} .eml files to {escape(str(eml))}")
+
+
+contacts_app = typer.Typer(help="Look at contact exports.", no_args_is_help=True)
+app.add_typer(contacts_app, name="contacts")
+
+
+@contacts_app.command("inspect")
+def contacts_inspect_command(
+    file: Annotated[Path, typer.Argument(help="A contact export: CSV, Parquet or .xlsx.")],
+    encoding: Annotated[str, typer.Option("--encoding", help="auto, utf-8, gb18030, …")] = "auto",
+    sheet: Annotated[str | None, typer.Option("--sheet", help=".xlsx: the sheet (default: the first).")] = None,
+    fmt: Annotated[Literal["table", "json"], typer.Option("--format", help="Output format.")] = "table",
+) -> None:
+    """Show FILE's columns, encoding and row count, and the contacts mapping to paste into dmops.yaml."""
+    from rich.table import Table
+
+    from dmops.inspect import inspect_file
+
+    found = inspect_file(file, encoding=encoding, sheet=sheet)
+    shown = str(file)
+    if fmt == "json":
+        payload = {
+            "file": shown,
+            "encoding": found.encoding,
+            "rows": found.rows,
+            "columns": [
+                {"header": c.header, "filled": c.filled, "distinct": c.distinct, "emails": c.emails, "phones": c.phones}
+                for c in found.columns
+            ],
+            "mapping": found.mapping,
+            "consent": found.consent,
+            "yaml": found.yaml(shown),
+        }
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    out = _console()
+    encoding_text = (
+        f", {found.encoding.upper()}" + (" detected" if encoding == "auto" else "") if found.encoding else ""
+    )
+    out.print(f"{escape(shown)}: {found.rows:,} rows, {len(found.columns)} columns{encoding_text}")
+    roles = {header: name for name, header in found.mapping.items()}
+    roles.update({c["column"]: f"consent.{channel}" for channel, c in found.consent.items()})
+    table = Table(show_edge=False, pad_edge=False, box=None)
+    for title in ("column", "filled", "distinct", "emails", "phones", "looks like"):
+        table.add_column(title, justify="left" if title in ("column", "looks like") else "right", no_wrap=True)
+    for c in found.columns:
+        table.add_row(
+            escape(c.header),
+            f"{c.filled:,}",
+            f"{c.distinct:,}",
+            f"{c.emails:,}",
+            f"{c.phones:,}",
+            roles.get(c.header, ""),
+        )
+    out.print(table)
+    out.print("paste into dmops.yaml (and check it):")
+    out.print(escape(found.yaml(shown)), end="", highlight=False)
 
 
 events_app = typer.Typer(help="Import delivery, engagement and conversion events.", no_args_is_help=True)

@@ -487,3 +487,70 @@ def test_a_ledger_written_before_addresses_were_kept_still_plans_and_is_upgraded
             ("B7", False),
             ("D4", True),
         ]
+
+
+# --- contacts inspect and init --contacts ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "mapping", "consent"),
+    [
+        (
+            "mailchimp_audience.csv",
+            {"contact_id": "LEID", "email": "Email Address", "phone": "Phone Number", "first_name": "First Name"},
+            {"email": {"column": "Marketing Permissions: Email", "true_values": ["y"]}},
+        ),
+        (
+            "shopify_customers.csv",
+            {"contact_id": "Customer ID", "email": "Email", "phone": "Phone", "first_name": "First Name"},
+            {
+                "email": {"column": "Accepts Email Marketing", "true_values": ["yes"]},
+                "sms": {"column": "Accepts SMS Marketing", "true_values": ["yes"]},
+            },
+        ),
+        (
+            "crm_export_gb18030.csv",
+            {"contact_id": "客户ID", "email": "邮箱", "phone": "手机号", "first_name": "姓名"},
+            {"email": {"column": "邮件订阅", "true_values": ["是"]}},
+        ),
+    ],
+)
+def test_inspect_guesses_the_mapping_of_each_sample_export(
+    tmp_path: Path, name: str, mapping: dict, consent: dict
+) -> None:
+    code, output = run(tmp_path, "contacts", "inspect", str(SAMPLES / name), "--format", "json")
+    assert code == 0, output
+    found = json.loads(output)
+    assert (found["rows"], found["mapping"], found["consent"]) == (6, mapping, consent)
+    assert found["encoding"] == ("gb18030" if "gb18030" in name else "utf-8")
+    assert "@" not in output.replace(found["yaml"], "")  # counts and headers only: no address is printed
+
+
+def test_inspect_prints_the_yaml_to_paste(tmp_path: Path) -> None:
+    code, output = run(tmp_path, "contacts", "inspect", str(SAMPLES / "crm_export_gb18030.csv"))
+    assert code == 0, output
+    assert "crm_export_gb18030.csv: 6 rows, 8 columns, GB18030 detected" in output
+    assert re.search(r"邮件订阅\s+6\s+2\s+0\s+0\s+consent.email", output)
+    assert re.search(r"注册日期\s+6\s+6\s+0\s+0\s*\n", output)  # dates are not phone numbers
+    pasted = output.split("paste into dmops.yaml (and check it):\n", 1)[1]
+    assert "  encoding: gb18030\n  columns:\n    contact_id: 客户ID\n" in pasted
+
+
+def test_init_writes_a_workspace_around_a_real_export_that_validates_and_plans(tmp_path: Path) -> None:
+    target = tmp_path / "shop"
+    code, output = run(tmp_path, "init", str(target), "--contacts", str(SAMPLES / "crm_export_gb18030.csv"))
+    assert code == 0, output
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()) == [
+        "campaigns/first-campaign.yaml",
+        "data/crm_export_gb18030.csv",
+        "dmops.yaml",
+    ]
+    config = (target / "dmops.yaml").read_text(encoding="utf-8")
+    assert "timezone: Asia/Shanghai\nphone_region: CN\n" in config and "contact_id: 客户ID" in config
+    code, output = run(target, "validate")
+    assert code == 0 and "(crm_export_gb18030.csv, GB18030)" in output, output
+    code, output = run(target, "plan", "first-campaign", "--at", "2026-12-01T10:00", "--format", "json")
+    assert code == 0, output
+    assert json.loads(output)["to_send"] == 4  # 1003 gave no consent, 1005 has no valid email
+    code, output = run(tmp_path, "init", str(target), "--contacts", str(SAMPLES / "crm_export_gb18030.csv"))
+    assert code == 73 and "3 file(s) already exist" in output
