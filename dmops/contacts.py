@@ -35,7 +35,9 @@ from dmops.workspace import CHANNELS, DEFAULT_TRUE_VALUES, Workspace
 ADDRESS_COLUMNS = ("email", "phone", "dm_handle")
 TEXT_COLUMNS = ("contact_id", *ADDRESS_COLUMNS, "timezone", "locale")
 # Names that templates and expressions get from dmops itself, never from a contacts file.
-BUILTIN_NAMES = frozenset({"unsubscribe_token", "unsubscribe_url", "campaign", "variant", "run_at", "run_date"})
+BUILTIN_NAMES = frozenset(
+    {"unsubscribe_token", "unsubscribe_url", "campaign", "variant", "contact", "run_at", "run_date"}
+)
 CONSENT_TRUE = DEFAULT_TRUE_VALUES  # the default yes-values (a consent may name its own)
 
 
@@ -301,6 +303,9 @@ def load_contacts(
     _check_nul(con, path, raw_types)
     _check_consent(ws, names)
     text_columns = {c.lower() for c in (*TEXT_COLUMNS, *consent)}
+    con.execute(  # every header (mapped names in place), kept or not: what templates may name, for did-you-mean
+        "CREATE OR REPLACE TEMP TABLE contact_headers AS SELECT unnest($names::VARCHAR[]) AS header", {"names": names}
+    )
     if mentioned is not None:
         texts = [t.lower() for t in mentioned]
         names = [n for n in names if n.lower() in text_columns or any(n.lower() in t for t in texts)]

@@ -61,7 +61,7 @@ class Entry:
     planned_at: datetime  # naive UTC
     message_id: str | None = None
     run_id: str | None = None
-    address: str | None = None  # messages: the normalised address they went to (stored as its SHA-256)
+    address: str | None = None  # the normalised address (stored as its SHA-256): messages and holdouts
 
 
 def address_hash_sql(channel: str, address: str) -> str:
@@ -217,7 +217,8 @@ def record_send(
     held = _run(
         con,
         f"""INSERT INTO {ALIAS}.entries
-            SELECT $c, $o, contact_id, 'holdout', $channel, $purpose, NULL, planned_at, NULL, $run, $now, NULL
+            SELECT $c, $o, contact_id, 'holdout', $channel, $purpose, NULL, planned_at, NULL, $run, $now,
+                   sha256(address_key)
             FROM plan_rows WHERE reason = 'holdout' AND NOT ledger_held""",
         params,
     )

@@ -26,6 +26,8 @@ Rules (``error`` fails ``dmops lint`` with exit 1 and stops ``dmops send``):
 ``template.unguarded``     error     a variable with no ``default`` or ``if`` guard fails for a
                                      contact whose value is blank (the column has blanks)
 ``template.render``        error     the template fails for a sample contact in another way
+``template.variable``      error     a name that is no column or built-in (with the column it likely
+                                     meant), or a header printed as text (``{{ "Total Spent" }}``)
 ``template.utm``           error     ``lint.utm: required`` and a link without ``utm_`` parameters
                                      (the unsubscribe URL is exempt)
 ``sms.ucs2``               warning   an SMS that is UCS-2 only because of a few characters (an
@@ -46,7 +48,7 @@ from __future__ import annotations
 import html as htmllib
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import cache
@@ -61,7 +63,7 @@ from dmops.contacts import TEXT_COLUMNS
 from dmops.db import quote_ident
 from dmops.errors import DmopsError, ExitCode, Location, UsageError
 from dmops.message import Renderer, one_click_headers
-from dmops.render import BudgetExceeded, has_header_control, variables
+from dmops.render import BudgetExceeded, Unknown, has_header_control, unknown_names, variables
 from dmops.sms import GSM7_BASIC, GSM7_EXTENSION, measure, non_gsm_characters
 from dmops.workspace import LintConfig, Workspace
 
@@ -306,6 +308,7 @@ def rule(
 
 
 RULES["template.render"] = Rule("template.render", "error", None)
+RULES["template.variable"] = Rule("template.variable", "error", None)
 RULES["template.unguarded"] = Rule("template.unguarded", "error", None)
 
 
@@ -572,6 +575,24 @@ def _gsm_segments(text: str, culprits: list[str]) -> int:
     return measure(cleaned).segments
 
 
+def unknown_in(
+    con: duckdb.DuckDBPyConnection, campaign: Campaign, columns: Sequence[str]
+) -> list[tuple[tuple[str, str], Template, Unknown]]:
+    """Every name a campaign's templates read that no contact column has (see :func:`render.unknown_names`),
+    per (variant, part); ``columns`` are the loaded ones, traits included, beside every header of the file."""
+    headers = [r[0] for r in con.execute("SELECT header FROM contact_headers").fetchall()]
+    readable = [*headers, *(c for c in columns if c not in headers)]
+    templates = list(campaign.templates.items())
+    if campaign.unsubscribe_url is not None:
+        templates.append((("", "unsubscribe_url"), campaign.unsubscribe_url))
+    found = []
+    for (variant, part), template in templates:
+        for unknown in unknown_names(template, readable, html=part == "html"):
+            for each in [variant] if variant else [v.id for v in campaign.config.variants]:
+                found.append(((each, part), template, unknown))
+    return found
+
+
 def lint_campaign(
     con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, sample: int = SAMPLE, gate: bool = False
 ) -> LintResult:
@@ -582,6 +603,8 @@ def lint_campaign(
     used = {name for (_, part), t in templates for name in variables(t, html=part == "html")}
     columns, contacts = sample_contacts(con, sample, used)
     linter = _Linter(ws, campaign, blank_columns(con, [c for c in columns if c in used]))
+    for (variant, part), template, found in unknown_in(con, campaign, columns):
+        linter.add("template.variable", variant, Hit(part, found.message, found.hint), template, found.line)
     result = LintResult()
     for variant in [v.id for v in campaign.config.variants]:
         for contact in contacts:

@@ -279,17 +279,20 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
         """,
         {"cid": campaign.id, "occ": occurrence},
     )
-    # The addresses this occurrence's messages went to: a re-keyed or merged list never sends twice.
+    # The addresses this occurrence's messages went to, and those held out: a re-keyed or merged list
+    # never sends twice, and never moves a person out of the control group.
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _dm_prior_address AS
-        SELECT DISTINCT address_sha256 FROM ledger_entries
-        WHERE campaign_id = $cid AND occurrence = $occ AND kind = 'message' AND address_sha256 IS NOT NULL
+        SELECT address_sha256, bool_or(kind = 'message') AS sent, bool_or(kind = 'holdout') AS held
+        FROM ledger_entries
+        WHERE campaign_id = $cid AND occurrence = $occ AND address_sha256 IS NOT NULL GROUP BY address_sha256
         """,
         {"cid": campaign.id, "occ": occurrence},
     )
     any_address = con.execute("SELECT count(*) > 0 FROM _dm_prior_address").fetchall()[0][0]
-    address_sent = "pa.address_sha256 IS NOT NULL" if any_address else "false"
+    address_sent = "coalesce(pa.sent, false)" if any_address else "false"
+    address_held = "coalesce(pa.held, false)" if any_address else "false"
     address_join = "LEFT JOIN _dm_prior_address pa ON pa.address_sha256 = sha256(b.address_key)" if any_address else ""
     # Steps 1-3 of the funnel, which the contact keeping a shared address must pass.
     passes = f"b.address_ok AND {'b.consent' if marketing else 'true'} AND sp.contact_id IS NULL"
@@ -301,7 +304,8 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
         CREATE OR REPLACE TEMP VIEW _dm_flagged AS
         SELECT b.*, sp.contact_id IS NOT NULL AS suppressed,
                min(b.contact_id) FILTER (WHERE {passes}) OVER (PARTITION BY b.address_key) AS address_kept_by,
-               coalesce(p.sent, false) OR {address_sent} AS ledger_sent, coalesce(p.held, false) AS ledger_held,
+               coalesce(p.sent, false) OR {address_sent} AS ledger_sent,
+               coalesce(p.held, false) OR {address_held} AS ledger_held,
                {cap_columns}
                ({capped_sql}) AS capped,
                {holdout_sql} AS holdout_hit,

@@ -15,13 +15,14 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import operator
 import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -38,7 +39,8 @@ from dmops.errors import ConfigError, DataError
 from dmops.pii import mask_text
 
 # Names every template can use besides the contact's columns.
-TEMPLATE_BUILTINS = frozenset({"unsubscribe_token", "unsubscribe_url", "campaign", "variant"})
+TEMPLATE_BUILTINS = frozenset({"unsubscribe_token", "unsubscribe_url", "campaign", "variant", "contact"})
+CONTACT = "contact"  # every column of the contact, by its header: {{ contact["Total Spent"] }}
 MAX_OUTPUT = 1_000_000  # characters per rendered part
 MAX_SECONDS = 2.0  # per rendered part
 MAX_SEQUENCE = 100_000  # longest string or list an operator may build
@@ -224,17 +226,98 @@ def parse(template: Template, html: bool = False) -> nodes.Template:
         ) from None
 
 
+def contact_keys(tree: nodes.Node) -> dict[str, int] | None:
+    """The headers read as ``contact["…"]`` -> the template line of first use; None when ``contact`` is used
+    any other way (``contact[name]``, ``contact.items()``), which no check can follow."""
+    keys: dict[str, int] = {}
+    indexed: set[int] = set()
+    for node in tree.find_all(nodes.Getitem):
+        if isinstance(node.node, nodes.Name) and node.node.name == CONTACT:
+            if not (isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str)):
+                return None
+            keys.setdefault(node.arg.value, node.lineno)
+            indexed.add(id(node.node))
+    uses = [n for n in tree.find_all(nodes.Name) if n.name == CONTACT and n.ctx == "load"]
+    if any(id(n) not in indexed for n in uses):
+        return None
+    return keys
+
+
 def variables(template: Template, html: bool = False) -> dict[str, int | None]:
-    """Variables the template reads from its context -> the file line of first use."""
+    """Variables the template reads from its context -> the file line of first use; a header read as
+    ``contact["…"]`` counts as that header."""
     tree = parse(template, html)
     undeclared = meta.find_undeclared_variables(tree)
     lines: dict[str, int | None] = {}
+    keys = contact_keys(tree) if CONTACT in undeclared else {}
+    if keys is not None:
+        undeclared = undeclared - {CONTACT}
+        for key, lineno in keys.items():
+            lines.setdefault(key, template.line(lineno))
     for name_node in tree.find_all(nodes.Name):
         if name_node.name in undeclared and name_node.name not in lines:
             lines[name_node.name] = template.line(name_node.lineno)
     for name in sorted(undeclared - set(lines)):
         lines[name] = template.first_line
     return dict(sorted(lines.items(), key=lambda item: (item[1] or 0, item[0])))
+
+
+def _squashed(name: str) -> str:
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
+
+
+def reference(column: str) -> str:
+    """How a template names ``column``: ``first_name``, or ``contact["First Name"]`` for any other header."""
+    return column if column.isidentifier() else f'contact["{column}"]'
+
+
+def did_you_mean(name: str, columns: Collection[str]) -> str | None:
+    """The column ``name`` most likely meant (case, spaces and underscores aside, then by spelling)."""
+    squashed = {_squashed(c): c for c in columns}
+    if _squashed(name) in squashed:
+        return squashed[_squashed(name)]
+    close = difflib.get_close_matches(name.casefold(), [c.casefold() for c in columns], n=1, cutoff=0.75)
+    if close:
+        return next(c for c in columns if c.casefold() == close[0])
+    return None
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """A name a template reads that is neither a column nor a built-in, or a header printed as text."""
+
+    message: str
+    hint: str
+    line: int | None
+
+
+def unknown_names(template: Template, columns: Collection[str], html: bool = False) -> list[Unknown]:
+    """What ``validate`` and ``lint`` report about the names a template reads (see :class:`Unknown`)."""
+    known = {c.lower() for c in columns} | TEMPLATE_BUILTINS
+    found: list[Unknown] = []
+    for name, line in variables(template, html).items():
+        if name.lower() in known:
+            continue
+        meant = did_you_mean(name, columns)
+        hint = (
+            f"did you mean {reference(meant)}?"
+            if meant
+            else "use a column of the contacts file, or a built-in: " + ", ".join(sorted(TEMPLATE_BUILTINS))
+        )
+        found.append(Unknown(f"template variable '{name}' is not a contact column", hint, line))
+    headers = {c.casefold(): c for c in columns}
+    for output in parse(template, html).find_all(nodes.Output):
+        for node in output.nodes:
+            if isinstance(node, nodes.Const) and isinstance(node.value, str) and node.value.casefold() in headers:
+                column = headers[node.value.casefold()]
+                found.append(
+                    Unknown(
+                        f"'{node.value}' is printed as text, not the contact's {column}",
+                        f"write {{{{ {reference(column)} }}}} to print the column",
+                        template.line(node.lineno),
+                    )
+                )
+    return found
 
 
 @dataclass(frozen=True)
@@ -373,11 +456,14 @@ def has_header_control(value: str) -> bool:
 
 
 def context_for(row: Mapping[str, Any], builtins: Mapping[str, Any]) -> dict[str, Any]:
-    """The template context: contact values without the missing, empty or blank ones, plus built-ins."""
+    """The template context: contact values without the missing, empty or blank ones, the same values as
+    ``contact`` (for headers that are not plain names), plus built-ins."""
     context = {
         key: value
         for key, value in row.items()
         if value is not None and not (isinstance(value, str) and not value.strip())
     }
+    contact = dict(context)
     context.update(builtins)
+    context[CONTACT] = contact
     return context

@@ -39,8 +39,8 @@ import duckdb
 from dmops import ledger
 from dmops.campaign import Campaign
 from dmops.db import quote_ident
-from dmops.errors import IOFailure, TemporaryFailure, UsageError
-from dmops.lint import LintFailed, lint_campaign
+from dmops.errors import ConfigError, IOFailure, TemporaryFailure, UsageError
+from dmops.lint import LintFailed, lint_campaign, unknown_in
 from dmops.message import Renderer, load_secret
 from dmops.outbox import (
     RunWriter,
@@ -63,6 +63,7 @@ from dmops.sqlrender import (
     register_functions,
     run_query,
 )
+from dmops.tabular import raise_all
 from dmops.timeutil import zone
 from dmops.workspace import Workspace
 
@@ -290,6 +291,14 @@ def _run(
     con = prepare(ws, campaign, writable_ledger=not dry_run)
     try:
         summary = build(con, ws, campaign, at)
+        columns = [r[0] for r in con.execute("SELECT column_name FROM (DESCRIBE contacts)").fetchall()]
+        unknown = {  # a misspelt name with a default would send "Hi there" to everyone: as validate, 78
+            (template.key, found.message): ConfigError(
+                found.message, file=template.file, line=found.line, key=template.key, hint=found.hint
+            )
+            for _, template, found in unknown_in(con, campaign, columns)
+        }
+        raise_all(list(unknown.values()))
         if lint:
             errors = lint_campaign(con, ws, campaign, gate=True).errors
             if errors:

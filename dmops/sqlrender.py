@@ -42,7 +42,7 @@ from jinja2 import meta, nodes
 from dmops.campaign import Campaign
 from dmops.db import quote_ident, quote_literal
 from dmops.outbox import message_id_sql
-from dmops.render import HEADER_CONTROL, MAX_OUTPUT, context_for, environment, parse
+from dmops.render import CONTACT, HEADER_CONTROL, MAX_OUTPUT, contact_keys, context_for, environment, parse
 from dmops.sms import GSM7_BASIC, GSM7_EXTENSION, measure
 
 # Built-ins that differ per contact; every other built-in is a constant of the run.
@@ -186,9 +186,10 @@ class Compiler:
             if len(expr.args) == 2 and not isinstance(expr.args[1], nodes.Const):
                 return None
             expr = expr.node  # type: ignore[assignment]
-        if not isinstance(expr, nodes.Name) or self.columns.get(expr.name) != "VARCHAR":
+        name = _column_name(expr)
+        if name is None or self.columns.get(name) != "VARCHAR":
             return None
-        column = f"{SEND}.{quote_ident(expr.name)}"
+        column = f"{SEND}.{quote_ident(name)}"
         value = html_escape(column) if self.html else column
         if fallback is None:
             return f"(CASE WHEN {is_missing(column)} THEN NULL ELSE {value} END)"
@@ -210,9 +211,9 @@ class Compiler:
             body = nodes.Output([expr], lineno=lineno)
         tree = nodes.Template([body], lineno=1)
         tree.set_environment(env)
-        names = meta.find_undeclared_variables(tree)
-        if names & PER_CONTACT or names - set(self.columns) - set(self.constants):
-            raise Unsupported(", ".join(sorted(names)))
+        names = _read_names(tree)
+        if names is None or names & PER_CONTACT or names - set(self.columns) - set(self.constants):
+            raise Unsupported(", ".join(sorted(names or {CONTACT})))
         self.counter[0] += 1
         alias = f"_dm_site{self.counter[0]}"
         name = f"<dmops:site:{alias}>"
@@ -221,6 +222,33 @@ class Compiler:
         columns = tuple(sorted(names & set(self.columns)))
         self.sites.append(Site(alias, template, columns, dict(self.constants), test))
         return f"{alias}.out"
+
+
+def _column_name(expr: nodes.Expr) -> str | None:
+    """The column ``{{ name }}`` or ``{{ contact["header"] }}`` reads, else None."""
+    if isinstance(expr, nodes.Name):
+        return expr.name
+    if (
+        isinstance(expr, nodes.Getitem)
+        and isinstance(expr.node, nodes.Name)
+        and expr.node.name == CONTACT
+        and isinstance(expr.arg, nodes.Const)
+        and isinstance(expr.arg.value, str)
+    ):
+        return expr.arg.value
+    return None
+
+
+def _read_names(tree: nodes.Template) -> set[str] | None:
+    """The context names a tree reads, ``contact["…"]`` counted as its headers; None when ``contact`` is
+    used in a way no column list can follow."""
+    names = set(meta.find_undeclared_variables(tree))
+    if CONTACT in names:
+        keys = contact_keys(tree)
+        if keys is None:
+            return None
+        names = (names - {CONTACT}) | set(keys)
+    return names
 
 
 def _escape_constant(text: str) -> str:
@@ -366,7 +394,7 @@ def compile_run(campaign: Campaign, columns: Mapping[str, str]) -> FastRun:
         compiler = Compiler(columns, constants, html, per_contact, counter=counter)
         sql = compiler.compile(tree)
         sites.extend(compiler.sites)
-        names = meta.find_undeclared_variables(tree)  # every site's columns are among these
+        names = _read_names(tree) or set()  # every site's columns are among these
         read.update(names & set(columns))
         uses_token = uses_token or "unsubscribe_token" in names
         return sql

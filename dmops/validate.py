@@ -45,28 +45,19 @@ def _check_campaign(
             expressions.check_expression(con, expression, expression_columns)
         except ConfigError as exc:
             report.errors.append(campaign.locate(exc, key))
-    known = {c.lower() for c in columns} | render.TEMPLATE_BUILTINS
     templates = list(campaign.templates.items())
     if campaign.unsubscribe_url is not None:
         templates.append((("", "unsubscribe_url"), campaign.unsubscribe_url))
     for (_, part), template in templates:
         try:
-            used = render.variables(template, html=(part == "html"))
+            unknown = render.unknown_names(template, columns, html=(part == "html"))
         except ConfigError as exc:
             report.errors.append(exc)
             continue
-        for name, line in used.items():
-            if name.lower() not in known:
-                report.errors.append(
-                    ConfigError(
-                        f"template variable '{name}' is not a contact column",
-                        file=template.file,
-                        line=line,
-                        key=template.key,
-                        hint="use a column of the contacts file, or a built-in: "
-                        + ", ".join(sorted(render.TEMPLATE_BUILTINS)),
-                    )
-                )
+        for found in unknown:
+            report.errors.append(
+                ConfigError(found.message, file=template.file, line=found.line, key=template.key, hint=found.hint)
+            )
     config = campaign.config
     if config.purpose == "marketing" and config.channel not in ws.config.consent:
         report.warnings.append(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -554,3 +554,84 @@ def test_init_writes_a_workspace_around_a_real_export_that_validates_and_plans(t
     assert json.loads(output)["to_send"] == 4  # 1003 gave no consent, 1005 has no valid email
     code, output = run(tmp_path, "init", str(target), "--contacts", str(SAMPLES / "crm_export_gb18030.csv"))
     assert code == 73 and "3 file(s) already exist" in output
+
+
+# --- any header in templates: contact["Total Spent"], and names that are not columns -------------------------
+
+
+def _shopify_campaign(tmp_path: Path, text: str) -> Path:
+    root = _workspace(tmp_path, "shopify")
+    campaign = PEOPLE_CAMPAIGN.replace('text: "Hello {{ first_name }}"}', f"text: {json.dumps(text)}}}", 1)
+    write(root, {"campaigns/promo.yaml": campaign.replace("holdout: 0.2\n", "")})
+    return root
+
+
+def test_a_header_with_a_space_is_printed_through_contact(tmp_path: Path) -> None:
+    from dmops.campaign import load_campaign
+    from dmops.outbox import MESSAGES
+    from dmops.send import send
+    from dmops.workspace import load_workspace
+
+    text = (  # Total Spent is mapped to total_spent; Total Orders and Tags keep their headers
+        'You spent {{ contact["total_spent"] }} over {{ contact["Total Orders"] }} orders'
+        '{% if contact["Tags"] %} ({{ contact["Tags"] }}){% endif %}'
+    )
+    outputs = []
+    for engine in ("jinja", "sql"):
+        root = _shopify_campaign(tmp_path / engine, text)
+        (root / ".dmops").mkdir()
+        (root / ".dmops" / "secret.key").write_bytes(b"s" * 32)  # one secret: the same unsubscribe tokens
+        assert run(root, "validate")[0] == 0
+        ws = load_workspace(root)
+        result = send(
+            ws, load_campaign(root / "campaigns/promo.yaml", ws), datetime(2026, 11, 30, 4, tzinfo=UTC), engine=engine
+        )
+        assert result.folder is not None
+        outputs.append((result.folder / MESSAGES).read_bytes())
+    assert outputs[0] == outputs[1]
+    texts = {m["contact_id"]: m["text"] for m in map(json.loads, outputs[0].splitlines()) if m["variant"] == "a"}
+    assert texts["1001"] == "You spent 1299.0 over 7 orders (vip)"
+
+
+def test_a_name_that_is_not_a_column_gets_a_did_you_mean_in_validate_and_lint(tmp_path: Path) -> None:
+    root = _shopify_campaign(tmp_path, "Hi {{ total_orders }}, {{ Note | default('') }}, {{ zzz }}")
+    code, output = run(root, "validate")
+    assert code == 78
+    assert (
+        "key 'variants[0].text': template variable 'total_orders' is not a contact column"
+        ' (did you mean contact["Total Orders"]?)'
+    ) in output
+    assert "'Note'" not in output  # names are matched case-insensitively, as the SQL of expressions does
+    assert "template variable 'zzz' is not a contact column (use a column of the contacts file" in output
+    code, output = run(root, "lint", "promo", "--format", "json")
+    assert code == 1
+    findings = [f for f in json.loads(output)["findings"] if f["rule"] == "template.variable"]
+    assert {(f["variant"], f["message"], f["hint"]) for f in findings} == {
+        ("a", "template variable 'total_orders' is not a contact column", 'did you mean contact["Total Orders"]?'),
+        (
+            "a",
+            "template variable 'zzz' is not a contact column",
+            "use a column of the contacts file, or a built-in: campaign, contact, unsubscribe_token, unsubscribe_url, variant",
+        ),
+    }
+
+
+def test_a_header_written_as_text_is_flagged(tmp_path: Path) -> None:
+    root = _shopify_campaign(tmp_path, 'You placed {{ "Total Orders" }} orders')
+    code, output = run(root, "validate")
+    assert code == 78
+    assert (
+        "'Total Orders' is printed as text, not the contact's Total Orders"
+        ' (write {{ contact["Total Orders"] }} to print the column)'
+    ) in output
+    code, output = run(root, "lint", "promo")
+    assert code == 1 and "'Total Orders' is printed as text" in output
+
+
+def test_send_refuses_a_template_reading_a_name_no_column_has(tmp_path: Path) -> None:
+    root = _shopify_campaign(tmp_path, "Hi {{ frist_name | default('there') }}")
+    for args in (("send", "promo", "--at", "2026-11-30T12:00"), ("send", "promo", "--skip-lint")):
+        code, output = run(root, *args)
+        assert code == 78, output
+        assert "template variable 'frist_name' is not a contact column (did you mean first_name?)" in output
+    assert not (root / "outbox").exists()

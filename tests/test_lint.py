@@ -96,6 +96,11 @@ CASES = {  # rule: (violating campaign, clean campaign, lint config)
         email(fields(subject="{{ orders / 2 }}", text=OK_TEXT)),
         "",
     ),
+    "template.variable": (
+        email(fields(subject="Hi {{ frist_name | default('there') }}", text=OK_TEXT)),
+        email(fields(subject="Hi {{ first_name | default('there') }}", text=OK_TEXT)),
+        "",
+    ),
     "template.utm": (
         email(fields(subject="Hi", text=OK_TEXT + "\nhttps://shop.example.com/sale")),
         email(fields(subject="Hi", text=OK_TEXT + "\nhttps://shop.example.com/sale?utm_source=dmops")),
@@ -159,7 +164,7 @@ def test_the_rule_table_in_the_docs_is_the_registry() -> None:
     """The module's table of rules (what users read) lists exactly the registered rules, severities included."""
     documented = dict(re.findall(r"^``([a-z0-9.-]+)``\s+(error|warning)\s", lint.__doc__ or "", re.MULTILINE))
     assert documented == SEVERITY
-    assert len(SEVERITY) == 18
+    assert len(SEVERITY) == 19
 
 
 def test_a_rule_id_cannot_be_registered_twice() -> None:

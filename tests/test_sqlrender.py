@@ -129,6 +129,13 @@ CORPUS = {
             "html": '<a href="{{ unsubscribe_url }}">{{ campaign | upper }}</a> {{ contact_id }} {{ email }}',
         },
     ],
+    "headers through contact": [
+        {
+            "subject": "{{ contact['first_name'] | default('there') }}, {{ contact[\"city\"] | d('?') }}",
+            "text": "{{ contact['orders'] | default(0) }} {% if contact['tier'] %}T{{ contact['tier'] }}{% endif %}",
+            "html": "<p>{{ contact['note'] | default('<none>') }} {{ contact['score'] | default(0) + 1 }}</p>",
+        },
+    ],
     "whitespace, raw and constants": [
         {
             "subject": "  {{- first_name | default('x') -}}  !",

@@ -12,7 +12,7 @@ CREATE TABLE IF NOT EXISTS entries (
     message_id  VARCHAR,               -- messages only
     run_id      VARCHAR,
     recorded_at TIMESTAMP,             -- UTC
-    address_sha256 VARCHAR             -- messages: SHA-256 of the normalised address (ledger.address_key_sql)
+    address_sha256 VARCHAR             -- SHA-256 of the normalised address (addresses.address_key_sql)
 );
 -- Ledgers written before schema version 2 lack the address: their messages are matched by contact only.
 ALTER TABLE entries ADD COLUMN IF NOT EXISTS address_sha256 VARCHAR;
