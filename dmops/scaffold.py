@@ -47,8 +47,12 @@ def demo_files() -> list[tuple[str, Traversable]]:
 
 def init_workspace(target: Path) -> list[str]:
     """Copy the sample workspace into ``target``; refuse if any file would be overwritten."""
-    sources = demo_files()
-    clashes = [relative for relative, _ in sources if (target / relative).exists()]
+    return _write_new(target, {relative: source.read_bytes() for relative, source in demo_files()})
+
+
+def _write_new(target: Path, files: dict[str, bytes]) -> list[str]:
+    """Write ``files`` (relative path -> bytes) under ``target``, or nothing at all if one exists; their paths."""
+    clashes = [relative for relative in sorted(files) if (target / relative).exists()]
     if clashes:
         raise OutputError(
             f"{len(clashes)} file(s) already exist, e.g. {clashes[0]}",
@@ -56,14 +60,14 @@ def init_workspace(target: Path) -> list[str]:
             hint="dmops init never overwrites; choose an empty folder",
         )
     try:
-        for relative, source in sources:
+        for relative, body in files.items():
             destination = target / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
             with destination.open("xb") as handle:  # "x": fail rather than overwrite
-                handle.write(source.read_bytes())
+                handle.write(body)
     except OSError as exc:
         raise OutputError(f"cannot write the workspace: {exc.strerror}", file=target) from None
-    return [relative for relative, _ in sources]
+    return sorted(files)
 
 
 STARTER_CAMPAIGN = """\
@@ -114,19 +118,4 @@ def init_from_contacts(target: Path, contacts: Path, *, timezone: str | None, ph
     }
     if not inside:
         files[data_path] = contacts.read_bytes()
-    clashes = [relative for relative in files if (target / relative).exists()]
-    if clashes:
-        raise OutputError(
-            f"{len(clashes)} file(s) already exist, e.g. {clashes[0]}",
-            file=target / clashes[0],
-            hint="dmops init never overwrites; choose an empty folder",
-        )
-    try:
-        for relative, body in files.items():
-            destination = target / relative
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            with destination.open("xb") as handle:
-                handle.write(body)
-    except OSError as exc:
-        raise OutputError(f"cannot write the workspace: {exc.strerror}", file=target) from None
-    return sorted(files)
+    return _write_new(target, files)
