@@ -396,22 +396,21 @@ def _channel_sql(con: duckdb.DuckDBPyConnection, ws: Workspace, present: dict[st
 def address_quality(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Counts a marketer should see before planning: unusable addresses and zones, missing consent, and
     contacts whose address another contact with a smaller id already has (one message per person)."""
-    ranks, shared = [], []
-    for channel, column, ok in (
-        ("email", "email", "email_ok"),
-        ("sms", "phone", "phone_ok"),
-        ("dm", "dm_handle", "dm_ok"),
-    ):
-        key = address_key_sql(quote_literal(channel), column)
-        ranks.append(f"row_number() OVER (PARTITION BY {ok}, {key} ORDER BY contact_id) AS _dm_rank_{channel}")
-        shared.append(f"count(*) FILTER (WHERE {ok} AND _dm_rank_{channel} > 1)")
+    shared = [  # contacts beyond the first with each address: those a smaller id already has
+        f"count(*) FILTER (WHERE {ok}) - count(DISTINCT CASE WHEN {ok} THEN {address_key_sql(quote_literal(channel), column)} END)"
+        for channel, column, ok in (
+            ("email", "email", "email_ok"),
+            ("sms", "phone", "phone_ok"),
+            ("dm", "dm_handle", "dm_ok"),
+        )
+    ]
     row = con.execute(
         f"""
         SELECT count(*) FILTER (WHERE NOT email_ok), count(*) FILTER (WHERE NOT phone_ok),
                count(*) FILTER (WHERE NOT dm_ok), count(*) FILTER (WHERE tz IS NULL),
                count(*) FILTER (WHERE NOT consent_email), count(*) FILTER (WHERE NOT consent_sms),
                count(*) FILTER (WHERE NOT consent_dm), {", ".join(shared)}
-        FROM (SELECT *, {", ".join(ranks)} FROM contact_channels)
+        FROM contact_channels
         """
     ).fetchone()
     assert row is not None

@@ -123,9 +123,16 @@ def _check_names(names: list[str], path: Path) -> None:
 
 
 def _read_csv(
-    con: duckdb.DuckDBPyConnection, path: Path, table: str, what: str, *, shown: Path | None = None
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    table: str,
+    what: str,
+    *,
+    shown: Path | None = None,
+    newlines: int | None = None,
 ) -> list[str]:
-    """Read the UTF-8, one-line-ending CSV ``path``; messages name ``shown`` (the user's file) when given."""
+    """Read the UTF-8, one-line-ending CSV ``path``; messages name ``shown`` (the user's file) when given, and
+    ``newlines`` is the file's LF count when already known."""
     source, path = path, shown or path
     names, delimiter = _header(source, what)
     _check_names(names, path)
@@ -164,7 +171,7 @@ def _read_csv(
     if len(rejects) > MAX_LISTED:
         problems.append(DataError(f"and {len(rejects) - MAX_LISTED} more bad rows", file=path))
     raise_all(problems)
-    _fix_lines(con, source, table, delimiter)
+    _fix_lines(con, source, table, delimiter, newlines)
     return names
 
 
@@ -176,8 +183,9 @@ def _newlines(path: Path) -> int:
     return count
 
 
-def _mixed_endings(path: Path) -> bool:
-    """Whether the file's line endings are not all LF or all CRLF (a lone CR, or both kinds)."""
+def _line_endings(path: Path) -> tuple[int, bool]:
+    """The file's LF count, and whether its line endings are mixed (not all LF, not all CRLF: a lone CR, or
+    both kinds), in one pass."""
     lf = cr = crlf = 0
     ends_in_cr = False
     with path.open("rb") as handle:
@@ -188,7 +196,7 @@ def _mixed_endings(path: Path) -> bool:
                 cr += chunk_cr
             lf += chunk.count(b"\n")
             ends_in_cr = chunk.endswith(b"\r")
-    return cr > 0 and not cr == crlf == lf
+    return lf, cr > 0 and not cr == crlf == lf
 
 
 AUTO = "auto"
@@ -284,9 +292,9 @@ def read_source(
         return Loaded(_read_xlsx(con, path, table, what, sheet), None)
     _opened(path, what)
     chosen = detect_encoding(path) if encoding == AUTO else codecs.lookup(encoding).name
-    mixed = _mixed_endings(path)
+    newlines, mixed = _line_endings(path)
     if chosen == "utf-8" and not mixed:
-        return Loaded(_read_csv(con, path, table, what), "utf-8")
+        return Loaded(_read_csv(con, path, table, what, newlines=newlines), "utf-8")
     with _private_folder() as folder:
         copy = folder / "copy.csv"
         _transcode(path, chosen, copy, endings=mixed, detected=encoding == AUTO)
@@ -376,7 +384,9 @@ def _write_sheet(rows: Iterator[Sequence[object]], target: Path, path: Path) -> 
                 writer.writerow([*cells, number])
 
 
-def _fix_lines(con: duckdb.DuckDBPyConnection, path: Path, table: str, delimiter: str) -> None:
+def _fix_lines(
+    con: duckdb.DuckDBPyConnection, path: Path, table: str, delimiter: str, newlines: int | None = None
+) -> None:
     """``_dm_line`` as the file's own line number even after blank lines or quoted line breaks.
 
     Records are numbered in order at first (record k on line k + 1). When the file has more lines than
@@ -384,7 +394,7 @@ def _fix_lines(con: duckdb.DuckDBPyConnection, path: Path, table: str, delimiter
     """
     rows = con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchone()
     records = int(rows[0]) if rows else 0
-    if _newlines(path) <= records + 1:
+    if (_newlines(path) if newlines is None else newlines) <= records + 1:
         return  # one line per record (and the header): the numbering is already right
     starts: list[int] = []
     with path.open(encoding="utf-8-sig", newline="") as handle:
