@@ -222,10 +222,3 @@ def phone_table(con: duckdb.DuckDBPyConnection, table: str, values_sql: str, reg
     )
     _settle(con, table, lambda raw: normalise_phone(raw, region))
     con.execute("DROP TABLE _dm_phone_in; DROP TABLE _dm_phone_split; DROP TABLE _dm_phone_judged; DROP TABLE _dm_cc")
-
-
-def address_key_sql(channel: str, address: str) -> str:
-    """SQL: the key one person's address is known by, over SQL expressions for a channel and its normalised
-    address (E.164 phone, trimmed handle, email compared case-insensitively): duplicates share it, and the
-    ledger keeps its SHA-256 for every message."""
-    return f"CASE WHEN {channel} = 'email' THEN lower({address}) ELSE {address} END"

@@ -22,9 +22,10 @@ from dmops import __version__
 from dmops.campaign import Campaign, find_campaign_file, load_campaign
 from dmops.durable import write_atomic
 from dmops.errors import DmopsError, ExitCode, OutputError, ProblemsFound
-from dmops.plan import REASONS, Check, PlanSummary, explain, iso_z, run_plan
+from dmops.plan import Check, PlanSummary, explain, iso_z, run_plan
 from dmops.scaffold import init_workspace
 from dmops.schedule import resolve_at
+from dmops.sql import REASONS
 from dmops.timeutil import zone
 from dmops.validate import ValidationReport, validate
 from dmops.workspace import Workspace, find_workspace, load_workspace
@@ -665,7 +666,7 @@ def report_command(
 def _print_report_table(reports: list[Any]) -> None:
     from rich.table import Table
 
-    from dmops.report.formats import SHOWN, fmt, lift_text
+    from dmops.report.formats import SHOWN, decisions_text, fmt, lift_text
     from dmops.report.kpis import DEFINITIONS
 
     out = _console()
@@ -695,6 +696,9 @@ def _print_report_table(reports: list[Any]) -> None:
             )
         if report.ab["sample_ratio"].get("mismatch"):
             out.print(f"  [red]sample ratio mismatch[/red] (p = {report.ab['sample_ratio']['p_value']:.2g})")
+        decided = decisions_text(report.decisions)
+        if decided:
+            out.print(f"  {escape(decided)}")
     out.print("formulas:")
     for key, formula in DEFINITIONS.items():
         out.print(f"  {key}: {escape(formula)}")

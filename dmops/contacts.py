@@ -24,10 +24,11 @@ from pathlib import Path
 
 import duckdb
 
-from dmops.addresses import address_key_sql, email_table, phone_table
+from dmops.addresses import email_table, phone_table
 from dmops.db import quote_ident, quote_list, quote_literal
 from dmops.errors import ConfigError, DataError, DmopsError
 from dmops.pii import mask_id
+from dmops.sql import address_key_sql
 from dmops.tabular import AUTO, MAX_LISTED, raise_all, read_source, row_word, sheet_names
 from dmops.timeutil import accepted_timezones
 from dmops.workspace import CHANNELS, DEFAULT_TRUE_VALUES, Workspace

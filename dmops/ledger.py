@@ -12,6 +12,9 @@ A DuckDB file ``<state_dir>/ledger.duckdb`` with these tables:
     recorded in the same transaction as its messages.
 ``events``
     imported delivery, engagement and conversion events (``dmops events import``).
+``decisions``
+    the plan's funnel at each send (contacts per reason, and ``send``), so a
+    report can say who was left out and why.
 ``suppressions``
     suppressions that do not come from the workspace's files: imported
     unsubscribes, complaints and hard bounces, and erasure tombstones.
@@ -33,13 +36,12 @@ from typing import Any
 
 import duckdb
 
-from dmops.addresses import address_key_sql
 from dmops.db import bound, connect
 from dmops.durable import refuse_links
 from dmops.errors import IOFailure, TemporaryFailure
 from dmops.interrupts import committed
 from dmops.outbox import message_id_sql
-from dmops.sql import query
+from dmops.sql import address_key_sql, query
 from dmops.workspace import Workspace
 
 LEDGER_FILE = "ledger.duckdb"
@@ -159,6 +161,19 @@ def attach(con: duckdb.DuckDBPyConnection, ws: Workspace, *, writable: bool = Fa
         con.execute(f"USE {home}")
     for table in ("entries", "events", "suppressions"):
         con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_{table} AS SELECT * FROM {ALIAS}.{table}")
+    has_decisions = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = $db AND table_name = 'decisions'", {"db": ALIAS}
+    ).fetchall()[0][0]
+    con.execute(  # a ledger of schema version 1 (read without upgrading it) has recorded no funnel
+        "CREATE OR REPLACE TEMP VIEW ledger_decisions AS "
+        + (
+            f"SELECT * FROM {ALIAS}.decisions"
+            if has_decisions
+            else "SELECT CAST(NULL AS VARCHAR) AS campaign_id, CAST(NULL AS VARCHAR) AS occurrence,"
+            " CAST(NULL AS VARCHAR) AS reason, CAST(NULL AS BIGINT) AS contacts,"
+            " CAST(NULL AS TIMESTAMP) AS recorded_at WHERE false"
+        )
+    )
     has_address = con.execute(
         "SELECT count(*) FROM duckdb_columns() WHERE database_name = $db AND table_name = 'entries'"
         " AND column_name = 'address_sha256'",
@@ -214,6 +229,12 @@ def record_send(
             params,
         )
         _run(con, f"INSERT INTO {ALIAS}.runs VALUES ($c, $o, $run, $n, $sha, $now)", params)
+    _run(
+        con,
+        f"""INSERT INTO {ALIAS}.decisions
+            SELECT $c, $o, coalesce(reason, 'send'), count(*), $now FROM plan_rows GROUP BY ALL ORDER BY 3""",
+        params,
+    )
     held = _run(
         con,
         f"""INSERT INTO {ALIAS}.entries

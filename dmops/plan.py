@@ -29,29 +29,18 @@ from typing import Any
 import duckdb
 
 from dmops import expressions, ledger, traits
-from dmops.addresses import address_key_sql
 from dmops.campaign import Campaign, Cell, key_path
 from dmops.contacts import load_contacts
 from dmops.db import bound, connect, lock_down, quote_ident, quote_literal
 from dmops.durable import free_staging_path, publish, staging_path
 from dmops.errors import ConfigError, DataError, DmopsError, OutputError, UsageError
 from dmops.schedule import ZoneTime, occurrence_key, zone_time
-from dmops.sql import query
+from dmops.sql import REASONS, address_key_sql, query
 from dmops.suppressions import load_suppressions
 from dmops.tabular import FORMULA_STARTS
 from dmops.timeutil import naive_utc, zone
 from dmops.workspace import Cap, Workspace
 
-REASONS = (
-    "invalid_address",
-    "no_consent",
-    "suppressed",
-    "duplicate_address",
-    "already_sent",
-    "frequency_cap",
-    "holdout",
-    "no_variant",
-)
 HASH_SPACE = 16**15
 ADDRESS_OK = {"email": "email_ok", "sms": "phone_ok", "dm": "dm_ok"}
 ADDRESS = {"email": "email", "sms": "phone", "dm": "dm_handle"}  # the normalised address column per channel

@@ -635,3 +635,26 @@ def test_send_refuses_a_template_reading_a_name_no_column_has(tmp_path: Path) ->
         assert code == 78, output
         assert "template variable 'frist_name' is not a contact column (did you mean first_name?)" in output
     assert not (root / "outbox").exists()
+
+
+def test_the_report_shows_who_the_latest_send_left_out_and_why(tmp_path: Path) -> None:
+    root = _merged(tmp_path)
+    assert run(root, "send", "promo", "--at", "2026-11-30T12:00", "--limit", "1")[0] == 0
+    assert run(root, "send", "promo", "--at", "2026-11-30T12:00")[0] == 0  # the latest send's funnel counts
+    code, output = run(root, "report", "promo", "--format", "json")
+    assert code == 0, output
+    assert json.loads(output)["campaigns"][0]["decisions"] == {
+        "no_consent": 1,
+        "duplicate_address": 1,
+        "already_sent": 1,
+        "send": 1,
+    }
+    expected = (
+        "at the latest send, of 4 audience contacts: 1 sent or left for a later run; left out: no_consent 1,"
+        " duplicate_address 1, already_sent 1"
+    )
+    assert expected in run(root, "report", "promo")[1]
+    assert expected[0].upper() + expected[1:] + "." in run(root, "report", "promo", "--format", "md")[1]
+    code, output = run(root, "report", "promo", "--format", "html", "--out", str(root / "r.html"))
+    page = (root / "r.html").read_text(encoding="utf-8")
+    assert "<h3>Audience at the latest send</h3>" in page and "<td>duplicate_address</td><td>1</td>" in page

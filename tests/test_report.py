@@ -523,6 +523,7 @@ CAMPAIGN_REPORT = {
         ],
         "sample_ratio": {"chi2": 0.75, "p_value": 0.6872892787909721, "mismatch": False},
     },
+    "decisions": {},  # this ledger was seeded, not sent: no funnel was recorded
 }
 
 
@@ -1002,6 +1003,7 @@ def test_the_whole_report_without_a_holdout_and_with_cells(cli, tmp_path: Path) 
         assert result.exit_code == 0, result.output
         data = json.loads(result.stdout)["campaigns"][0]
         assert data.pop("definitions") == CAMPAIGN_REPORT["definitions"]
+        assert data.pop("decisions") == {}  # seeded, not sent
         assert same(data, expected), campaign
 
 

@@ -31,6 +31,18 @@ def lift_text(lift: dict[str, Any] | None, percent: bool = True) -> str:
     )
 
 
+def decisions_text(decisions: dict[str, int]) -> str | None:
+    """One line on the funnel at the latest send: who was left out and why (None before any send)."""
+    if not decisions:
+        return None
+    left_out = ", ".join(f"{reason} {n:,}" for reason, n in decisions.items() if reason != "send" and n)
+    audience = sum(decisions.values())
+    return (
+        f"at the latest send, of {audience:,} audience contacts: {decisions.get('send', 0):,} sent or left for a "
+        f"later run; left out: {left_out or 'none'}"
+    )
+
+
 def markdown(reports: list[CampaignReport]) -> str:
     lines: list[str] = []
     for report in reports:
@@ -55,6 +67,9 @@ def markdown(reports: list[CampaignReport]) -> str:
         srm = report.ab["sample_ratio"]
         if srm.get("mismatch"):
             lines.append(f"- sample ratio mismatch: p = {srm['p_value']:.2g}")
+        decided = decisions_text(report.decisions)
+        if decided:
+            lines += ["", decided[0].upper() + decided[1:] + "."]
         lines.append("")
     lines += ["Formulas:", ""] + [f"- **{k}**: {v}" for k, v in DEFINITIONS.items()]
     return "\n".join(lines) + "\n"
@@ -88,7 +103,15 @@ def page(reports: list[CampaignReport], retention: dict[str, Any] | None = None)
                     f"<tr><td>{html.escape(row['variant'])}</td><td>{key}</td><td>{value:,}</td>"
                     f"<td>{_bar(value / top)}</td></tr>"
                 )
-        body.append("</table><h3>Rates (bar: conversion rate; line: its 95% confidence interval)</h3><table>")
+        body.append("</table>")
+        if report.decisions:
+            audience = max(sum(report.decisions.values()), 1)
+            body.append("<h3>Audience at the latest send</h3><table class='decisions'>")
+            for reason, n in report.decisions.items():
+                label = "sent or left for a later run" if reason == "send" else reason
+                body.append(f"<tr><td>{html.escape(label)}</td><td>{n:,}</td><td>{_bar(n / audience)}</td></tr>")
+            body.append("</table>")
+        body.append("<h3>Rates (bar: conversion rate; line: its 95% confidence interval)</h3><table>")
         body.append(
             "<tr><th>variant</th>"
             + "".join(f"<th>{k}</th>" for k in SHOWN)

@@ -18,7 +18,7 @@ from dmops import ledger
 from dmops.campaign import MAX_GOALS, Campaign, Cell
 from dmops.db import connect
 from dmops.report.stats import sample_ratio_mismatch, two_proportions, welch
-from dmops.sql import query
+from dmops.sql import REASONS, query
 from dmops.tabular import csv_safe
 from dmops.workspace import Workspace
 
@@ -87,6 +87,7 @@ class CampaignReport:
     goals: list[dict[str, Any]]
     ab: dict[str, Any]
     definitions: dict[str, str] = field(default_factory=lambda: dict(DEFINITIONS))
+    decisions: dict[str, int] = field(default_factory=dict)  # the funnel at each occurrence's latest send
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -96,6 +97,7 @@ class CampaignReport:
             "rows": self.rows,
             "goals": self.goals,
             "ab": self.ab,
+            "decisions": self.decisions,
         }
 
 
@@ -176,7 +178,31 @@ def campaign_report(
         srm = sample_ratio_mismatch(observed, weights)
     else:
         srm = {"chi2": None, "p_value": None, "mismatch": None}  # explicit cells have no planned ratio
-    return CampaignReport(campaign.id, campaign.config.name, rows, goals, {"pairs": pairs, "sample_ratio": srm})
+    return CampaignReport(
+        campaign.id,
+        campaign.config.name,
+        rows,
+        goals,
+        {"pairs": pairs, "sample_ratio": srm},
+        decisions=_decisions(con, campaign.id, occurrence),
+    )
+
+
+def _decisions(con: duckdb.DuckDBPyConnection, campaign_id: str, occurrence: str | None) -> dict[str, int]:
+    """Contacts per decision at each occurrence's latest send, summed, in funnel order (send last)."""
+    rows = con.execute(
+        """
+        SELECT reason, sum(contacts) FROM ledger_decisions d
+        WHERE campaign_id = $c AND ($occ IS NULL OR occurrence = $occ)
+          AND recorded_at = (SELECT max(recorded_at) FROM ledger_decisions l
+                             WHERE l.campaign_id = d.campaign_id AND l.occurrence = d.occurrence)
+        GROUP BY reason
+        """,
+        {"c": campaign_id, "occ": occurrence},
+    ).fetchall()
+    found = {reason: int(n) for reason, n in rows}
+    order = [*REASONS, "send"]
+    return {reason: found[reason] for reason in sorted(found, key=lambda r: order.index(r) if r in order else 99)}
 
 
 def period_report(

@@ -24,6 +24,13 @@ CREATE TABLE IF NOT EXISTS runs (
     sha256      VARCHAR NOT NULL,
     recorded_at TIMESTAMP
 );
+CREATE TABLE IF NOT EXISTS decisions (  -- the plan's funnel at each send: how many contacts got each decision
+    campaign_id VARCHAR NOT NULL,
+    occurrence  VARCHAR NOT NULL,
+    reason      VARCHAR NOT NULL,      -- a reason of SPEC §6, or 'send'
+    contacts    BIGINT NOT NULL,
+    recorded_at TIMESTAMP NOT NULL     -- UTC; a report reads each occurrence's latest send
+);
 CREATE TABLE IF NOT EXISTS events (
     event_key   VARCHAR NOT NULL,      -- event_id when given, else a hash of the whole row: deduplication
     event       VARCHAR NOT NULL,      -- delivered | bounce | open | click | unsubscribe | complaint | conversion
