@@ -28,6 +28,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/exports.py $(EXPORTS_ARGS)
 
 # Mutation testing of the modules that decide who gets what: kill rate per module, survivors in
 # mutants/survivors.txt. Slow (minutes), so not part of `make test`. MUTATE_ARGS='dmops.sms.*' runs a subset.

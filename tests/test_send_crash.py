@@ -332,3 +332,17 @@ def test_a_stray_file_with_a_hidden_run_name_neither_stops_a_send_nor_has_its_nu
     send(ws, load_campaign(root / "campaigns/promo.yaml", ws), datetime(2026, 11, 30, 4, tzinfo=UTC))
     assert sorted(p.name for p in folder.iterdir()) == [".run-0007.tmp", "README", "run-0008"]
     assert len(outbox_messages(root)) == len(ledger_rows(root)) > 0
+
+
+def test_only_links_below_the_workspace_root_are_refused(tmp_path: Path) -> None:
+    from dmops.errors import OutputError
+    from dmops.outbox import RunWriter
+
+    (tmp_path / "real" / "ws").mkdir(parents=True)
+    (tmp_path / "via").symlink_to(tmp_path / "real", target_is_directory=True)
+    root = tmp_path / "via" / "ws"  # the workspace as the user named it: through a link above it
+    writer = RunWriter.start(root / "outbox" / "promo" / "once", root)
+    writer.abort()
+    (tmp_path / "real" / "ws" / "outbox" / "linked").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(OutputError, match="is a symbolic link"):
+        RunWriter.start(root / "outbox" / "linked" / "once", root)

@@ -78,3 +78,13 @@ def test_a_link_given_as_the_out_file_is_replaced_not_followed(root: Path, victi
     assert code == 0, output
     assert victim.read_text(encoding="utf-8") == "precious\n"
     assert not out.is_symlink() and out.read_text(encoding="utf-8").startswith("{")
+
+
+def test_a_link_above_the_workspace_is_the_users_own_and_is_followed(root: Path, tmp_path: Path) -> None:
+    # Only links inside the workspace are refused: a workspace reached through a linked folder above it
+    # (a home folder on another disk, macOS's /tmp) sends, plans --out and imports as usual.
+    (tmp_path / "via").symlink_to(root.parent, target_is_directory=True)
+    linked = tmp_path / "via" / root.name
+    assert run(linked, "send", "promo", "--at", AT)[0] == 0
+    assert run(linked, "plan", "promo", "--at", AT, "--out", str(linked / "plan.csv"))[0] == 0
+    assert len(list((root / "outbox" / "promo" / "once").iterdir())) == 1 and (root / "plan.csv").is_file()
