@@ -87,12 +87,25 @@ def refresh_data_files() -> None:
             shutil.copy2(source, target)
 
 
+def recheck_sigkilled() -> None:
+    """Mark mutants whose run was SIGKILLed from outside as unchecked, so that a kept run tests them again."""
+    import json
+
+    for meta in (ROOT / "mutants").rglob("*.meta"):
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        codes = data.get("exit_code_by_key", {})
+        if any(code == -9 for code in codes.values()):
+            data["exit_code_by_key"] = {key: (None if code == -9 else code) for key, code in codes.items()}
+            meta.write_text(json.dumps(data), encoding="utf-8")
+
+
 def run_mutmut(patterns: list[str], keep: bool) -> None:
     if not keep:
         shutil.rmtree(ROOT / "mutants", ignore_errors=True)
     (ROOT / "mutants").mkdir(exist_ok=True)
     if keep:
         refresh_data_files()
+        recheck_sigkilled()
     mutmut = Path(sys.executable).with_name("mutmut")
     print(f"running mutmut (progress in {LOG.relative_to(ROOT)}) ...", flush=True)
     with LOG.open("w", encoding="utf-8") as log:
@@ -116,7 +129,9 @@ def load_mutants() -> list[Mutant]:
         data = SourceFileMutationData(path=path)
         data.load()
         for name, exit_code in sorted(data.exit_code_by_key.items()):
-            status = status_by_exit_code[exit_code]
+            # SIGKILL (-9) is a kill from outside (a watchdog, the OOM killer), not a verdict of the tests:
+            # such a mutant counts as not checked, never as killed.
+            status = "not checked" if exit_code == -9 else status_by_exit_code[exit_code]
             diff = get_diff_for_mutant(name, path=path) if status not in KILLED else ""
             module = name.rsplit("__mutmut_", 1)[0].rpartition(".")[0]
             found.append(Mutant(name, module, function_of(name), status, diff))
