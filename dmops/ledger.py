@@ -229,12 +229,6 @@ def record_send(
             params,
         )
         _run(con, f"INSERT INTO {ALIAS}.runs VALUES ($c, $o, $run, $n, $sha, $now)", params)
-    _run(
-        con,
-        f"""INSERT INTO {ALIAS}.decisions
-            SELECT $c, $o, coalesce(reason, 'send'), count(*), $now FROM plan_rows GROUP BY ALL ORDER BY 3""",
-        params,
-    )
     held = _run(
         con,
         f"""INSERT INTO {ALIAS}.entries
@@ -243,6 +237,13 @@ def record_send(
             FROM plan_rows WHERE reason = 'holdout' AND NOT ledger_held""",
         params,
     )
+    if run is not None or held:  # a rerun that adds nothing leaves the funnel of the send that did
+        _run(
+            con,
+            f"""INSERT INTO {ALIAS}.decisions
+                SELECT $c, $o, coalesce(reason, 'send'), count(*), $now FROM plan_rows GROUP BY ALL ORDER BY 3""",
+            params,
+        )
     committed()
     con.execute("COMMIT")
     return held

@@ -658,3 +658,22 @@ def test_the_report_shows_who_the_latest_send_left_out_and_why(tmp_path: Path) -
     code, output = run(root, "report", "promo", "--format", "html", "--out", str(root / "r.html"))
     page = (root / "r.html").read_text(encoding="utf-8")
     assert "<h3>Audience at the latest send</h3>" in page and "<td>duplicate_address</td><td>1</td>" in page
+
+
+def test_an_sms_goes_once_to_a_phone_written_two_ways(tmp_path: Path) -> None:
+    contacts = (
+        "contact_id,phone,sms_opt_in\n"
+        "p2,+86 138 0013 8000,yes\n"
+        "p1,13800138000,yes\n"  # the same number in national form (phone_region CN): the lowest id keeps it
+        "p3,+8613900139000,yes\n"
+    )
+    sms = 'id: texts\nname: T\nchannel: sms\nsend_at: "2026-12-01 10:00"\nvariants:\n  - {id: a, text: "Hi. Reply STOP to opt out"}\n'
+    root = write(
+        tmp_path,
+        {"dmops.yaml": HEAD + "contacts: contacts.csv\nconsent: {sms: sms_opt_in}\n", "contacts.csv": contacts},
+    )
+    write(root, {"campaigns/texts.yaml": sms})
+    code, output = run(root, "plan", "texts", "--at", "2026-11-30T12:00", "--out", str(root / "plan.csv"))
+    assert code == 0, output
+    rows = [line.split(",")[:3] for line in (root / "plan.csv").read_text(encoding="utf-8").splitlines()[1:]]
+    assert rows == [["p1", "send", ""], ["p2", "excluded", "duplicate_address"], ["p3", "send", ""]]

@@ -273,10 +273,13 @@ def test_two_proportion_test_matches_the_textbook() -> None:
     assert result["abs"] == pytest.approx(0.15) and result["rel"] == pytest.approx(0.5)
     assert result["p_value"] == pytest.approx(math.erfc(z / math.sqrt(2)))  # 2 * (1 - Phi(z)) = 0.02846
     assert result["p_value"] == pytest.approx(0.02846, abs=1e-5)
-    se = math.sqrt(0.45 * 0.55 / 100 + 0.3 * 0.7 / 100)
+    from scipy.stats import binomtest
+
+    w1 = binomtest(45, 100).proportion_ci(method="wilson")  # Newcombe's method 10 from scipy's Wilson intervals
+    w0 = binomtest(30, 100).proportion_ci(method="wilson")
     assert (result["ci_low"], result["ci_high"]) == (
-        pytest.approx(0.15 - 1.959964 * se),
-        pytest.approx(0.15 + 1.959964 * se),
+        pytest.approx(0.15 - math.hypot(0.45 - w1.low, w0.high - 0.30)),
+        pytest.approx(0.15 + math.hypot(w1.high - 0.45, 0.30 - w0.low)),
     )
     assert two_proportions(1, 1, 0, 10) is None and two_proportions(1, 10, 0, 10)["rel"] is None  # type: ignore[index]
 
@@ -427,15 +430,17 @@ CAMPAIGN_REPORT = {
             "bounce_rate": 0.25,
             "conversions": 1,
             "conversion_rate": 0.25,
+            "conversion_rate_ci": [0.04558726080970055, 0.6993581574175981],
             "revenue": 100.0,
             "revenue_per_recipient": 25.0,
             "lift": {
                 "conversion_rate": {
                     "abs": -0.25,
                     "rel": -0.5,
-                    "ci_low": -1.0625581424161612,
-                    "ci_high": 0.5625581424161613,
+                    "ci_low": -0.7040809521072406,
+                    "ci_high": 0.35525011091372427,
                     "p_value": 0.5402913746074199,
+                    "caution": "small sample",
                 },
                 "revenue_per_recipient": {
                     "abs": 5.0,
@@ -462,15 +467,17 @@ CAMPAIGN_REPORT = {
             "bounce_rate": 0.0,
             "conversions": 1,
             "conversion_rate": 0.5,
+            "conversion_rate_ci": [0.09453120573423074, 0.9054687942657693],
             "revenue": 50.0,
             "revenue_per_recipient": 25.0,
             "lift": {
                 "conversion_rate": {
                     "abs": 0.0,
                     "rel": 0.0,
-                    "ci_low": -0.979981992270027,
-                    "ci_high": 0.979981992270027,
+                    "ci_low": -0.5734194679697172,
+                    "ci_high": 0.5734194679697172,
                     "p_value": 1.0,
+                    "caution": "small sample",
                 },
                 "revenue_per_recipient": {
                     "abs": 5.0,
@@ -497,6 +504,7 @@ CAMPAIGN_REPORT = {
             "bounce_rate": None,
             "conversions": 1,
             "conversion_rate": 0.5,
+            "conversion_rate_ci": [0.09453120573423074, 0.9054687942657693],
             "revenue": 40.0,
             "revenue_per_recipient": 20.0,
         },
@@ -515,15 +523,16 @@ CAMPAIGN_REPORT = {
                 "conversion_rate": {
                     "abs": 0.25,
                     "rel": 1.0,
-                    "ci_low": -0.5625581424161613,
-                    "ci_high": 1.0625581424161612,
+                    "ci_low": -0.35525011091372427,
+                    "ci_high": 0.7040809521072406,
                     "p_value": 0.5402913746074199,
+                    "caution": "small sample",
                 },
             }
         ],
         "sample_ratio": {"chi2": 0.75, "p_value": 0.6872892787909721, "mismatch": False},
     },
-    "decisions": {},  # this ledger was seeded, not sent: no funnel was recorded
+    "decisions": {},
 }
 
 
@@ -543,18 +552,29 @@ def test_the_whole_csv_report(cli, root: Path) -> None:
         "variant",
         *[k for k in CAMPAIGN_REPORT["definitions"] if k != "sent"],
         "sent",
+        "conversion_rate_ci_low",
+        "conversion_rate_ci_high",
         "lift_conversion_abs",
+        "lift_conversion_ci_low",
+        "lift_conversion_ci_high",
         "lift_conversion_p_value",
+        "lift_conversion_caution",
         "lift_revenue_abs",
         "lift_revenue_p_value",
     ]
     for line, row in zip(lines[1:], CAMPAIGN_REPORT["rows"], strict=True):
         cells = dict(zip(columns, line.split(","), strict=True))
         lift = row.get("lift") or {"conversion_rate": {}, "revenue_per_recipient": {}}
+        interval = row["conversion_rate_ci"] or [None, None]
         expected = {
             **row,
             "campaign": "promo",
+            "conversion_rate_ci_low": interval[0],
+            "conversion_rate_ci_high": interval[1],
             "lift_conversion_abs": lift["conversion_rate"].get("abs"),
+            "lift_conversion_ci_low": lift["conversion_rate"].get("ci_low"),
+            "lift_conversion_ci_high": lift["conversion_rate"].get("ci_high"),
+            "lift_conversion_caution": lift["conversion_rate"].get("caution"),
             "lift_conversion_p_value": lift["conversion_rate"].get("p_value"),
             "lift_revenue_abs": lift["revenue_per_recipient"].get("abs"),
             "lift_revenue_p_value": lift["revenue_per_recipient"].get("p_value"),
@@ -589,6 +609,7 @@ PERIOD_REPORT = {
             "bounce_rate": 0.16666666666666666,
             "conversions": 2,
             "conversion_rate": 0.3333333333333333,
+            "conversion_rate_ci": [0.09677141110578041, 0.700006684861608],
             "revenue": 150.0,
             "revenue_per_recipient": 25.0,
             "goals": [
@@ -629,6 +650,7 @@ PERIOD_REPORT = {
             "bounce_rate": 0.0,
             "conversions": 0,
             "conversion_rate": 0.0,
+            "conversion_rate_ci": [0.0, 0.5614970317550454],
             "revenue": 0.0,
             "revenue_per_recipient": 0.0,
             "goals": [
@@ -814,6 +836,7 @@ REPORT_WITHOUT_HOLDOUT = {
             "bounce_rate": 0.0,
             "conversions": 0,
             "conversion_rate": 0.0,
+            "conversion_rate_ci": [0.0, 0.5614970317550454],
             "revenue": 0.0,
             "revenue_per_recipient": 0.0,
             "lift": {"conversion_rate": None, "revenue_per_recipient": None},
@@ -834,6 +857,7 @@ REPORT_WITHOUT_HOLDOUT = {
             "bounce_rate": 0.0,
             "conversions": 0,
             "conversion_rate": 0.0,
+            "conversion_rate_ci": [0.0, 0.7934506856227626],
             "revenue": 0.0,
             "revenue_per_recipient": 0.0,
             "lift": {"conversion_rate": None, "revenue_per_recipient": None},
@@ -854,6 +878,7 @@ REPORT_WITHOUT_HOLDOUT = {
             "bounce_rate": None,
             "conversions": 0,
             "conversion_rate": None,
+            "conversion_rate_ci": None,
             "revenue": 0.0,
             "revenue_per_recipient": None,
             "lift": {"conversion_rate": None, "revenue_per_recipient": None},
@@ -874,6 +899,7 @@ REPORT_WITHOUT_HOLDOUT = {
             "bounce_rate": None,
             "conversions": 0,
             "conversion_rate": None,
+            "conversion_rate_ci": None,
             "revenue": 0.0,
             "revenue_per_recipient": None,
         },
@@ -908,6 +934,7 @@ REPORT_WITH_CELLS = {
             "bounce_rate": 0.0,
             "conversions": 0,
             "conversion_rate": 0.0,
+            "conversion_rate_ci": [0.0, 0.6576197724933469],
             "revenue": 0.0,
             "revenue_per_recipient": 0.0,
             "lift": {"conversion_rate": None, "revenue_per_recipient": None},
@@ -928,6 +955,7 @@ REPORT_WITH_CELLS = {
             "bounce_rate": 0.0,
             "conversions": 0,
             "conversion_rate": 0.0,
+            "conversion_rate_ci": [0.0, 0.6576197724933469],
             "revenue": 0.0,
             "revenue_per_recipient": 0.0,
             "lift": {"conversion_rate": None, "revenue_per_recipient": None},
@@ -948,6 +976,7 @@ REPORT_WITH_CELLS = {
             "bounce_rate": None,
             "conversions": 0,
             "conversion_rate": None,
+            "conversion_rate_ci": None,
             "revenue": 0.0,
             "revenue_per_recipient": None,
             "lift": {"conversion_rate": None, "revenue_per_recipient": None},
@@ -968,6 +997,7 @@ REPORT_WITH_CELLS = {
             "bounce_rate": None,
             "conversions": 0,
             "conversion_rate": None,
+            "conversion_rate_ci": None,
             "revenue": 0.0,
             "revenue_per_recipient": None,
         },
@@ -978,7 +1008,14 @@ REPORT_WITH_CELLS = {
             {
                 "a": "a",
                 "b": "b",
-                "conversion_rate": {"abs": 0.0, "rel": None, "ci_low": 0.0, "ci_high": 0.0, "p_value": None},
+                "conversion_rate": {
+                    "abs": 0.0,
+                    "rel": None,
+                    "ci_low": -0.6576197724933469,
+                    "ci_high": 0.6576197724933469,
+                    "p_value": None,
+                    "caution": "small sample",
+                },
             },
             {"a": "a", "b": "c", "conversion_rate": None},
             {"a": "b", "b": "c", "conversion_rate": None},

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from dmops.report.stats import Z95, sample_ratio_mismatch, two_proportions, welch
@@ -93,29 +95,55 @@ def test_sample_ratio_refuses_counts_and_weights_of_different_lengths() -> None:
         sample_ratio_mismatch([10, 20], [1, 1, 1])
 
 
-def test_rate_interval_is_the_clipped_wald_interval() -> None:
-    from dmops.report.stats import rate_interval
+@pytest.mark.parametrize(
+    ("x1", "n1", "x0", "n0", "low", "high"),
+    [  # Newcombe (1998), Statistics in Medicine 17, Table II, method 10 (hybrid score, no continuity correction)
+        (56, 70, 48, 80, 0.0524, 0.3339),
+        (9, 10, 3, 10, 0.1705, 0.8090),
+        (6, 7, 2, 7, 0.0582, 0.8062),
+        (5, 56, 0, 29, -0.0381, 0.1926),
+        (0, 10, 0, 20, -0.1611, 0.2775),
+        (0, 10, 0, 10, -0.2775, 0.2775),
+        (10, 10, 0, 20, 0.6791, 1.0000),
+        (10, 10, 0, 10, 0.6075, 1.0000),
+    ],
+)
+def test_the_difference_interval_is_newcombes_method_10(x1, n1, x0, n0, low, high) -> None:
+    result = two_proportions(x1, n1, x0, n0)
+    assert result is not None
+    assert (round(result["ci_low"], 4), round(result["ci_high"], 4)) == (low, high)
 
-    low, high = rate_interval(30, 100)  # p = 0.3, half = 1.959964 * sqrt(0.3 * 0.7 / 100) = 0.089817
-    assert low == pytest.approx(0.210183, abs=1e-6) and high == pytest.approx(0.389817, abs=1e-6)
-    low, high = rate_interval(1, 4)  # p = 0.25, half = 1.959964 * sqrt(0.1875 / 4) = 0.424345: clipped at 0
-    assert low == 0.0 and high == pytest.approx(0.674345, abs=1e-6)
-    low, high = rate_interval(3, 4)  # p = 0.75: clipped above at 1
-    assert low == pytest.approx(0.325655, abs=1e-6) and high == 1.0
-    assert rate_interval(0, 10) == (0.0, 0.0)
-    assert rate_interval(None, 10) == (None, None)
-    assert rate_interval(3, 0) == (None, None)
-    assert rate_interval(3, None) == (None, None)
 
+def test_wilson_interval_matches_scipy() -> None:
+    from scipy.stats import binomtest
 
-def test_wilson_interval() -> None:
     from dmops.report.stats import wilson
 
-    z = 1.959963984540054  # the closed form (Wilson 1927), independent of scipy
-    for x, n in ((30, 100), (0, 12), (12, 12), (1, 3)):
-        p = x / n
-        center = (p + z * z / (2 * n)) / (1 + z * z / n)
-        half = z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
-        low, high = wilson(x, n)
-        assert low == pytest.approx(center - half, abs=1e-9) and high == pytest.approx(center + half, abs=1e-9)
-    assert wilson(0, 0) == (None, None)
+    for n in (1, 2, 3, 7, 14, 100, 1000):
+        for x in sorted({0, 1, n // 3, n // 2, n - 1, n}):
+            expected = binomtest(x, n).proportion_ci(confidence_level=0.95, method="wilson")
+            low, high = wilson(x, n)
+            assert (low, high) == (pytest.approx(expected.low, abs=1e-12), pytest.approx(expected.high, abs=1e-12))
+    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == 1.0  # exactly, not 0.9999999999999999
+    assert wilson(0, 0) == (None, None) and wilson(None, 10) == (None, None) and wilson(3, None) == (None, None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(n1=st.integers(2, 60), n0=st.integers(2, 30), data=st.data())
+def test_a_zero_conversion_holdout_never_gets_an_interval_that_contradicts_its_test(n1, n0, data) -> None:
+    x1 = data.draw(st.integers(0, n1))
+    result = two_proportions(x1, n1, 0, n0)
+    assert result is not None
+    excludes_zero = result["ci_low"] > 0 or result["ci_high"] < 0
+    if result["p_value"] is not None and result["p_value"] > 0.05:
+        assert not excludes_zero, (x1, n1, n0, result)
+
+
+def test_the_small_sample_caution() -> None:
+    from dmops.report.stats import small_sample
+
+    assert small_sample(4, 100, 20, 200)  # the smaller group has 4 conversions
+    assert small_sample(96, 100, 20, 200)  # ... or 4 non-conversions
+    assert not small_sample(5, 100, 1, 200)  # the larger group's counts do not decide
+    assert small_sample(5, 100, 1, 100)  # equal sizes: either group
+    assert not small_sample(5, 10, 5, 10)

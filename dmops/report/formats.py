@@ -6,7 +6,7 @@ import html
 from typing import Any
 
 from dmops.report.kpis import DEFINITIONS, CampaignReport
-from dmops.report.stats import rate_interval
+from dmops.report.stats import wilson
 
 SHOWN = ("recipients", "delivered", "open_rate", "click_rate", "ctor", "conversion_rate", "revenue_per_recipient")
 
@@ -26,8 +26,10 @@ def lift_text(lift: dict[str, Any] | None, percent: bool = True) -> str:
         return "–"
     scale, unit = (100, " pp") if percent else (1, "")
     p = lift.get("p_value")
-    return f"{scale * lift['abs']:+.2f}{unit} [{scale * lift['ci_low']:+.2f}, {scale * lift['ci_high']:+.2f}]" + (
-        f" p={p:.3g}" if p is not None else ""
+    return (
+        f"{scale * lift['abs']:+.2f}{unit} [{scale * lift['ci_low']:+.2f}, {scale * lift['ci_high']:+.2f}]"
+        + (f" p={p:.3g}" if p is not None else "")
+        + (f" ({lift['caution']})" if lift.get("caution") else "")
     )
 
 
@@ -117,9 +119,7 @@ def page(reports: list[CampaignReport], retention: dict[str, Any] | None = None)
             + "".join(f"<th>{k}</th>" for k in SHOWN)
             + "<th>conversion rate, 95% CI</th><th>lift vs holdout</th></tr>"
         )
-        intervals = {
-            row["variant"]: rate_interval(row.get("conversions"), row.get("recipients")) for row in report.rows
-        }
+        intervals = {row["variant"]: wilson(row.get("conversions"), row.get("recipients")) for row in report.rows}
         scale = max([high for _, high in intervals.values() if high is not None] + [0.01])
         for row in report.rows:
             lift = (row.get("lift") or {}).get("conversion_rate")

@@ -17,7 +17,7 @@ import duckdb
 from dmops import ledger
 from dmops.campaign import MAX_GOALS, Campaign, Cell
 from dmops.db import connect
-from dmops.report.stats import sample_ratio_mismatch, two_proportions, welch
+from dmops.report.stats import sample_ratio_mismatch, small_sample, two_proportions, welch, wilson
 from dmops.sql import REASONS, query
 from dmops.tabular import csv_safe
 from dmops.workspace import Workspace
@@ -47,6 +47,11 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator else None
 
 
+def _interval(successes: int, trials: int) -> list[float] | None:
+    low, high = wilson(successes, trials)
+    return None if low is None or high is None else [low, high]
+
+
 def _metrics(counts: dict[str, Any], opens: bool = True) -> dict[str, Any]:
     """The metrics of SPEC §9 from counts; without opens (SMS, DM) open rate and CTOR are null."""
     sent = counts["sent"]
@@ -68,9 +73,18 @@ def _metrics(counts: dict[str, Any], opens: bool = True) -> dict[str, Any]:
         "bounce_rate": _ratio(counts["bounced"], sent),
         "conversions": counts["conversions"],
         "conversion_rate": _ratio(counts["conversions"], recipients),
+        "conversion_rate_ci": _interval(counts["conversions"], recipients),
         "revenue": round(revenue, 2),
         "revenue_per_recipient": _ratio(revenue, recipients),
     }
+
+
+def _lift(x1: int, n1: int, x0: int, n0: int) -> dict[str, Any] | None:
+    """The conversion-rate comparison, with SPEC §9's "small sample" caution when it applies."""
+    found: dict[str, Any] | None = two_proportions(x1, n1, x0, n0)
+    if found is not None and small_sample(x1, n1, x0, n0):
+        found["caution"] = "small sample"
+    return found
 
 
 def _goal(metric: str, target: float, actual: float | None) -> dict[str, Any]:
@@ -122,7 +136,7 @@ def campaign_report(
         sd0, sd1 = float(holdout["revenue_sd"] or 0), float(c["revenue_sd"] or 0)
         n0, n1 = holdout["recipients"], c["recipients"]
         row["lift"] = {
-            "conversion_rate": two_proportions(c["conversions"], n1, holdout["conversions"], n0),
+            "conversion_rate": _lift(c["conversions"], n1, holdout["conversions"], n0),
             "revenue_per_recipient": welch(
                 float(c["revenue"] or 0) / n1 if n1 else 0,
                 sd1,
@@ -159,9 +173,7 @@ def campaign_report(
                 {
                     "a": a,
                     "b": b,
-                    "conversion_rate": two_proportions(
-                        cb["conversions"], cb["recipients"], ca["conversions"], ca["recipients"]
-                    ),
+                    "conversion_rate": _lift(cb["conversions"], cb["recipients"], ca["conversions"], ca["recipients"]),
                 }
             )
     weights = [v.weight if v.weight is not None else 1.0 for v in campaign.config.variants]
@@ -304,8 +316,13 @@ def to_csv(reports: list[CampaignReport]) -> str:
         "variant",
         *[k for k in DEFINITIONS if k not in ("sent",)],
         "sent",
+        "conversion_rate_ci_low",
+        "conversion_rate_ci_high",
         "lift_conversion_abs",
+        "lift_conversion_ci_low",
+        "lift_conversion_ci_high",
         "lift_conversion_p_value",
+        "lift_conversion_caution",
         "lift_revenue_abs",
         "lift_revenue_p_value",
     ]
@@ -316,11 +333,17 @@ def to_csv(reports: list[CampaignReport]) -> str:
         for row in report.rows:
             lift = row.get("lift") or {}
             conv, rev = lift.get("conversion_rate") or {}, lift.get("revenue_per_recipient") or {}
+            interval = row.get("conversion_rate_ci") or [None, None]
             values = {
                 **row,
                 "campaign": report.campaign,
+                "conversion_rate_ci_low": interval[0],
+                "conversion_rate_ci_high": interval[1],
                 "lift_conversion_abs": conv.get("abs"),
+                "lift_conversion_ci_low": conv.get("ci_low"),
+                "lift_conversion_ci_high": conv.get("ci_high"),
                 "lift_conversion_p_value": conv.get("p_value"),
+                "lift_conversion_caution": conv.get("caution"),
                 "lift_revenue_abs": rev.get("abs"),
                 "lift_revenue_p_value": rev.get("p_value"),
             }

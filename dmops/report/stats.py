@@ -20,7 +20,8 @@ def _rounded(values: dict[str, float | None]) -> dict[str, float | None]:
 
 
 def two_proportions(x1: int, n1: int, x0: int, n0: int) -> dict[str, float | None] | None:
-    """Group 1 vs group 0: difference, relative lift, Wald 95% CI of the difference, pooled two-sided z p-value.
+    """Group 1 vs group 0: difference, relative lift, Newcombe's hybrid score 95% CI of the difference,
+    pooled two-sided z p-value (SPEC §9).
 
     None when a group has fewer than 2 members; ``rel`` is None when group 0's rate is 0.
     """
@@ -28,19 +29,30 @@ def two_proportions(x1: int, n1: int, x0: int, n0: int) -> dict[str, float | Non
         return None
     p1, p0 = x1 / n1, x0 / n0
     diff = p1 - p0
-    wald = math.sqrt(p1 * (1 - p1) / n1 + p0 * (1 - p0) / n0)
+    low, high = newcombe(x1, n1, x0, n0)
     pooled = (x1 + x0) / (n1 + n0)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0))
     p_value = None if se == 0 else float(2 * special.ndtr(-abs(diff / se)))
-    return _rounded(
-        {
-            "abs": diff,
-            "rel": diff / p0 if p0 else None,
-            "ci_low": diff - Z95 * wald,
-            "ci_high": diff + Z95 * wald,
-            "p_value": p_value,
-        }
-    )
+    return _rounded({"abs": diff, "rel": diff / p0 if p0 else None, "ci_low": low, "ci_high": high, "p_value": p_value})
+
+
+def newcombe(x1: int, n1: int, x0: int, n0: int) -> tuple[float, float]:
+    """The 95% interval of p1 - p0 by Newcombe's hybrid score method (method 10 of Newcombe 1998): built from
+    the two Wilson intervals, inside [-1, 1], never a single point at zero counts."""
+    p1, p0 = x1 / n1, x0 / n0
+    l1, u1 = wilson(x1, n1)
+    l0, u0 = wilson(x0, n0)
+    assert l1 is not None and u1 is not None and l0 is not None and u0 is not None
+    diff = p1 - p0
+    return diff - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2), diff + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2)
+
+
+def small_sample(x1: int, n1: int, x0: int, n0: int) -> bool:
+    """The SPEC §9 caution: the smaller group (both, when equal) has fewer than 5 conversions or fewer than 5
+    non-conversions, where the normal approximation behind the test and interval is unreliable."""
+    groups = [(x1, n1), (x0, n0)]
+    smallest = min(n for _, n in groups)
+    return any(n == smallest and (x < 5 or n - x < 5) for x, n in groups)
 
 
 def welch(mean1: float, sd1: float, n1: int, mean0: float, sd0: float, n0: int) -> dict[str, float | None] | None:
@@ -79,20 +91,14 @@ def sample_ratio_mismatch(observed: Sequence[int], weights: Sequence[float]) -> 
     return {"chi2": float(chi2), "p_value": p_value, "mismatch": p_value < 0.001}
 
 
-def rate_interval(successes: int | None, trials: int | None) -> tuple[float | None, float | None]:
-    """Wald 95% interval of a rate, clipped to [0, 1]; (None, None) without trials."""
+def wilson(successes: int | None, trials: int | None) -> tuple[float | None, float | None]:
+    """The Wilson score 95% interval of a rate; (None, None) without trials."""
     if not trials or successes is None:
         return None, None
     p = successes / trials
-    half = Z95 * math.sqrt(p * (1 - p) / trials)
-    return max(0.0, p - half), min(1.0, p + half)
-
-
-def wilson(successes: int, trials: int) -> tuple[float | None, float | None]:
-    """Wilson 95% interval of a rate; (None, None) without trials."""
-    if trials == 0:
-        return None, None
-    from scipy.stats import binomtest  # only the fatigue report pays for scipy.stats
-
-    ci = binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="wilson")
-    return float(ci.low), float(ci.high)
+    z2 = Z95 * Z95
+    centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = Z95 * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / (1 + z2 / trials)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return low, high
