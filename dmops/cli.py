@@ -565,6 +565,11 @@ def events_import_command(
         f"{escape(result.file.name)}: {result.rows:,} rows, {result.imported:,} imported, "
         f"{result.duplicates:,} already there; {result.suppressions:,} suppressions added"
     )
+    for kind, count in result.impossible.items():
+        _console(stderr=True).print(
+            f"[yellow]warning:[/yellow] {escape(result.file.name)}: {count:,} {kind} events, which that channel cannot"
+            " produce (an SMS has no open tracking); imported, and left out of open rates (SMS reports none)"
+        )
 
 
 @app.command("lint")

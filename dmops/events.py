@@ -11,7 +11,7 @@ bounces suppress every channel, from the next plan on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,6 +37,7 @@ class ImportResult:
     imported: int
     duplicates: int
     suppressions: int
+    impossible: dict[str, int] = field(default_factory=dict)  # "open on sms" -> events no channel can produce
 
 
 def _read_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
@@ -176,7 +177,13 @@ def import_events(ws: Workspace, path: Path, *, now: datetime | None = None) -> 
                        FROM _dm_ev e LEFT JOIN ledger_messages m ON m.message_id = e.message_id
                    ) ORDER BY event_key, line"""
             )
-            imported, suppressed = ledger.add_events(con, source=path.name, now=moment)
+            imported, suppressed = ledger.add_events(con, source=path.name, now=moment)  # _dm_new: the new ones
+            impossible = {  # an SMS has no open pixel: such an event is imported, and the import says so
+                f"{event} on {channel}": int(n)
+                for event, channel, n in con.execute(
+                    "SELECT event, channel, count(*) FROM _dm_new WHERE event = 'open' AND channel = 'sms' GROUP BY ALL"
+                ).fetchall()
+            }
         finally:
             con.close()
-    return ImportResult(path, total, imported, total - imported, suppressed)
+    return ImportResult(path, total, imported, total - imported, suppressed, impossible)

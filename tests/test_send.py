@@ -318,6 +318,24 @@ def test_sms_carries_encoding_and_segments(cli, root: Path) -> None:
     assert by_variant["a"]["to"].startswith("+86138")
 
 
+def test_an_open_event_for_an_sms_is_imported_with_a_warning(cli, root: Path) -> None:
+    sms = 'id: sms\nname: SMS\nchannel: sms\nvariants:\n  - {id: a, text: "Sale today. Reply STOP to opt out"}\n'
+    write(root, {"campaigns/sms.yaml": sms})
+    assert cli("-w", root, "send", "sms", "--at", "2026-11-30T12:00").exit_code == 0
+    ids = [m["message_id"] for m in outbox_messages(root, "sms")][:3]
+    rows = [f"open,2026-12-01T03:00:00Z,{i}" for i in ids] + [f"click,2026-12-01T03:01:00Z,{ids[0]}"]
+    (root / "ev.csv").write_text("event,ts,message_id\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    result = cli("-w", root, "events", "import", root / "ev.csv")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("ev.csv: 4 rows, 4 imported")
+    assert result.stderr.strip() == (
+        "warning: ev.csv: 3 open on sms events, which that channel cannot produce (an SMS has no open tracking);"
+        " imported, and left out of open rates (SMS reports none)"
+    )
+    again = cli("-w", root, "events", "import", root / "ev.csv")  # nothing new: nothing to warn about
+    assert again.exit_code == 0 and again.stderr == ""
+
+
 # --- the emergency stop and the lock -------------------------------------------------------------------------
 
 
