@@ -62,7 +62,11 @@ def _nothing_written(out_file: Path | None) -> str:
 
 
 def _console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    """Rich output; into a pipe or a file (cron, CI) tables keep their natural width instead of wrapping at 80
+    columns (COLUMNS, when set, still decides)."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=1_000 if piped else None)
 
 
 def _interruption(exc: BaseException) -> bool:

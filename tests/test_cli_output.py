@@ -99,3 +99,20 @@ def test_a_send_on_a_terminal_shows_progress_and_prints_the_same(root: Path, tmp
     assert result.stdout.splitlines() == ["promo once: wrote 5 messages to outbox/promo/once/run-0001 (0 already sent)"]
     messages = root / "outbox" / "promo" / "once" / "run-0001" / "messages.jsonl"
     assert len(messages.read_text(encoding="utf-8").splitlines()) == 5
+
+
+def test_tables_into_a_pipe_keep_their_width(root: Path) -> None:
+    # cron and CI read the output from a pipe: a report row is one line there, not wrapped at 80 columns
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    assert run(root, "send", "promo", "--at", "2026-11-30T12:00")[0] == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "dmops", "-w", str(root), "report", "promo"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    header = done.stdout.splitlines()[1]
+    assert header.startswith("variant") and header.endswith("conv. lift vs holdout [95% CI]")
+    assert len(header) > 80
