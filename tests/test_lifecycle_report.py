@@ -136,3 +136,76 @@ def test_fatigue_with_an_empty_ledger(cli, tmp_path: Path) -> None:
     root = workspace(tmp_path, ["x"])
     result = cli("-w", root, "report", "fatigue")
     assert result.exit_code == 0 and "No marketing messages in the ledger yet." in result.stdout
+
+
+def test_a_weekly_cadence_is_not_blamed_and_the_suggested_cap_removes_what_it_blames(cli, tmp_path: Path) -> None:
+    # A newsletter every 7 days exactly, and a flash sale 2 days after each newsletter; the flash sales are
+    # what people unsubscribe from. The cap rule (|t_m - t| < 7d) does not count the newsletter a week
+    # before, so only the flash sales are blamed, and the suggested cap, replayed and then planned for
+    # real, holds back the flash sales and none of the newsletters.
+    people = [f"p{i:02d}" for i in range(40)]
+    root = workspace(tmp_path, people)
+    entries: list[Entry] = []
+    unsubscribes = []
+
+    def sent(campaign: str, week: int, day: int, who: str) -> Entry:
+        return Entry(
+            campaign,
+            f"w{week}",
+            who,
+            "message",
+            "email",
+            "marketing",
+            "a",
+            datetime(2026, 11, 1) + timedelta(days=day),
+            f"{campaign}-{week}-{who}",
+        )
+
+    for week in range(4):
+        for i, who in enumerate(people):
+            entries.append(sent("newsletter", week, 7 * week, who))
+            if week < 3:  # the last week had no sale
+                entries.append(sent("flash", week, 7 * week + 2, who))
+                if i % 4 == week:  # a quarter of each sale's recipients leave, once each
+                    unsubscribes.append(("unsubscribe", who, f"flash-{week}-{who}", datetime(2026, 11, 4 + 7 * week)))
+    ledger.record(load_workspace(root), entries)
+    add_events(root, unsubscribes)
+    result = cli("-w", root, "report", "fatigue", "--format", "json", "--threshold", "0.05")
+    assert result.exit_code == 0, result.output
+    email = json.loads(result.stdout)["channels"][0]
+    seven = {p["prior"]: (p["messages"], p["unsubscribes"]) for p in email["windows"]["7d"]}
+    # the first newsletter has nothing before it; every sale has its newsletter 2 days before, and every later
+    # newsletter the sale 5 days before it, but not the newsletter exactly 7 days before it
+    assert seven == {0: (40, 0), 1: (240, 30)}
+    assert email["suggestion"]["cap"] == {"max": 1, "per": "7d"}
+    # replayed, the cap holds back every sale; the newsletters it blamed go out once the sale before them is gone
+    assert email["suggestion"]["check"] == {"blamed": 240, "blamed_held": 120, "others_held": 0}
+    table = cli("-w", root, "report", "fatigue", "--threshold", "0.05").stdout
+    assert (
+        "Checked on the history: applied in planned order, this cap holds back 120 of the 240 messages it blames,"
+        " and 0 others." in table
+    )
+
+    # Applied for real: the cap stops a sale 2 days after the last newsletter, and lets the next newsletter,
+    # exactly 7 days after it, through.
+    campaign = (
+        'name: Weekly\nchannel: email\nsender: {from: "S <s@shop.example.com>"}\n'
+        'unsubscribe_url: "https://shop.example.com/u/{{ unsubscribe_token }}"\n'
+        "variants:\n  - {id: a, subject: S, text: T}\n"
+    )
+    write(
+        root,
+        {
+            "dmops.yaml": WS + "caps:\n  - {max: 1, per: 7d}\n",
+            "campaigns/newsletter.yaml": "id: newsletter\nsend_at: '2026-11-29 00:00'\n" + campaign,
+            "campaigns/flash.yaml": "id: flash\nsend_at: '2026-11-24 00:00'\n" + campaign,
+        },
+    )
+    for name, reason in (("newsletter", None), ("flash", "frequency_cap")):
+        planned = cli("-w", root, "plan", name, "--at", "2026-11-20T00:00", "--format", "json")
+        assert planned.exit_code == 0, planned.output
+        summary = json.loads(planned.stdout)
+        if reason is None:
+            assert summary["to_send"] == 40
+        else:
+            assert summary["excluded"][reason] == 40

@@ -2,9 +2,15 @@
 
 Every marketing message in the ledger is bucketed by how many marketing
 messages of the same channel the contact had been sent in the 7 and 30 days
-before it (``[t - 7 days, t)``); per channel and bucket, the share of those
-messages followed by an unsubscribe or a complaint event for that message,
-with Wilson 95% intervals.
+before it, by the cap rule of SPEC §6 (``t - 7 days < t_m < t``: a weekly
+message exactly 7 days later is not "within 7 days"); per channel and bucket,
+the share of those messages followed by an unsubscribe or a complaint event
+for that message, with Wilson 95% intervals.
+
+A suggested cap is checked before it is shown: the channel's history is
+replayed in planned order under it, as ``plan`` would have applied it, and
+the report says how many of the messages it blames it would really have held
+back (and how many others).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from dmops.sql import query
 WINDOWS = {"7d": (7, 10), "30d": (30, 30)}  # window -> (days, the bucket that collects "this many or more")
 FATIGUE_DEFINITION = (
     "for each marketing message at planned time t: prior = marketing messages of the same channel to the same "
-    "contact planned in [t - window, t); rate = messages followed by an unsubscribe (complaint) event for that "
+    "contact planned in (t - window, t), the cap rule |t_m - t| < window; rate = messages followed by an unsubscribe (complaint) event for that "
     "message / messages; 95% Wilson interval"
 )
 
@@ -51,6 +57,8 @@ def fatigue_report(con: duckdb.DuckDBPyConnection, threshold: float = 0.005) -> 
         for win in WINDOWS:
             entry["windows"][win] = curves.get((channel, win), [])
         entry["suggestion"] = _suggest(entry["windows"]["7d"], threshold)
+        if entry["suggestion"] is not None:
+            entry["suggestion"]["check"] = replay(con, channel, entry["suggestion"]["cap"]["max"], WINDOWS["7d"][0])
         channels.append(entry)
     return {
         "threshold": threshold,
@@ -60,7 +68,8 @@ def fatigue_report(con: duckdb.DuckDBPyConnection, threshold: float = 0.005) -> 
             "suggestion": (
                 "the smallest k >= 1 such that messages sent when the contact already had k messages of the channel "
                 "in the previous 7 days have an unsubscribe rate whose Wilson 95% lower bound is above the threshold; "
-                "suggested cap: at most k messages per 7 days"
+                "suggested cap: at most k messages per 7 days; check: the channel's marketing messages replayed in "
+                "planned order, each held back when k already kept messages lie within 7 days before it"
             ),
         },
     }
@@ -79,3 +88,42 @@ def _suggest(curve: list[dict[str, Any]], threshold: float) -> dict[str, Any] | 
                 ),
             }
     return None
+
+
+def replay(con: duckdb.DuckDBPyConnection, channel: str, most: int, days: int) -> dict[str, int]:
+    """The channel's marketing history under ``{max: most, per: days}``, in planned order per contact: a message is
+    held back when ``most`` kept messages lie within the window before it (what ``plan`` sees when it runs).
+
+    ``blamed``: messages with at least ``most`` messages before them in the window (the suggestion's evidence);
+    ``blamed_held``: those the cap holds back; ``others_held``: messages it holds back that were not blamed.
+    The replay is sequential by nature (one held-back message frees room for the next), so it walks the
+    history ordered by DuckDB, one contact at a time.
+    """
+    window = days * 86_400_000_000
+    cursor = con.execute(
+        """
+        SELECT contact_id, epoch_us(planned_at),
+               count(*) OVER (PARTITION BY contact_id ORDER BY planned_at
+                              RANGE BETWEEN (INTERVAL (CAST($days AS INTEGER)) DAY - INTERVAL 1 MICROSECOND) PRECEDING
+                                        AND INTERVAL 1 MICROSECOND PRECEDING) >= $most
+        FROM ledger_entries WHERE kind = 'message' AND purpose = 'marketing' AND channel = $channel
+        ORDER BY contact_id, planned_at
+        """,
+        {"channel": channel, "most": most, "days": days},
+    )
+    counts = {"blamed": 0, "blamed_held": 0, "others_held": 0}
+    contact: object = None
+    kept: list[int] = []
+    while rows := cursor.fetchmany(100_000):
+        for who, at, blamed in rows:
+            if who != contact:
+                contact, kept = who, []
+            recent = [t for t in kept if at - t < window]
+            kept = recent
+            held = len(recent) >= most
+            if not held:
+                kept.append(at)
+            counts["blamed"] += bool(blamed)
+            counts["blamed_held"] += bool(blamed and held)
+            counts["others_held"] += bool(held and not blamed)
+    return counts

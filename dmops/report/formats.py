@@ -310,6 +310,7 @@ def fatigue_table(view: dict[str, Any]) -> str:
             lines.append(
                 f"Suggested cap for {channel['channel']}: {{max: {cap['max']}, per: {cap['per']}}} — {suggestion['because']}"
             )
+            lines.append(check_text(suggestion["check"]))
         else:
             lines.append(
                 f"No cap suggested for {channel['channel']}: no 7-day bucket's unsubscribe rate is credibly above "
@@ -320,6 +321,14 @@ def fatigue_table(view: dict[str, Any]) -> str:
         lines.append("No marketing messages in the ledger yet.")
     lines += [f"Rates: {view['definitions']['rates']}.", f"Suggestion: {view['definitions']['suggestion']}."]
     return "\n".join(lines) + "\n"
+
+
+def check_text(check: dict[str, int]) -> str:
+    """What replaying the history under a suggested cap showed."""
+    return (
+        f"Checked on the history: applied in planned order, this cap holds back {check['blamed_held']:,} of the "
+        f"{check['blamed']:,} messages it blames, and {check['others_held']:,} others."
+    )
 
 
 def fatigue_page(view: dict[str, Any]) -> str:
@@ -344,6 +353,7 @@ def fatigue_page(view: dict[str, Any]) -> str:
         suggestion = channel["suggestion"]
         body.append(
             f"<p>Suggested cap: {{max: {suggestion['cap']['max']}, per: 7d}} — {html.escape(suggestion['because'])}</p>"
+            f"<p>{html.escape(check_text(suggestion['check']))}</p>"
             if suggestion
             else "<p>No cap suggested.</p>"
         )

@@ -1,11 +1,12 @@
 -- Marketing messages by how many messages of the channel the contact had in the 7 and 30 days before
--- (buckets capped at $top_7d and $top_30d), with how many led to an unsubscribe or a complaint.
+-- (buckets capped at $top_7d and $top_30d), with how many led to an unsubscribe or a complaint. "Before"
+-- follows the cap rule of SPEC §6, |t_m - t| < per: a message exactly 7 days earlier is not within 7 days.
 WITH m AS (
     SELECT message_id, channel,
            count(*) OVER (PARTITION BY contact_id, channel ORDER BY planned_at
-                          RANGE BETWEEN INTERVAL 7 DAYS PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING) AS prior_7d,
+                          RANGE BETWEEN (INTERVAL 7 DAYS - INTERVAL 1 MICROSECOND) PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING) AS prior_7d,
            count(*) OVER (PARTITION BY contact_id, channel ORDER BY planned_at
-                          RANGE BETWEEN INTERVAL 30 DAYS PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING) AS prior_30d
+                          RANGE BETWEEN (INTERVAL 30 DAYS - INTERVAL 1 MICROSECOND) PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING) AS prior_30d
     FROM ledger_entries WHERE kind = 'message' AND purpose = 'marketing'
 ),
 o AS (
