@@ -78,8 +78,10 @@ def markdown(reports: list[CampaignReport]) -> str:
 
 
 def _bar(value: float | None, low: float | None = None, high: float | None = None, scale: float = 1.0) -> str:
+    """A bar (and its interval as a line) that shrinks with its column: drawn in a 220 by 18 box."""
+    box = 'viewBox="0 0 220 18" width="220" height="18" style="max-width:100%;height:auto" role="img"'
     if value is None:
-        return '<svg width="220" height="18"></svg>'
+        return f"<svg {box}></svg>"
     width = 200 / scale if scale else 0
     parts = [f'<rect x="0" y="3" width="{max(0.0, value) * width:.1f}" height="12" fill="#4c78a8"/>']
     if low is not None and high is not None:
@@ -87,24 +89,153 @@ def _bar(value: float | None, low: float | None = None, high: float | None = Non
             f'<line x1="{max(0.0, low) * width:.1f}" x2="{max(0.0, high) * width:.1f}" y1="9" y2="9" '
             'stroke="#222" stroke-width="2"/>'
         )
-    return f'<svg width="220" height="18" role="img">{"".join(parts)}</svg>'
+    return f"<svg {box}>{''.join(parts)}</svg>"
 
 
-def page(reports: list[CampaignReport], retention: dict[str, Any] | None = None) -> str:
-    """One self-contained HTML file: funnel, rates with CIs, lift vs holdout, goals, retention heatmap."""
-    body: list[str] = ["<h1>dmops report</h1>"]
+FONTS = (
+    "system-ui, -apple-system, 'Segoe UI', 'PingFang SC', 'Hiragino Sans GB', 'Microsoft YaHei', "
+    "'Noto Sans CJK SC', 'Source Han Sans SC', 'WenQuanYi Micro Hei', sans-serif"
+)
+STYLE = (
+    f"body{{font-family:{FONTS};margin:0;color:#222;background:#f6f7f9;font-size:15px;line-height:1.4}}"
+    "main{max-width:1100px;margin:0 auto;padding:16px}"
+    "section{background:#fff;border:1px solid #e3e6ea;border-radius:8px;padding:16px;margin:0 0 16px}"
+    "h1{font-size:1.5em}h2{margin:0 0 8px;font-size:1.25em}h3{font-size:1em;margin:16px 0 6px;color:#444}"
+    "table{border-collapse:collapse;width:100%;margin:4px 0}"
+    "td,th{padding:3px 6px;text-align:right;border-bottom:1px solid #eee;overflow-wrap:break-word}"
+    "th{font-weight:600;color:#555}td:first-child,th:first-child{text-align:left}"
+    ".cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(130px,1fr));gap:8px;margin:8px 0}"
+    ".card{border:1px solid #e3e6ea;border-radius:6px;padding:8px}.card b{display:block;font-size:1.3em}"
+    ".card span{color:#666;font-size:.85em}.verdict{font-size:1.05em;margin:8px 0}"
+    ".badge{display:inline-block;border-radius:10px;padding:1px 8px;margin:2px;font-size:.85em}"
+    ".met{background:#e3f4e3;color:#075c07}.missed{background:#fbe3e3;color:#900}.no-data{background:#eee;color:#555}"
+    ".caution{color:#8a5a00;font-size:.85em}.heat td{text-align:center;min-width:2em}"
+    ".legend{font-size:.85em;color:#555}"
+    "@media (max-width:600px){body{font-size:13px}main{padding:6px}section{padding:10px}"
+    "td,th{padding:2px 3px}.wide td:nth-child(5),.wide th:nth-child(5),.wide td:nth-child(7),.wide th:nth-child(7)"
+    "{display:none}}"
+    "@media print{body{background:#fff}section{break-inside:avoid;border:0}}"
+)
+FUNNEL_STEPS = {"email": ("recipients", "delivered", "opened", "clicked", "conversions")}
+OTHER_STEPS = ("recipients", "delivered", "clicked", "conversions")  # SMS and DM report no opens
+
+
+def _verdict(report: CampaignReport) -> str:
+    """In words: which variant won on conversion rate, or that the data cannot tell."""
+    variants = [r for r in report.rows if r["variant"] != "holdout"]
+    better: dict[str, int] = {}
+    for pair in report.ab["pairs"]:
+        test = pair["conversion_rate"]
+        if test and test["p_value"] is not None and test["p_value"] < 0.05:
+            winner = pair["b"] if test["abs"] > 0 else pair["a"]
+            better[winner] = better.get(winner, 0) + 1
+    champion = [v for v, wins in better.items() if wins == len(variants) - 1]
+    if len(variants) > 1 and champion:
+        return f"Variant {champion[0]} converts best (significant at p < 0.05 against every other variant)."
+    lifts = [(r["variant"], (r.get("lift") or {}).get("conversion_rate")) for r in variants]
+    significant = [(v, lift) for v, lift in lifts if lift and lift["p_value"] is not None and lift["p_value"] < 0.05]
+    parts = []
+    if len(variants) > 1:
+        parts.append("No significant difference between the variants in conversion rate.")
+    for variant, lift in significant:
+        parts.append(f"Variant {variant} {'beats' if lift['abs'] > 0 else 'trails'} the holdout ({lift_text(lift)}).")
+    if not significant and any(lift for _, lift in lifts):
+        parts.append("No variant differs significantly from the holdout.")
+    return " ".join(parts) or "Not enough data to compare yet."
+
+
+def _card(label: str, value: str) -> str:
+    return f"<div class='card'><b>{html.escape(value)}</b><span>{html.escape(label)}</span></div>"
+
+
+def _summary(report: CampaignReport) -> list[str]:
+    variants = [r for r in report.rows if r["variant"] != "holdout"]
+    total = {k: sum((r.get(k) or 0) for r in variants) for k in ("sent", "delivered", "opened", "clicked")}
+    total.update({k: sum((r.get(k) or 0) for r in variants) for k in ("recipients", "conversions", "revenue")})
+    cards = [_card("sent", f"{total['sent']:,}"), _card("delivered", f"{total['delivered']:,}")]
+    if report.channel == "email":
+        cards.append(
+            _card("open rate", fmt(total["opened"] / total["delivered"] if total["delivered"] else None, "rate"))
+        )
+    cards.append(
+        _card("click rate", fmt(total["clicked"] / total["delivered"] if total["delivered"] else None, "rate"))
+    )
+    cards.append(
+        _card(
+            "conversion rate", fmt(total["conversions"] / total["recipients"] if total["recipients"] else None, "rate")
+        )
+    )
+    cards.append(_card("revenue", fmt(float(total["revenue"]))))
+    out = [f"<div class='cards'>{''.join(cards)}</div>", f"<p class='verdict'>{html.escape(_verdict(report))}</p>"]
+    if report.goals:
+        badges = []
+        for goal in report.goals:
+            state = {True: "met", False: "missed", None: "no data"}[goal["met"]]
+            badges.append(
+                f"<span class='badge {state.replace(' ', '-')}'>{html.escape(goal['metric'])} "
+                f"{html.escape(fmt(goal['actual'], goal['metric']))} / {html.escape(fmt(goal['target'], goal['metric']))}"
+                f" — {state}</span>"
+            )
+        out.append(f"<p>{''.join(badges)}</p>")
+    return out
+
+
+def page(reports: list[CampaignReport], retention: dict[str, Any] | None = None, lang: str = "en") -> str:
+    """One self-contained HTML file (no network, printable): a summary card per campaign, variant rates with their
+    intervals drawn, the funnel without steps the channel cannot have, health rates, the audience at the latest
+    send, and a cohort-retention heatmap with its headers and legend."""
+    body: list[str] = ["<main><h1>dmops report</h1>"]
     for report in reports:
         body.append(f"<section><h2>{html.escape(report.campaign)} — {html.escape(report.name)}</h2>")
+        body += _summary(report)
         variants = [r for r in report.rows if r["variant"] != "holdout"]
-        top = max([r["recipients"] or 0 for r in report.rows] + [1])
-        body.append("<h3>Funnel</h3><table class='funnel'>")
+        intervals = {row["variant"]: wilson(row.get("conversions"), row.get("recipients")) for row in report.rows}
+        scale = max([high for _, high in intervals.values() if high is not None] + [0.01])
+        body.append(
+            "<h3>Conversion by variant (bar: rate; line: its 95% interval)</h3><table class='wide'><tr>"
+            "<th>variant</th><th>recipients</th><th>conversion rate</th><th>95% interval</th>"
+            "<th></th><th>lift vs holdout</th><th>revenue / recipient</th></tr>"
+        )
+        for row in report.rows:
+            lift = (row.get("lift") or {}).get("conversion_rate")
+            low, high = intervals[row["variant"]]
+            interval = f"{fmt(low, 'rate')} – {fmt(high, 'rate')}" if low is not None else "–"
+            caution = (
+                f"<br><span class='caution'>{html.escape(lift['caution'])}</span>"
+                if lift and lift.get("caution")
+                else ""
+            )
+            lift_cell = html.escape(lift_text({k: v for k, v in lift.items() if k != "caution"})) if lift else "–"
+            body.append(
+                f"<tr><td>{html.escape(row['variant'])}</td><td>{fmt(row.get('recipients'))}</td>"
+                f"<td>{fmt(row.get('conversion_rate'), 'rate')}</td><td>{html.escape(interval)}</td>"
+                f"<td>{_bar(row.get('conversion_rate'), low, high, scale)}</td><td>{lift_cell}{caution}</td>"
+                f"<td>{html.escape(fmt(row.get('revenue_per_recipient')))}</td></tr>"
+            )
+        body.append("</table>")
+        steps = FUNNEL_STEPS.get(report.channel, OTHER_STEPS)
+        top = max([r["recipients"] or 0 for r in variants] + [1])
+        body.append("<h3>Funnel</h3><table><tr><th>variant</th><th>step</th><th>messages</th><th></th></tr>")
         for row in variants:
-            for key in ("recipients", "delivered", "opened", "clicked", "conversions"):
+            for key in steps:
                 value = row.get(key) or 0
                 body.append(
                     f"<tr><td>{html.escape(row['variant'])}</td><td>{key}</td><td>{value:,}</td>"
                     f"<td>{_bar(value / top)}</td></tr>"
                 )
+        body.append("</table>")
+        health = ("bounce_rate", "unsubscribe_rate", "complaint_rate")
+        body.append(
+            "<h3>Deliverability and list health</h3><table><tr><th>variant</th>"
+            + "".join(f"<th>{k.replace('_', ' ')}</th>" for k in health)
+            + "</tr>"
+        )
+        for row in variants:
+            body.append(
+                f"<tr><td>{html.escape(row['variant'])}</td>"
+                + "".join(f"<td>{html.escape(fmt(row.get(k), k))}</td>" for k in health)
+                + "</tr>"
+            )
         body.append("</table>")
         if report.decisions:
             audience = max(sum(report.decisions.values()), 1)
@@ -113,40 +244,16 @@ def page(reports: list[CampaignReport], retention: dict[str, Any] | None = None)
                 label = "sent or left for a later run" if reason == "send" else reason
                 body.append(f"<tr><td>{html.escape(label)}</td><td>{n:,}</td><td>{_bar(n / audience)}</td></tr>")
             body.append("</table>")
-        body.append("<h3>Rates (bar: conversion rate; line: its 95% confidence interval)</h3><table>")
-        body.append(
-            "<tr><th>variant</th>"
-            + "".join(f"<th>{k}</th>" for k in SHOWN)
-            + "<th>conversion rate, 95% CI</th><th>lift vs holdout</th></tr>"
-        )
-        intervals = {row["variant"]: wilson(row.get("conversions"), row.get("recipients")) for row in report.rows}
-        scale = max([high for _, high in intervals.values() if high is not None] + [0.01])
-        for row in report.rows:
-            lift = (row.get("lift") or {}).get("conversion_rate")
-            cells = "".join(f"<td>{html.escape(fmt(row.get(k), k))}</td>" for k in SHOWN)
-            low, high = intervals[row["variant"]]
-            ci = f" [{fmt(low, 'rate')}, {fmt(high, 'rate')}]" if low is not None else ""
-            body.append(
-                f"<tr><td>{html.escape(row['variant'])}</td>{cells}"
-                f"<td>{_bar(row.get('conversion_rate'), low, high, scale)}{html.escape(ci)}</td>"
-                f"<td>{html.escape(lift_text(lift))}</td></tr>"
-            )
-        body.append("</table>")
-        if report.goals:
-            body.append("<h3>Goals</h3><ul>")
-            for goal in report.goals:
-                state = {True: "met", False: "missed", None: "no data"}[goal["met"]]
-                body.append(
-                    f"<li class='{state.replace(' ', '-')}'>{html.escape(goal['metric'])}: "
-                    f"{html.escape(fmt(goal['actual'], goal['metric']))} vs "
-                    f"{html.escape(fmt(goal['target'], goal['metric']))} — {state}</li>"
-                )
-            body.append("</ul>")
         body.append("</section>")
     if retention and retention["cohorts"]:
+        width = max(len(c["retention"]) for c in retention["cohorts"])
         body.append(
             f"<section><h2>Retention by {retention['period']} ({html.escape(retention['event'])})</h2>"
-            "<table class='heat'>"
+            f"<p class='legend'>Each row is a cohort: the contacts whose first {html.escape(retention['event'])} fell in "
+            f"that {retention['period']}. Cell k: the share of them with one again {retention['period']} k later; "
+            "darker is more.</p><table class='heat'><tr><th>cohort</th><th>size</th>"
+            + "".join(f"<th>{k}</th>" for k in range(width))
+            + "</tr>"
         )
         for cohort in retention["cohorts"]:
             cells = "".join(
@@ -158,16 +265,12 @@ def page(reports: list[CampaignReport], retention: dict[str, Any] | None = None)
     body.append(
         "<section><h2>Formulas</h2><ul>"
         + "".join(f"<li><b>{k}</b>: {html.escape(v)}</li>" for k, v in DEFINITIONS.items())
-        + "</ul></section>"
-    )
-    style = (
-        "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0}"
-        "td,th{padding:2px 8px;text-align:right;border-bottom:1px solid #eee}.missed{color:#b00}.met{color:#070}"
-        ".heat td{min-width:2.2em;text-align:center}"
+        + "</ul></section></main>"
     )
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>dmops report</title><style>{style}</style>"
-        f"</head><body>{''.join(body)}</body></html>\n"
+        f"<!doctype html><html lang='{html.escape(lang)}'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>dmops report</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n"
     )
 
 
@@ -196,7 +299,7 @@ STAGE_COLOURS = {
 
 def _html_page(title: str, body: list[str]) -> str:
     style = (
-        "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0}"
+        f"body{{font-family:{FONTS};margin:2em;color:#222}}table{{border-collapse:collapse;margin:.5em 0}}"
         "td,th{padding:2px 8px;text-align:right;border-bottom:1px solid #eee}.key span{display:inline-block;"
         "width:1em;height:1em;margin:0 .3em 0 1em;vertical-align:middle}"
     )

@@ -102,6 +102,7 @@ class CampaignReport:
     ab: dict[str, Any]
     definitions: dict[str, str] = field(default_factory=lambda: dict(DEFINITIONS))
     decisions: dict[str, int] = field(default_factory=dict)  # the funnel at each occurrence's latest send
+    channel: str = "email"  # what the HTML page may show (an SMS has no opens)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -197,6 +198,7 @@ def campaign_report(
         goals,
         {"pairs": pairs, "sample_ratio": srm},
         decisions=_decisions(con, campaign.id, occurrence),
+        channel=campaign.config.channel,
     )
 
 

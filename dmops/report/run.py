@@ -49,7 +49,7 @@ def run_report(ws: Workspace, request: Request) -> Output:
             if request.fmt == "html":
                 from dmops.report.formats import page
 
-                return Output(page([], view))
+                return Output(page([], view, page_language(ws)))
             return Output(json.dumps(view, ensure_ascii=False, indent=2))
         paths = [find_campaign_file(ws, n) for n in request.names] if request.names else campaign_files(ws)
         campaigns = [load_campaign(p, ws) for p in paths]
@@ -71,10 +71,23 @@ def run_report(ws: Workspace, request: Request) -> Output:
     finally:
         con.close()
     missed = sum(1 for r in reports for g in r.goals if g["met"] is False)
-    return Output(_campaigns_text(reports, request.fmt, cohorts), reports, missed)
+    return Output(_campaigns_text(reports, request.fmt, cohorts, page_language(ws)), reports, missed)
 
 
-def _campaigns_text(reports: list[CampaignReport], fmt: str, cohorts: dict[str, Any] | None) -> str | None:
+def page_language(ws: Workspace) -> str:
+    """The HTML ``lang`` of the workspace's reports, from its timezone (Chinese, Japanese, Korean zones), else en."""
+    zone = ws.config.timezone
+    by_zone = {
+        "Asia/Shanghai": "zh-CN", "Asia/Chongqing": "zh-CN", "Asia/Harbin": "zh-CN", "Asia/Urumqi": "zh-CN",
+        "Asia/Hong_Kong": "zh-HK", "Asia/Macau": "zh-MO", "Asia/Taipei": "zh-TW", "Asia/Tokyo": "ja",
+        "Asia/Seoul": "ko",
+    }  # fmt: skip
+    return by_zone.get(zone, "en")
+
+
+def _campaigns_text(
+    reports: list[CampaignReport], fmt: str, cohorts: dict[str, Any] | None, lang: str = "en"
+) -> str | None:
     from dmops.report.formats import markdown, page
 
     if fmt == "json":
@@ -84,7 +97,7 @@ def _campaigns_text(reports: list[CampaignReport], fmt: str, cohorts: dict[str, 
     if fmt == "md":
         return markdown(reports)
     if fmt == "html":
-        return page(reports, cohorts)
+        return page(reports, cohorts, lang)
     return None  # table: printed by the command
 
 
