@@ -571,8 +571,7 @@ def events_import_command(
     )
     for kind, count in result.impossible.items():
         _console(stderr=True).print(
-            f"[yellow]warning:[/yellow] {escape(result.file.name)}: {count:,} {kind} events, which that channel cannot"
-            " produce (an SMS has no open tracking); imported, and left out of open rates (SMS reports none)"
+            f"[yellow]warning:[/yellow] {escape(result.file.name)}: {count:,} {kind}; imported all the same"
         )
 
 

@@ -149,6 +149,33 @@ def _problems(con: duckdb.DuckDBPyConnection, path: Path) -> list[DmopsError]:
     return [DataError(message, file=path, line=line, key=key) for line, message, key in found[: MAX_LISTED * 2]]
 
 
+def _impossible(con: duckdb.DuckDBPyConnection, ws: Workspace) -> dict[str, int]:
+    """New events no message of their channel can produce: an open of an SMS (no open tracking), a click on an
+    SMS whose campaign's texts hold no link. Imported all the same; the import warns with the counts."""
+    found: dict[str, int] = {}
+    opens = con.execute("SELECT count(*) FROM _dm_new WHERE event = 'open' AND channel = 'sms'").fetchall()[0][0]
+    if opens:
+        found["open events for SMS messages, which have no open tracking"] = int(opens)
+    clicked = con.execute(
+        "SELECT campaign_id, count(*) FROM _dm_new WHERE event = 'click' AND channel = 'sms' GROUP BY ALL"
+    ).fetchall()
+    linkless = sum(int(n) for campaign_id, n in clicked if not _has_link(ws, campaign_id))
+    if linkless:
+        found["click events for SMS messages whose text holds no link"] = linkless
+    return found
+
+
+def _has_link(ws: Workspace, campaign_id: str) -> bool:
+    """Whether the campaign's templates hold a link (True when its file cannot be read: nothing to say then)."""
+    from dmops.campaign import find_campaign_file, load_campaign
+
+    try:
+        campaign = load_campaign(find_campaign_file(ws, campaign_id), ws)
+    except DmopsError:
+        return True
+    return any("http" in t.source or "url" in t.source for t in campaign.templates.values())
+
+
 def import_events(ws: Workspace, path: Path, *, now: datetime | None = None) -> ImportResult:
     """Validate ``path`` and add its new events to the ledger, with the suppressions they imply."""
     moment = naive_utc(now or datetime.now(UTC))
@@ -178,12 +205,7 @@ def import_events(ws: Workspace, path: Path, *, now: datetime | None = None) -> 
                    ) ORDER BY event_key, line"""
             )
             imported, suppressed = ledger.add_events(con, source=path.name, now=moment)  # _dm_new: the new ones
-            impossible = {  # an SMS has no open pixel: such an event is imported, and the import says so
-                f"{event} on {channel}": int(n)
-                for event, channel, n in con.execute(
-                    "SELECT event, channel, count(*) FROM _dm_new WHERE event = 'open' AND channel = 'sms' GROUP BY ALL"
-                ).fetchall()
-            }
+            impossible = _impossible(con, ws)
         finally:
             con.close()
     return ImportResult(path, total, imported, total - imported, suppressed, impossible)

@@ -328,10 +328,10 @@ def test_an_open_event_for_an_sms_is_imported_with_a_warning(cli, root: Path) ->
     result = cli("-w", root, "events", "import", root / "ev.csv")
     assert result.exit_code == 0
     assert result.stdout.startswith("ev.csv: 4 rows, 4 imported")
-    assert result.stderr.strip() == (
-        "warning: ev.csv: 3 open on sms events, which that channel cannot produce (an SMS has no open tracking);"
-        " imported, and left out of open rates (SMS reports none)"
-    )
+    assert result.stderr.splitlines() == [
+        "warning: ev.csv: 3 open events for SMS messages, which have no open tracking; imported all the same",
+        "warning: ev.csv: 1 click events for SMS messages whose text holds no link; imported all the same",
+    ]
     again = cli("-w", root, "events", "import", root / "ev.csv")  # nothing new: nothing to warn about
     assert again.exit_code == 0 and again.stderr == ""
 
@@ -725,3 +725,15 @@ def test_at_is_truncated_to_whole_seconds_in_what_is_recorded(cli, root: Path) -
     finally:
         con.close()
     assert planned == {datetime(2026, 11, 30, 12, 0, 0)}
+
+
+def test_a_click_on_an_sms_with_a_link_is_no_surprise(cli, root: Path) -> None:
+    sms = (
+        'id: sms\nname: SMS\nchannel: sms\nvariants:\n  - {id: a, text: "Sale: https://s.example/x STOP to opt out"}\n'
+    )
+    write(root, {"campaigns/sms.yaml": sms})
+    assert cli("-w", root, "send", "sms", "--at", "2026-11-30T12:00").exit_code == 0
+    first = outbox_messages(root, "sms")[0]["message_id"]
+    (root / "ev.csv").write_text(f"event,ts,message_id\nclick,2026-12-01T03:01:00Z,{first}\n", encoding="utf-8")
+    result = cli("-w", root, "events", "import", root / "ev.csv")
+    assert result.exit_code == 0 and result.stderr == ""
