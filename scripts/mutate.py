@@ -106,6 +106,9 @@ def run_mutmut(patterns: list[str], keep: bool) -> None:
     if keep:
         refresh_data_files()
         recheck_sigkilled()
+        # mutmut collects test coverage incrementally (new tests only): an old test reaching a new or changed
+        # function would go unrecorded, and its mutants would be tried against too few tests. Collect it afresh.
+        (ROOT / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     mutmut = Path(sys.executable).with_name("mutmut")
     print(f"running mutmut (progress in {LOG.relative_to(ROOT)}) ...", flush=True)
     with LOG.open("w", encoding="utf-8") as log:
