@@ -677,3 +677,30 @@ def test_an_sms_goes_once_to_a_phone_written_two_ways(tmp_path: Path) -> None:
     assert code == 0, output
     rows = [line.split(",")[:3] for line in (root / "plan.csv").read_text(encoding="utf-8").splitlines()[1:]]
     assert rows == [["p1", "send", ""], ["p2", "excluded", "duplicate_address"], ["p3", "send", ""]]
+
+
+def test_explain_says_who_shares_an_address_and_who_does_not(tmp_path: Path) -> None:
+    root = _merged(tmp_path)
+    write(root, {"contacts.csv": MERGED + "E5,not-an-email,yes,E,gold\n"})
+    at = ("plan", "promo", "--at", "2026-11-30T12:00", "--explain")
+    assert re.search(
+        r"3 duplicate_address\s+pass\s+no other audience contact has this address", run(root, *at, "D4")[1]
+    )
+    assert re.search(r"3 duplicate_address\s+not reached \(pass\)\s+no valid address to share", run(root, *at, "E5")[1])
+    shown = run(root, "--show-pii", *at, "C3")[1]  # asked for: the keeping contact's id unmasked
+    assert re.search(r"3 duplicate_address\s+EXCLUDED\s+same email address as contact B7, which keeps", shown)
+
+
+def test_the_reports_decisions_come_in_funnel_order_per_occurrence(tmp_path: Path) -> None:
+    root = _merged(tmp_path)
+    assert run(root, "send", "promo", "--at", "2026-11-30T12:00")[0] == 0
+    for extra in ((), ("--occurrence", "once")):
+        code, output = run(root, "report", "promo", "--format", "json", *extra)
+        assert code == 0, output
+        assert list(json.loads(output)["campaigns"][0]["decisions"].items()) == [
+            ("no_consent", 1),
+            ("duplicate_address", 1),
+            ("send", 2),
+        ]
+    code, output = run(root, "report", "promo", "--format", "json", "--occurrence", "2026-12-01")
+    assert json.loads(output)["campaigns"][0]["decisions"] == {}  # no send of that occurrence

@@ -114,7 +114,12 @@ def test_a_crash_between_the_visible_run_and_the_ledger_is_recovered(tmp_path: P
 
     with duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True) as con:
         planned = con.execute("SELECT DISTINCT planned_at FROM entries WHERE kind = 'message'").fetchall()
+        hashes = dict(con.execute("SELECT contact_id, address_sha256 FROM entries WHERE kind = 'message'").fetchall())
     assert planned == [(datetime(2026, 12, 1, 2, 0),)]  # send_after 02:00Z read back as that UTC instant
+    import hashlib
+
+    # a recovered message keeps its address too, so a re-keyed list cannot send it again
+    assert hashes == {m["contact_id"]: hashlib.sha256(m["to"].lower().encode()).hexdigest() for m in written}
 
 
 def test_a_crash_while_rendering_leaves_nothing_visible(tmp_path: Path, monkeypatch) -> None:
