@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,16 @@ def validate(root: Path, names: Sequence[str] = ()) -> ValidationReport:
         report.add(exc)
         return report
     report.errors.extend(missing_files(ws))
+    for key, variable in ws.config.missing_secrets(os.environ):  # deliver refuses then; a CI gate may lack them
+        report.warnings.append(
+            ConfigError(
+                f"the environment variable {variable} is not set here",
+                file=ws.file,
+                line=ws.line_of(*key.split(".")),
+                key=key,
+                hint="delivery needs it; set it where dmops deliver runs",
+            )
+        )
     quiet = ws.config.quiet_hours
     if quiet is not None and quiet.start == quiet.end:
         report.warnings.append(

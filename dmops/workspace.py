@@ -175,6 +175,125 @@ def _contacts_path(value: str) -> str:
     return value
 
 
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+_LITERAL_SECRETS = ("password", "secret", "username", "user", "api_key", "token", "auth_token")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class Rate(Strict):
+    """How fast a transport may hand messages over (SPEC §11)."""
+
+    per_second: float | None = Field(default=None, gt=0)
+    per_hour: int | None = Field(default=None, ge=1)
+    per_day: int | None = Field(default=None, ge=1)
+
+
+def _no_literal_secrets(data: object) -> object:
+    if isinstance(data, dict):
+        for key in _LITERAL_SECRETS:
+            if key in data:
+                raise hinted(
+                    f"'{key}' would put a credential in dmops.yaml",
+                    f"name the environment variable that holds it instead: {key.split('_')[0]}_env: SMTP_PASSWORD",
+                )
+    return data
+
+
+def _env_name(value: str | None) -> str | None:
+    if value is not None and not ENV_NAME.match(value):
+        raise hinted(f"'{value}' is not an environment variable name", "e.g. SMTP_PASSWORD")
+    return value
+
+
+class SmtpTransport(Strict):
+    """An SMTP relay: ``smtplib`` over STARTTLS or TLS, AUTH from environment variables."""
+
+    kind: Literal["smtp"]
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username_env: str | None = None
+    password_env: str | None = None
+    ca_file: str | None = None  # a private relay's certificate authority
+    max_connections: int = Field(default=4, ge=1, le=100)
+    rate: Rate = Rate()
+    bounce_domain: str | None = None  # VERP: bounces+<message_id>@bounce_domain
+    max_age: str = "3d"
+
+    _secrets = model_validator(mode="before")(_no_literal_secrets)
+
+    @field_validator("username_env", "password_env")
+    @classmethod
+    def _env(cls, value: str | None) -> str | None:
+        return _env_name(value)
+
+    @field_validator("max_age")
+    @classmethod
+    def _age(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _plain_only_on_loopback(self) -> SmtpTransport:
+        if self.security == "none" and self.host not in _LOOPBACK:
+            raise hinted(
+                f"security: none would send mail unencrypted to {self.host}",
+                "use starttls or tls; none is for a relay on this machine (localhost) only",
+            )
+        if (self.username_env is None) != (self.password_env is None):
+            raise hinted("username_env and password_env go together", "give both, or neither for a relay without AUTH")
+        return self
+
+
+class WebhookTransport(Strict):
+    """An HTTP gateway: the outbox message POSTed as JSON, signed per Standard Webhooks (``twilio`` and
+    ``aliyun_sms`` speak those providers' request shapes on the same footing)."""
+
+    kind: Literal["webhook", "twilio", "aliyun_sms"]
+    url: str
+    secret_env: str | None = None
+    rate: Rate = Rate()
+    max_age: str = "3d"
+
+    _secrets = model_validator(mode="before")(_no_literal_secrets)
+
+    @field_validator("secret_env")
+    @classmethod
+    def _env(cls, value: str | None) -> str | None:
+        return _env_name(value)
+
+    @field_validator("max_age")
+    @classmethod
+    def _age(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise hinted(f"'{value}' is not an http(s) URL", "e.g. https://sms-gateway.example/send")
+        if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+            raise hinted(
+                f"'{value}' would send messages unencrypted", "use https; plain http is for a gateway on localhost only"
+            )
+        return value
+
+
+def _transport_kind(value: object) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else None
+    return "<smtp>" if kind == "smtp" else "<webhook>"
+
+
+Transport = Annotated[
+    Annotated[SmtpTransport, Tag("<smtp>")] | Annotated[WebhookTransport, Tag("<webhook>")],
+    Discriminator(_transport_kind),
+]
+
+
 class WorkspaceConfig(Strict):
     """The schema of ``dmops.yaml``."""
 
@@ -196,6 +315,8 @@ class WorkspaceConfig(Strict):
     phone_region: str | None = None
     lifecycle: Lifecycle = Lifecycle()
     lint: LintConfig = LintConfig()
+    transports: dict[str, Transport] = {}  # SPEC §11: what delivers the outbox
+    channels: dict[Channel, str] = {}  # channel -> a transport's name
 
     def consent_column(self, channel: str) -> str | None:
         """The contacts column holding ``channel``'s consent, or None when none is configured."""
@@ -228,6 +349,17 @@ class WorkspaceConfig(Strict):
     @classmethod
     def _contacts(cls, value: str | ContactsSource) -> str | ContactsSource:
         return _contacts_path(value) if isinstance(value, str) else value
+
+    def missing_secrets(self, environ: Mapping[str, str]) -> list[tuple[str, str]]:
+        """(``transports.<name>.<key>``, variable) for every credential variable the environment lacks."""
+        missing = []
+        for name, transport in sorted(self.transports.items()):
+            keys = ("username_env", "password_env") if isinstance(transport, SmtpTransport) else ("secret_env",)
+            for key in keys:
+                variable = getattr(transport, key)
+                if variable is not None and not environ.get(variable):
+                    missing.append((f"transports.{name}.{key}", variable))
+        return missing
 
     @property
     def contacts_source(self) -> ContactsSource:
@@ -318,6 +450,24 @@ def load_workspace(root: Path) -> Workspace:
     state_dir = inside(config.state_dir, "state_dir")
     outbox_dir = inside(config.outbox_dir, "outbox_dir")
     campaigns_dir = inside(config.campaigns_dir, "campaigns_dir")
+    for channel, name in config.channels.items():
+        transport = config.transports.get(name)
+        problem = None
+        if transport is None:
+            known = ", ".join(sorted(config.transports)) or "none are defined"
+            problem = (f"the transport '{name}' is not defined under transports", f"define it, or use one of: {known}")
+        elif channel != "email" and transport.kind == "smtp":
+            problem = (f"{channel} messages cannot go through the SMTP transport '{name}'", "use a webhook kind")
+        if problem:
+            problems.append(
+                ConfigError(
+                    problem[0],
+                    file=path,
+                    line=doc.line_of(("channels", channel)),
+                    key=f"channels.{channel}",
+                    hint=problem[1],
+                )
+            )
     if problems:
         raise problems[0] if len(problems) == 1 else ProblemsFound(problems)
     return Workspace(
