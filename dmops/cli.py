@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 from dmops import __version__
 from dmops.campaign import Campaign, find_campaign_file, load_campaign
 from dmops.durable import write_atomic
-from dmops.errors import DmopsError, ExitCode, OutputError, ProblemsFound
+from dmops.errors import DmopsError, ExitCode, OutputError, ProblemsFound, UsageError
 from dmops.plan import Check, PlanSummary, explain, iso_z, run_plan
 from dmops.scaffold import init_workspace
 from dmops.schedule import resolve_at
@@ -490,6 +490,71 @@ def outbox_export_command(
     ws = _workspace(ctx)
     count = export_eml(ws.outbox_dir, eml, campaign)
     _console().print(f"wrote {count:,} .eml files to {escape(str(eml))}")
+
+
+@app.command("deliver")
+def deliver_command(
+    ctx: typer.Context,
+    campaigns: Annotated[list[str] | None, typer.Argument(help="Campaign ids (default: every campaign).")] = None,
+    at: AtOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check the configuration and count what is due; connect to nothing.")
+    ] = False,
+    fmt: Annotated[Literal["table", "json"], typer.Option("--format", help="Output format.")] = "table",
+) -> None:
+    """Hand due outbox messages to the transports of dmops.yaml (so far: --dry-run, which counts them)."""
+    from dmops.deliver import dry_run as count_due
+
+    options: Options = ctx.obj
+    ws = _workspace(ctx)
+    if not dry_run:
+        raise UsageError(
+            "handing messages to transports is not built yet; --dry-run checks the configuration and counts "
+            "what is due",
+            hint="dmops deliver --dry-run",
+        )
+    moment = resolve_at(at, options.now(), zone(ws.config.timezone))
+    found = count_due(ws, moment, campaigns or [])
+    if fmt == "json":
+        payload = {
+            "at": iso_z(moment),
+            "dry_run": True,
+            "transports": [
+                {
+                    "transport": d.transport,
+                    "kind": d.kind,
+                    "where": d.where,
+                    "channel": d.channel,
+                    "due": d.messages,
+                    "first_send_after": iso_z(d.first) if d.first else None,
+                    "last_send_after": iso_z(d.last) if d.last else None,
+                    "seconds": round(d.seconds, 1),
+                }
+                for d in found
+            ],
+        }
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    out = _console()
+    out.print(f"deliver --dry-run at {iso_z(moment)}: nothing is sent, no connection is opened")
+    if not found:
+        out.print("no outbox message is due")
+    for d in found:
+        span = f" ({iso_z(d.first)} … {iso_z(d.last)})" if d.first and d.last else ""
+        took = f"about {_duration(d.seconds)}" if d.seconds else "no rate limit"
+        out.print(
+            f"{escape(d.transport)} ({d.kind}, {escape(d.where)}): {d.messages:,} {d.channel} messages due{span};"
+            f" {took}"
+        )
+
+
+def _duration(seconds: float) -> str:
+    whole = round(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
+    return "".join(parts) + (f"{secs}s" if secs or not any(parts) else "")
 
 
 contacts_app = typer.Typer(help="Look at contact exports.", no_args_is_help=True)

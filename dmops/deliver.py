@@ -1,0 +1,155 @@
+"""``dmops deliver`` (SPEC §11): hand the outbox to the transports of ``dmops.yaml``.
+
+Built so far: ``--dry-run``. It checks the configuration and the environment (every credential
+variable set, a transport for every channel that has messages due), then counts per transport the
+outbox messages whose ``send_after`` is at or before ``--at``, and how long the transport's rate limits
+make handing them over take. It opens no connection. Every outbox run is checked against its
+manifest (count and SHA-256) before it is counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from dmops.db import connect
+from dmops.errors import ConfigError, DmopsError, IOFailure
+from dmops.outbox import MESSAGES, complete_runs, manifest_of
+from dmops.tabular import raise_all
+from dmops.timeutil import naive_utc
+from dmops.workspace import Rate, SmtpTransport, Workspace
+
+
+@dataclass(frozen=True)
+class Due:
+    """The messages of one channel due at ``--at``, and the transport that would take them."""
+
+    channel: str
+    transport: str
+    kind: str
+    where: str  # host:port or the URL's host: never a credential
+    messages: int
+    first: datetime | None
+    last: datetime | None
+    seconds: float  # how long the rate limits make handing them over take (0: no limit)
+
+
+def _verified(run: Path) -> Path:
+    """The run's messages file, after checking it against the manifest (IOFailure when it was changed)."""
+    manifest = manifest_of(run)
+    digest = hashlib.sha256()
+    lines = 0
+    try:
+        with (run / MESSAGES).open("rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+                lines += chunk.count(b"\n")
+    except OSError as exc:
+        raise IOFailure(f"cannot read outbox run ({type(exc).__name__})", file=run) from None
+    if digest.hexdigest() != manifest["sha256"] or lines != manifest["count"]:
+        raise IOFailure(
+            "outbox run does not match its manifest", file=run, hint="the file was changed after dmops wrote it"
+        )
+    return run / MESSAGES
+
+
+def outbox_files(ws: Workspace, campaign_ids: Sequence[str] = ()) -> list[Path]:
+    """The messages files of every complete outbox run (of ``campaign_ids`` when given), verified."""
+    if not ws.outbox_dir.is_dir():
+        return []
+    files = []
+    for campaign in sorted(p for p in ws.outbox_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if campaign_ids and campaign.name not in campaign_ids:
+            continue
+        for occurrence in sorted(p for p in campaign.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            files += [_verified(run) for run in complete_runs(occurrence)]
+    return files
+
+
+def rate_seconds(messages: int, rate: Rate) -> float:
+    """How long ``messages`` take under ``rate``: the per-second pace, or the hours and days the per-hour and
+    per-day limits make them wait, whichever is longest."""
+    if messages <= 0:
+        return 0.0
+    seconds = messages / rate.per_second if rate.per_second else 0.0
+    if rate.per_hour:
+        seconds = max(seconds, (math.ceil(messages / rate.per_hour) - 1) * 3600.0)
+    if rate.per_day:
+        seconds = max(seconds, (math.ceil(messages / rate.per_day) - 1) * 86400.0)
+    return seconds
+
+
+def check_ready(ws: Workspace, channels: Sequence[str], environ: Mapping[str, str]) -> None:
+    """ConfigError (78), every problem at once: a credential variable unset, or a channel with messages due
+    and no transport."""
+    config = ws.config
+    problems: list[DmopsError] = [
+        ConfigError(
+            f"the environment variable {variable} is not set",
+            file=ws.file,
+            line=ws.line_of(*key.split(".")),
+            key=key,
+            hint="set it where dmops deliver runs; credentials never go in dmops.yaml",
+        )
+        for key, variable in config.missing_secrets(environ)
+    ]
+    for channel in channels:
+        if channel not in config.channels:
+            problems.append(
+                ConfigError(
+                    f"{channel} messages are due and no transport delivers {channel}",
+                    file=ws.file,
+                    line=ws.line_of("channels") if config.channels else None,
+                    key=f"channels.{channel}",
+                    hint="add a transport under transports and name it in channels",
+                )
+            )
+    raise_all(problems)
+
+
+def dry_run(ws: Workspace, at: datetime, campaign_ids: Sequence[str] = ()) -> list[Due]:
+    """What ``deliver`` would hand over at ``at``, per channel and transport; raises ConfigError when the
+    configuration or the environment is not ready."""
+    files = outbox_files(ws, campaign_ids)
+    rows: list[tuple[str, int, datetime, datetime]] = []
+    if files:
+        con = connect()
+        try:
+            rows = con.execute(
+                """SELECT channel, count(*), min(send_after), max(send_after)
+                   FROM read_json($files, format = 'newline_delimited',
+                                  columns = {channel: 'VARCHAR', send_after: 'TIMESTAMPTZ'})
+                   WHERE send_after <= $at GROUP BY channel ORDER BY channel""",
+                {"files": [str(f) for f in files], "at": at},
+            ).fetchall()
+        finally:
+            con.close()
+    check_ready(ws, [row[0] for row in rows], os.environ)
+    found = []
+    for channel, count, first, last in rows:
+        name = ws.config.channels[channel]  # type: ignore[index]
+        transport = ws.config.transports[name]
+        if isinstance(transport, SmtpTransport):
+            where = f"{transport.host}:{transport.port}"
+        else:
+            from urllib.parse import urlsplit
+
+            where = urlsplit(transport.url).hostname or ""
+        found.append(
+            Due(
+                channel,
+                name,
+                transport.kind,
+                where,
+                int(count),
+                naive_utc(first) if first else None,
+                naive_utc(last) if last else None,
+                rate_seconds(int(count), transport.rate),
+            )
+        )
+    return found

@@ -1,0 +1,99 @@
+"""`dmops deliver --dry-run` (SPEC §11): the configuration and environment checked, what is due counted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dmops.deliver import rate_seconds
+from dmops.workspace import Rate
+from tests.planning import run_cli as run
+from tests.planning import write
+from tests.test_send import EMAIL, WS, contacts
+
+TRANSPORTS = """\
+transports:
+  mail:
+    kind: smtp
+    host: smtp.example.com
+    username_env: DMOPS_TEST_USER
+    password_env: DMOPS_TEST_PASSWORD
+    rate: {per_second: 10, per_hour: 20}
+channels: {email: mail}
+"""
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DMOPS_TEST_USER", "mailer")
+    monkeypatch.setenv("DMOPS_TEST_PASSWORD", "hunter2")
+    root = write(
+        tmp_path / "ws",
+        {"dmops.yaml": WS + TRANSPORTS, "contacts.csv": contacts(40), "campaigns/promo.yaml": EMAIL},
+    )
+    assert run(root, "send", "promo", "--at", "2026-11-30T12:00")[0] == 0  # send_at 2026-12-01 10:00 Shanghai
+    return root
+
+
+def _due(root: Path, at: str, *extra: str) -> dict:
+    code, output = run(root, "deliver", "--dry-run", "--at", at, "--format", "json", *extra)
+    assert code == 0, output
+    return json.loads(output)
+
+
+def test_messages_are_due_from_their_send_after(root: Path) -> None:
+    assert _due(root, "2026-12-01T09:59")["transports"] == []
+    found = _due(root, "2026-12-01T10:00")
+    [mail] = found["transports"]
+    sent = sum(1 for line in (root / "outbox").rglob("messages.jsonl") for _ in line.read_text().splitlines())
+    assert mail == {
+        "transport": "mail",
+        "kind": "smtp",
+        "where": "smtp.example.com:587",
+        "channel": "email",
+        "due": sent,
+        "first_send_after": "2026-12-01T02:00:00Z",
+        "last_send_after": "2026-12-01T02:00:00Z",
+        "seconds": 3600.0,  # more than 20 messages at 20 an hour: the rest wait an hour
+    }
+    assert found["at"] == "2026-12-01T02:00:00Z" and 20 < sent <= 40
+    assert _due(root, "2026-12-01T10:00", "other")["transports"] == []  # only the campaigns named
+    code, output = run(root, "deliver", "--dry-run", "--at", "2026-12-01T10:00")
+    assert code == 0 and f"mail (smtp, smtp.example.com:587): {sent} email messages due" in output
+    assert "about 1h" in output
+    assert "hunter2" not in output and "mailer" not in output
+
+
+def test_unset_credentials_and_a_channel_without_transport_are_configuration_errors(root: Path, monkeypatch) -> None:
+    monkeypatch.delenv("DMOPS_TEST_PASSWORD")
+    code, output = run(root, "deliver", "--dry-run", "--at", "2026-12-01T10:00")
+    assert code == 78
+    assert "key 'transports.mail.password_env': the environment variable DMOPS_TEST_PASSWORD is not set" in output
+    monkeypatch.setenv("DMOPS_TEST_PASSWORD", "hunter2")
+    write(root, {"dmops.yaml": WS + TRANSPORTS.replace("channels: {email: mail}\n", "")})
+    code, output = run(root, "deliver", "--dry-run", "--at", "2026-12-01T10:00")
+    assert code == 78 and "key 'channels.email': email messages are due and no transport delivers email" in output
+
+
+def test_a_changed_outbox_run_is_refused(root: Path) -> None:
+    [messages] = list((root / "outbox").rglob("messages.jsonl"))
+    messages.write_bytes(messages.read_bytes().replace(b"Hello", b"Hallo"))
+    code, output = run(root, "deliver", "--dry-run", "--at", "2026-12-01T10:00")
+    assert code == 74 and "outbox run does not match its manifest" in output
+
+
+def test_without_dry_run_nothing_is_handed_over_yet(root: Path) -> None:
+    code, output = run(root, "deliver", "--at", "2026-12-01T10:00")
+    assert code == 2 and "handing messages to transports is not built yet" in output
+
+
+def test_rate_seconds() -> None:
+    assert rate_seconds(0, Rate(per_second=10)) == 0
+    assert rate_seconds(100, Rate(per_second=20)) == 5
+    assert rate_seconds(100, Rate()) == 0
+    assert rate_seconds(100, Rate(per_second=50, per_hour=30)) == 3 * 3600  # 4 hourly batches: 3 hours of waiting
+    assert rate_seconds(30, Rate(per_hour=30)) == 0
+    assert rate_seconds(31, Rate(per_hour=30, per_day=31)) == 3600
+    assert rate_seconds(32, Rate(per_hour=1000, per_day=31)) == 86400
