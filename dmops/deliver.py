@@ -84,11 +84,9 @@ def rate_seconds(messages: int, rate: Rate) -> float:
     return seconds
 
 
-def check_ready(ws: Workspace, channels: Sequence[str], environ: Mapping[str, str]) -> None:
-    """ConfigError (78), every problem at once: a credential variable unset, or a channel with messages due
-    and no transport."""
-    config = ws.config
-    problems: list[DmopsError] = [
+def unset_credentials(ws: Workspace, environ: Mapping[str, str]) -> list[ConfigError]:
+    """One ConfigError per credential variable of the transports that ``environ`` lacks (by name, never value)."""
+    return [
         ConfigError(
             f"the environment variable {variable} is not set",
             file=ws.file,
@@ -96,8 +94,15 @@ def check_ready(ws: Workspace, channels: Sequence[str], environ: Mapping[str, st
             key=key,
             hint="set it where dmops deliver runs; credentials never go in dmops.yaml",
         )
-        for key, variable in config.missing_secrets(environ)
+        for key, variable in ws.config.missing_secrets(environ)
     ]
+
+
+def check_ready(ws: Workspace, channels: Sequence[str], environ: Mapping[str, str]) -> None:
+    """ConfigError (78), every problem at once: a credential variable unset, or a channel with messages due
+    and no transport."""
+    config = ws.config
+    problems: list[DmopsError] = list(unset_credentials(ws, environ))
     for channel in channels:
         if channel not in config.channels:
             problems.append(

@@ -205,7 +205,22 @@ def _env_name(value: str | None) -> str | None:
     return value
 
 
-class SmtpTransport(Strict):
+class _Transport(Strict):
+    """What every transport has: a rate, how long a message may wait, and no literal credential."""
+
+    rate: Rate = Rate()
+    max_age: str = "3d"
+
+    _secrets = model_validator(mode="before")(_no_literal_secrets)
+
+    @field_validator("max_age")
+    @classmethod
+    def _age(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class SmtpTransport(_Transport):
     """An SMTP relay: ``smtplib`` over STARTTLS or TLS, AUTH from environment variables."""
 
     kind: Literal["smtp"]
@@ -216,22 +231,12 @@ class SmtpTransport(Strict):
     password_env: str | None = None
     ca_file: str | None = None  # a private relay's certificate authority
     max_connections: int = Field(default=4, ge=1, le=100)
-    rate: Rate = Rate()
     bounce_domain: str | None = None  # VERP: bounces+<message_id>@bounce_domain
-    max_age: str = "3d"
-
-    _secrets = model_validator(mode="before")(_no_literal_secrets)
 
     @field_validator("username_env", "password_env")
     @classmethod
     def _env(cls, value: str | None) -> str | None:
         return _env_name(value)
-
-    @field_validator("max_age")
-    @classmethod
-    def _age(cls, value: str) -> str:
-        parse_duration(value)
-        return value
 
     @model_validator(mode="after")
     def _plain_only_on_loopback(self) -> SmtpTransport:
@@ -245,28 +250,18 @@ class SmtpTransport(Strict):
         return self
 
 
-class WebhookTransport(Strict):
+class WebhookTransport(_Transport):
     """An HTTP gateway: the outbox message POSTed as JSON, signed per Standard Webhooks (``twilio`` and
     ``aliyun_sms`` speak those providers' request shapes on the same footing)."""
 
     kind: Literal["webhook", "twilio", "aliyun_sms"]
     url: str
     secret_env: str | None = None
-    rate: Rate = Rate()
-    max_age: str = "3d"
-
-    _secrets = model_validator(mode="before")(_no_literal_secrets)
 
     @field_validator("secret_env")
     @classmethod
     def _env(cls, value: str | None) -> str | None:
         return _env_name(value)
-
-    @field_validator("max_age")
-    @classmethod
-    def _age(cls, value: str) -> str:
-        parse_duration(value)
-        return value
 
     @field_validator("url")
     @classmethod

@@ -57,7 +57,7 @@ def test_a_missing_secret_is_named_by_key_and_variable_never_by_value(tmp_path: 
     assert code == 0
     assert (
         "warning: dmops.yaml:18, key 'transports.gateway.secret_env': the environment variable"
-        " DMOPS_TEST_GATEWAY_SECRET is not set here"
+        " DMOPS_TEST_GATEWAY_SECRET is not set"
     ) in output
     assert "hunter2" not in output
 
