@@ -13,7 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from dmops.errors import ConfigError, DmopsError, MissingInputError, ProblemsFound
 from dmops.schema import Strict, hinted, validate_doc
 from dmops.timeutil import parse_clock, parse_duration
-from dmops.workspace import Cap, Channel, Workspace, resolve_inside
+from dmops.workspace import Cap, Channel, Duration, Workspace, resolve_inside
 from dmops.yamlio import KeyPath, YamlDoc, dotted, load_yaml
 
 CAMPAIGN_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
@@ -42,13 +42,7 @@ class Sender(Strict):
 
 
 class Conversion(Strict):
-    window: str = "7d"
-
-    @field_validator("window")
-    @classmethod
-    def _window(cls, value: str) -> str:
-        parse_duration(value)
-        return value
+    window: Duration = "7d"
 
 
 class Variant(Strict):

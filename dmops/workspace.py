@@ -25,18 +25,20 @@ Channel = Literal["email", "sms", "dm"]
 CHANNELS: tuple[Channel, ...] = ("email", "sms", "dm")
 
 
+def _duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]  # text such as 30m, 12h, 7d or 2w, checked when read
+
+
 class Cap(Strict):
     """A marketing frequency cap: at most ``max`` messages within ``per`` (SPEC §6)."""
 
     max: int = Field(ge=1)
-    per: str
+    per: Duration
     channel: Channel | None = None
-
-    @field_validator("per")
-    @classmethod
-    def _per(cls, value: str) -> str:
-        parse_duration(value)
-        return value
 
     @property
     def window(self) -> timedelta:
@@ -59,15 +61,9 @@ class QuietHours(Strict):
 class Lifecycle(Strict):
     """The windows that define lifecycle stages (see :mod:`dmops.traits`)."""
 
-    new_within: str = "30d"
-    active_within: str = "90d"
-    churned_after: str = "180d"
-
-    @field_validator("new_within", "active_within", "churned_after")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
+    new_within: Duration = "30d"
+    active_within: Duration = "90d"
+    churned_after: Duration = "180d"
 
     @model_validator(mode="after")
     def _ordered(self) -> Lifecycle:
@@ -209,15 +205,9 @@ class _Transport(Strict):
     """What every transport has: a rate, how long a message may wait, and no literal credential."""
 
     rate: Rate = Rate()
-    max_age: str = "3d"
+    max_age: Duration = "3d"
 
     _secrets = model_validator(mode="before")(_no_literal_secrets)
-
-    @field_validator("max_age")
-    @classmethod
-    def _age(cls, value: str) -> str:
-        parse_duration(value)
-        return value
 
 
 class SmtpTransport(_Transport):
