@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/exports.py $(EXPORTS_ARGS)
 
 # Mutation testing of the modules that decide who gets what: kill rate per module, survivors in
-# mutants/survivors.txt. Slow (minutes), so not part of `make test`. MUTATE_ARGS='dmops.sms.*' runs a subset.
+# mutants/survivors.txt. Slow (about 3 hours on 2 cores for the full set), so not part of `make test`; MUTATE_ARGS=--keep continues an earlier run, MUTATE_ARGS='dmops.sms.*' runs a subset.
 mutate: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,mutate]'
 	$(BIN)/python scripts/mutate.py $(MUTATE_ARGS)
