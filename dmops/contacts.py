@@ -34,6 +34,8 @@ from dmops.timeutil import accepted_timezones
 from dmops.workspace import CHANNELS, DEFAULT_TRUE_VALUES, Workspace
 
 ADDRESS_COLUMNS = ("email", "phone", "dm_handle")
+# Per channel, the columns of ``contact_channels`` holding its normalised address and whether that is valid.
+CHANNEL_ADDRESS = {"email": ("email", "email_ok"), "sms": ("phone", "phone_ok"), "dm": ("dm_handle", "dm_ok")}
 TEXT_COLUMNS = ("contact_id", *ADDRESS_COLUMNS, "timezone", "locale")
 # Names that templates and expressions get from dmops itself, never from a contacts file.
 BUILTIN_NAMES = frozenset(
@@ -399,11 +401,7 @@ def address_quality(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     contacts whose address another contact with a smaller id already has (one message per person)."""
     shared = [  # contacts beyond the first with each address: those a smaller id already has
         f"count(*) FILTER (WHERE {ok}) - count(DISTINCT CASE WHEN {ok} THEN {address_key_sql(quote_literal(channel), column)} END)"
-        for channel, column, ok in (
-            ("email", "email", "email_ok"),
-            ("sms", "phone", "phone_ok"),
-            ("dm", "dm_handle", "dm_ok"),
-        )
+        for channel, (column, ok) in CHANNEL_ADDRESS.items()
     ]
     row = con.execute(
         f"""

@@ -30,7 +30,7 @@ import duckdb
 
 from dmops import expressions, ledger, traits
 from dmops.campaign import Campaign, Cell, key_path
-from dmops.contacts import load_contacts
+from dmops.contacts import CHANNEL_ADDRESS, load_contacts
 from dmops.db import bound, connect, lock_down, quote_ident, quote_literal
 from dmops.durable import free_staging_path, publish, staging_path
 from dmops.errors import ConfigError, DataError, DmopsError, OutputError, UsageError
@@ -42,8 +42,6 @@ from dmops.timeutil import naive_utc, zone
 from dmops.workspace import Cap, Workspace
 
 HASH_SPACE = 16**15
-ADDRESS_OK = {"email": "email_ok", "sms": "phone_ok", "dm": "dm_ok"}
-ADDRESS = {"email": "email", "sms": "phone", "dm": "dm_handle"}  # the normalised address column per channel
 
 
 @dataclass(frozen=True)
@@ -166,11 +164,12 @@ def _select_base(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campai
     if isinstance(config.holdout, Cell):
         cell_names += "c._dm_holdout_cell, "
     # The expressions run in the inner query, where only contact columns and run_at/run_date are in scope.
+    address, address_ok = CHANNEL_ADDRESS[channel]
     sql = f"""
         CREATE OR REPLACE TEMP TABLE _dm_base AS
         SELECT c.contact_id, {cell_names}
-               c._dm_{ADDRESS_OK[channel]} AS address_ok, c._dm_consent_{channel} AS consent,
-               {address_key_sql(quote_literal(channel), "c._dm_" + ADDRESS[channel])} AS address_key,
+               c._dm_{address_ok} AS address_ok, c._dm_consent_{channel} AS consent,
+               {address_key_sql(quote_literal(channel), "c._dm_" + address)} AS address_key,
                c._dm_email_key AS email_key, c._dm_phone AS phone_key, c._dm_dm_handle AS dm_key,
                coalesce(c._dm_tz, $ws) AS zone, c._dm_tz IS NULL AS zone_fallback,
                s.base_at, s.planned_at, s.local_text,
@@ -474,7 +473,7 @@ def explain(
     r = dict(zip(names, row, strict=True))
     checks.append(Check("audience", "in audience", f"audience.where: {where}"))
 
-    address_column = {"email": "email", "sms": "phone", "dm": "dm_handle"}[config.channel]
+    address_column = CHANNEL_ADDRESS[config.channel][0]
     address = _one(con, f"SELECT {address_column} FROM contact_channels WHERE contact_id = $id", p)
     shown = (
         mask(address[0], {"email": "email", "sms": "phone"}.get(config.channel, "text"), show_pii)

@@ -38,6 +38,7 @@ import duckdb
 
 from dmops import ledger
 from dmops.campaign import Campaign
+from dmops.contacts import CHANNEL_ADDRESS
 from dmops.db import quote_ident
 from dmops.errors import ConfigError, IOFailure, TemporaryFailure, UsageError
 from dmops.lint import LintFailed, lint_campaign, unknown_in
@@ -68,9 +69,9 @@ from dmops.timeutil import zone
 from dmops.workspace import Workspace
 
 BATCH = 5_000
+ADDRESS_COLUMN = {channel: f"_dm_{column}" for channel, (column, _) in CHANNEL_ADDRESS.items()}  # in contacts
 PARALLEL_MIN = 20_000  # below this many messages, starting worker processes costs more than it saves
 MAX_WORKERS = 4
-ADDRESS_COLUMN = {"email": "_dm_email", "sms": "_dm_phone", "dm": "_dm_dm_handle"}
 Progress = Callable[[int, int], None]
 
 
@@ -291,12 +292,12 @@ def _run(
     con = prepare(ws, campaign, writable_ledger=not dry_run)
     try:
         summary = build(con, ws, campaign, at)
-        columns = [r[0] for r in con.execute("SELECT column_name FROM (DESCRIBE contacts)").fetchall()]
+        types = _contact_columns(con)
         unknown = {  # a misspelt name with a default would send "Hi there" to everyone: as validate, 78
             (template.key, found.message): ConfigError(
                 found.message, file=template.file, line=found.line, key=template.key, hint=found.hint
             )
-            for _, template, found in unknown_in(con, campaign, columns)
+            for _, template, found in unknown_in(con, campaign, list(types))
         }
         raise_all(list(unknown.values()))
         if lint:
@@ -306,7 +307,6 @@ def _run(
         secret = load_secret(ws, create=not dry_run)
         renderer = Renderer(ws, campaign, summary.occurrence, secret, show_pii)
         take = summary.to_send if limit is None else min(limit, summary.to_send)
-        types = _contact_columns(con)
         fast = _fast_run(campaign, types, engine)
         columns = list(types)
         if fast is None:
