@@ -29,7 +29,7 @@ from dmops.db import quote_ident, quote_list, quote_literal
 from dmops.errors import ConfigError, DataError, DmopsError
 from dmops.pii import mask_id
 from dmops.sql import address_key_sql
-from dmops.tabular import AUTO, MAX_LISTED, raise_all, read_source, row_word, sheet_names
+from dmops.tabular import AUTO, MAX_LISTED, SheetNotFound, raise_all, read_source, row_word
 from dmops.timeutil import accepted_timezones
 from dmops.workspace import CHANNELS, DEFAULT_TRUE_VALUES, Workspace
 
@@ -296,8 +296,16 @@ def load_contacts(
     path = ws.contacts_path
     source = ws.config.contacts_source
     consent = tuple(ws.config.consent_column(channel) or "" for channel in ws.config.consent)
-    _check_sheet(ws)
-    loaded = read_source(con, path, "_dm_raw", "contacts", encoding=source.encoding, sheet=source.sheet)
+    try:
+        loaded = read_source(con, path, "_dm_raw", "contacts", encoding=source.encoding, sheet=source.sheet)
+    except SheetNotFound as exc:
+        raise ConfigError(
+            f"{path.name} has no sheet named '{source.sheet}'",
+            file=ws.file,
+            line=ws.line_of("contacts", "sheet"),
+            key="contacts.sheet",
+            hint=f"its sheets: {', '.join(exc.sheets)}",
+        ) from None
     names = _map_columns(con, ws, loaded.names)
     _check_columns(names, path)
     _trim_ids(con, names)
@@ -347,21 +355,6 @@ def load_contacts(
         encoding=loaded.encoding,
         detected=source.encoding == AUTO and loaded.encoding is not None,
     )
-
-
-def _check_sheet(ws: Workspace) -> None:
-    sheet = ws.config.contacts_source.sheet
-    if sheet is None or not ws.contacts_path.is_file():
-        return
-    sheets = sheet_names(ws.contacts_path)
-    if sheets and sheet not in sheets:
-        raise ConfigError(
-            f"{ws.contacts_path.name} has no sheet named '{sheet}'",
-            file=ws.file,
-            line=ws.line_of("contacts", "sheet"),
-            key="contacts.sheet",
-            hint=f"its sheets: {', '.join(sheets)}",
-        )
 
 
 def _channel_sql(con: duckdb.DuckDBPyConnection, ws: Workspace, present: dict[str, str]) -> str:

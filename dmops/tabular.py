@@ -323,6 +323,12 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
+class SheetNotFound(DataError):
+    """The .xlsx file has no sheet of that name (whoever named it turns this into their own error)."""
+
+    sheets: tuple[str, ...] = ()  # the sheets it has
+
+
 def _read_xlsx(con: duckdb.DuckDBPyConnection, path: Path, table: str, what: str, sheet: str | None) -> list[str]:
     """One sheet (the first unless named): row 1 is the header; empty rows are skipped, rows keep their numbers."""
     import python_calamine
@@ -334,7 +340,11 @@ def _read_xlsx(con: duckdb.DuckDBPyConnection, path: Path, table: str, what: str
         raise DataError(f"cannot read the Excel file ({type(exc).__name__})", file=path) from None
     try:
         if sheet is not None and sheet not in book.sheet_names:
-            raise DataError(f"no sheet named '{sheet}'", file=path, hint=f"its sheets: {', '.join(book.sheet_names)}")
+            missing = SheetNotFound(
+                f"no sheet named '{sheet}'", file=path, hint=f"its sheets: {', '.join(book.sheet_names)}"
+            )
+            missing.sheets = tuple(book.sheet_names)
+            raise missing
         rows = (book.get_sheet_by_name(sheet) if sheet is not None else book.get_sheet_by_index(0)).iter_rows()
         with _private_folder() as folder:
             copy = folder / "sheet.csv"
@@ -346,20 +356,6 @@ def _read_xlsx(con: duckdb.DuckDBPyConnection, path: Path, table: str, what: str
     con.execute(f"UPDATE {quote_ident(table)} SET _dm_line = CAST(_dm_sheet_row AS BIGINT)")
     con.execute(f"ALTER TABLE {quote_ident(table)} DROP COLUMN _dm_sheet_row")
     return names
-
-
-def sheet_names(path: Path) -> list[str]:
-    """The sheets of an .xlsx file, in order (empty when it cannot be read: reading it will say why)."""
-    import python_calamine
-
-    try:
-        book = python_calamine.CalamineWorkbook.from_path(str(path))
-    except Exception:
-        return []
-    try:
-        return list(book.sheet_names)
-    finally:
-        book.close()
 
 
 def _write_sheet(rows: Iterator[Sequence[object]], target: Path, path: Path) -> None:
