@@ -211,13 +211,16 @@ class Campaign:
             out.append(("holdout.where", self.config.holdout.where))
         return out
 
+    def template_parts(self) -> list[tuple[tuple[str, str], Template]]:
+        """Every template as ((variant, part), template), the unsubscribe URL last as (("", "unsubscribe_url"), …)."""
+        parts = list(self.templates.items())
+        if self.unsubscribe_url is not None:
+            parts.append((("", "unsubscribe_url"), self.unsubscribe_url))
+        return parts
+
     def texts(self) -> list[str]:
         """The campaign's expressions and template sources: what may name a contact column or trait."""
-        texts = [expression for _, expression in self.where_clauses()]
-        texts += [template.source for template in self.templates.values()]
-        if self.unsubscribe_url is not None:
-            texts.append(self.unsubscribe_url.source)
-        return texts
+        return [expression for _, expression in self.where_clauses()] + [t.source for _, t in self.template_parts()]
 
 
 def key_path(key: str) -> KeyPath:

@@ -69,7 +69,6 @@ def _map_columns(con: duckdb.DuckDBPyConnection, ws: Workspace, names: list[str]
     mapping = ws.config.contacts_source.columns
     if not mapping:
         return names
-    exact = {n: n for n in names}
     folded = {n.strip().casefold(): n for n in names}
     mapped_headers = {header.casefold() for header in mapping.values()}
     problems: list[DmopsError] = []
@@ -77,7 +76,7 @@ def _map_columns(con: duckdb.DuckDBPyConnection, ws: Workspace, names: list[str]
     for name, header in mapping.items():
         line = ws.line_of("contacts", "columns", name)
         key = f"contacts.columns.{name}"
-        found = exact.get(header) or folded.get(header.casefold())
+        found = header if header in names else folded.get(header.casefold())
         if found is None:
             problems.append(
                 ConfigError(

@@ -582,11 +582,8 @@ def unknown_in(
     per (variant, part); ``columns`` are the loaded ones, traits included, beside every header of the file."""
     headers = [r[0] for r in con.execute("SELECT header FROM contact_headers").fetchall()]
     readable = [*headers, *(c for c in columns if c not in headers)]
-    templates = list(campaign.templates.items())
-    if campaign.unsubscribe_url is not None:
-        templates.append((("", "unsubscribe_url"), campaign.unsubscribe_url))
     found = []
-    for (variant, part), template in templates:
+    for (variant, part), template in campaign.template_parts():
         for unknown in unknown_names(template, readable, html=part == "html"):
             for each in [variant] if variant else [v.id for v in campaign.config.variants]:
                 found.append(((each, part), template, unknown))
@@ -597,10 +594,7 @@ def lint_campaign(
     con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, sample: int = SAMPLE, gate: bool = False
 ) -> LintResult:
     """Render every variant for the sample and the edge contacts, and check each message."""
-    templates = list(campaign.templates.items())
-    if campaign.unsubscribe_url is not None:
-        templates.append((("", "unsubscribe_url"), campaign.unsubscribe_url))
-    used = {name for (_, part), t in templates for name in variables(t, html=part == "html")}
+    used = {name for (_, part), t in campaign.template_parts() for name in variables(t, html=part == "html")}
     columns, contacts = sample_contacts(con, sample, used)
     linter = _Linter(ws, campaign, blank_columns(con, [c for c in columns if c in used]))
     for (variant, part), template, found in unknown_in(con, campaign, columns):

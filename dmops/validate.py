@@ -47,10 +47,7 @@ def _check_campaign(
             expressions.check_expression(con, expression, expression_columns)
         except ConfigError as exc:
             report.errors.append(campaign.locate(exc, key))
-    templates = list(campaign.templates.items())
-    if campaign.unsubscribe_url is not None:
-        templates.append((("", "unsubscribe_url"), campaign.unsubscribe_url))
-    for (_, part), template in templates:
+    for (_, part), template in campaign.template_parts():
         try:
             unknown = render.unknown_names(template, columns, html=(part == "html"))
         except ConfigError as exc:
