@@ -246,7 +246,10 @@ def contact_keys(tree: nodes.Node) -> dict[str, int] | None:
 def variables(template: Template, html: bool = False) -> dict[str, int | None]:
     """Variables the template reads from its context -> the file line of first use; a header read as
     ``contact["…"]`` counts as that header."""
-    tree = parse(template, html)
+    return _variables(parse(template, html), template)
+
+
+def _variables(tree: nodes.Template, template: Template) -> dict[str, int | None]:
     undeclared = meta.find_undeclared_variables(tree)
     lines: dict[str, int | None] = {}
     keys = contact_keys(tree) if CONTACT in undeclared else {}
@@ -295,7 +298,8 @@ def unknown_names(template: Template, columns: Collection[str], html: bool = Fal
     """What ``validate`` and ``lint`` report about the names a template reads (see :class:`Unknown`)."""
     known = {c.lower() for c in columns} | TEMPLATE_BUILTINS
     found: list[Unknown] = []
-    for name, line in variables(template, html).items():
+    tree = parse(template, html)
+    for name, line in _variables(tree, template).items():
         if name.lower() in known:
             continue
         meant = did_you_mean(name, columns)
@@ -306,7 +310,7 @@ def unknown_names(template: Template, columns: Collection[str], html: bool = Fal
         )
         found.append(Unknown(f"template variable '{name}' is not a contact column", hint, line))
     headers = {c.casefold(): c for c in columns}
-    for output in parse(template, html).find_all(nodes.Output):
+    for output in tree.find_all(nodes.Output):
         for node in output.nodes:
             if isinstance(node, nodes.Const) and isinstance(node.value, str) and node.value.casefold() in headers:
                 column = headers[node.value.casefold()]
