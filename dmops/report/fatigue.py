@@ -32,7 +32,8 @@ FATIGUE_DEFINITION = (
 
 def fatigue_report(con: duckdb.DuckDBPyConnection, threshold: float = 0.005) -> dict[str, Any]:
     """Unsubscribe and complaint rates by prior-message count, per channel and window; a suggested cap."""
-    rows = con.execute(query("fatigue"), {"top_7d": WINDOWS["7d"][1], "top_30d": WINDOWS["30d"][1]}).fetchall()
+    con.execute(query("fatigue"))
+    rows = con.execute(query("fatigue_buckets"), {"top_7d": WINDOWS["7d"][1], "top_30d": WINDOWS["30d"][1]}).fetchall()
     curves: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for channel, win, bucket, messages, unsubscribed, complained in rows:
         u_low, u_high = wilson(int(unsubscribed), int(messages))
@@ -58,7 +59,7 @@ def fatigue_report(con: duckdb.DuckDBPyConnection, threshold: float = 0.005) -> 
             entry["windows"][win] = curves.get((channel, win), [])
         entry["suggestion"] = _suggest(entry["windows"]["7d"], threshold)
         if entry["suggestion"] is not None:
-            entry["suggestion"]["check"] = replay(con, channel, entry["suggestion"]["cap"]["max"], WINDOWS["7d"][0])
+            entry["suggestion"]["check"] = replay(con, channel, entry["suggestion"]["cap"]["max"])
         channels.append(entry)
     return {
         "threshold": threshold,
@@ -90,26 +91,21 @@ def _suggest(curve: list[dict[str, Any]], threshold: float) -> dict[str, Any] | 
     return None
 
 
-def replay(con: duckdb.DuckDBPyConnection, channel: str, most: int, days: int) -> dict[str, int]:
-    """The channel's marketing history under ``{max: most, per: days}``, in planned order per contact: a message is
-    held back when ``most`` kept messages lie within the window before it (what ``plan`` sees when it runs).
+def replay(con: duckdb.DuckDBPyConnection, channel: str, most: int) -> dict[str, int]:
+    """The channel's marketing history (``_dm_fatigue``) under ``{max: most, per: 7d}``, in planned order per
+    contact: a message is held back when ``most`` kept messages lie within 7 days before it (what ``plan`` sees
+    when it runs).
 
     ``blamed``: messages with at least ``most`` messages before them in the window (the suggestion's evidence);
     ``blamed_held``: those the cap holds back; ``others_held``: messages it holds back that were not blamed.
     The replay is sequential by nature (one held-back message frees room for the next), so it walks the
     history ordered by DuckDB, one contact at a time.
     """
-    window = days * 86_400_000_000
+    window = WINDOWS["7d"][0] * 86_400_000_000
     cursor = con.execute(
-        """
-        SELECT contact_id, epoch_us(planned_at),
-               count(*) OVER (PARTITION BY contact_id ORDER BY planned_at
-                              RANGE BETWEEN (INTERVAL (CAST($days AS INTEGER)) DAY - INTERVAL 1 MICROSECOND) PRECEDING
-                                        AND INTERVAL 1 MICROSECOND PRECEDING) >= $most
-        FROM ledger_entries WHERE kind = 'message' AND purpose = 'marketing' AND channel = $channel
-        ORDER BY contact_id, planned_at
-        """,
-        {"channel": channel, "most": most, "days": days},
+        "SELECT contact_id, epoch_us(planned_at), prior_7d >= $most FROM _dm_fatigue WHERE channel = $channel"
+        " ORDER BY contact_id, planned_at",
+        {"channel": channel, "most": most},
     )
     counts = {"blamed": 0, "blamed_held": 0, "others_held": 0}
     contact: object = None
