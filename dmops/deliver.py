@@ -9,7 +9,6 @@ manifest (count and SHA-256) before it is counted.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -18,8 +17,8 @@ from datetime import datetime
 from pathlib import Path
 
 from dmops.db import connect
-from dmops.errors import ConfigError, DmopsError, IOFailure
-from dmops.outbox import MESSAGES, complete_runs, manifest_of
+from dmops.errors import ConfigError, DmopsError
+from dmops.outbox import complete_runs, verified_messages
 from dmops.tabular import raise_all
 from dmops.timeutil import naive_utc
 from dmops.workspace import Rate, SmtpTransport, Workspace
@@ -39,25 +38,6 @@ class Due:
     seconds: float  # how long the rate limits make handing them over take (0: no limit)
 
 
-def _verified(run: Path) -> Path:
-    """The run's messages file, after checking it against the manifest (IOFailure when it was changed)."""
-    manifest = manifest_of(run)
-    digest = hashlib.sha256()
-    lines = 0
-    try:
-        with (run / MESSAGES).open("rb") as handle:
-            while chunk := handle.read(1 << 22):
-                digest.update(chunk)
-                lines += chunk.count(b"\n")
-    except OSError as exc:
-        raise IOFailure(f"cannot read outbox run ({type(exc).__name__})", file=run) from None
-    if digest.hexdigest() != manifest["sha256"] or lines != manifest["count"]:
-        raise IOFailure(
-            "outbox run does not match its manifest", file=run, hint="the file was changed after dmops wrote it"
-        )
-    return run / MESSAGES
-
-
 def outbox_files(ws: Workspace, campaign_ids: Sequence[str] = ()) -> list[Path]:
     """The messages files of every complete outbox run (of ``campaign_ids`` when given), verified."""
     if not ws.outbox_dir.is_dir():
@@ -67,7 +47,7 @@ def outbox_files(ws: Workspace, campaign_ids: Sequence[str] = ()) -> list[Path]:
         if campaign_ids and campaign.name not in campaign_ids:
             continue
         for occurrence in sorted(p for p in campaign.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            files += [_verified(run) for run in complete_runs(occurrence)]
+            files += [verified_messages(run) for run in complete_runs(occurrence)]
     return files
 
 

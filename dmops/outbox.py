@@ -181,18 +181,33 @@ class RunWriter:
 
 def read_run(run: Path) -> Iterator[dict[str, Any]]:
     """The messages of a complete run, after checking its manifest (count and sha256)."""
-    manifest = manifest_of(run)
+    path = verified_messages(run)
     try:
-        data = (run / MESSAGES).read_bytes()
+        data = path.read_bytes()
     except OSError as exc:
         raise IOFailure(f"cannot read outbox run ({type(exc).__name__})", file=run) from None
-    lines = data.splitlines()
-    if hashlib.sha256(data).hexdigest() != manifest["sha256"] or len(lines) != manifest["count"]:
+    for line in data.splitlines():
+        yield json.loads(line)
+
+
+def verified_messages(run: Path) -> Path:
+    """The messages file of a complete run, after checking it (read in chunks) against the manifest's count
+    and sha256; IOFailure when it was changed."""
+    manifest = manifest_of(run)
+    digest = hashlib.sha256()
+    lines = 0
+    try:
+        with (run / MESSAGES).open("rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+                lines += chunk.count(b"\n")
+    except OSError as exc:
+        raise IOFailure(f"cannot read outbox run ({type(exc).__name__})", file=run) from None
+    if digest.hexdigest() != manifest["sha256"] or lines != manifest["count"]:
         raise IOFailure(
             "outbox run does not match its manifest", file=run, hint="the file was changed after dmops wrote it"
         )
-    for line in lines:
-        yield json.loads(line)
+    return run / MESSAGES
 
 
 def manifest_of(run: Path) -> dict[str, Any]:
