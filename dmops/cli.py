@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 from dmops import __version__
 from dmops.campaign import Campaign, find_campaign_file, load_campaign
 from dmops.durable import write_atomic
-from dmops.errors import DmopsError, ExitCode, OutputError, ProblemsFound, UsageError
+from dmops.errors import DmopsError, ExitCode, OutputError, ProblemsFound
 from dmops.plan import Check, PlanSummary, explain, iso_z, run_plan
 from dmops.scaffold import init_workspace
 from dmops.schedule import resolve_at
@@ -500,21 +500,126 @@ def deliver_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check the configuration and count what is due; connect to nothing.")
     ] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=0, help="Hand over at most N messages.")] = None,
+    in_doubt: Annotated[
+        Literal["hold", "resend"],
+        typer.Option("--in-doubt", help="hold: list messages a server may have taken; resend: send them again."),
+    ] = "hold",
+    status: Annotated[
+        bool, typer.Option("--status", help="Show the delivery states per campaign; send nothing.")
+    ] = False,
     fmt: Annotated[Literal["table", "json"], typer.Option("--format", help="Output format.")] = "table",
 ) -> None:
-    """Hand due outbox messages to the transports of dmops.yaml (so far: --dry-run, which counts them)."""
+    """Hand due outbox messages to the transports of dmops.yaml; exit 75 while deferred messages wait."""
+    from dmops.deliver import deliver, delivery_status
     from dmops.deliver import dry_run as count_due
 
     options: Options = ctx.obj
     ws = _workspace(ctx)
-    if not dry_run:
-        raise UsageError(
-            "handing messages to transports is not built yet; --dry-run checks the configuration and counts "
-            "what is due",
-            hint="dmops deliver --dry-run",
-        )
+    if status:
+        _print_delivery_status(delivery_status(ws, campaigns or []), fmt)
+        return
     moment = resolve_at(at, options.now(), zone(ws.config.timezone))
-    found = count_due(ws, moment, campaigns or [])
+    if dry_run:
+        _print_dry_run(moment, count_due(ws, moment, campaigns or []), fmt)
+        return
+    options.interrupted = (
+        "messages handed over so far are recorded; `dmops deliver` again goes on where this run stopped"
+    )
+    if in_doubt == "resend":
+        _console(stderr=True).print(
+            "[bold red]WARNING: --in-doubt resend: messages a server may already have taken are sent again; "
+            "some recipients may get them twice[/]"
+        )
+    with _delivery_progress(options.interactive()) as progress:
+        result = deliver(
+            ws, moment, campaigns or [], limit=limit, resend_in_doubt=in_doubt == "resend", progress=progress
+        )
+    _print_delivery(result, fmt)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+@contextmanager
+def _delivery_progress(interactive: bool) -> Iterator[Callable[[str, str], None] | None]:
+    """A progress bar per transport on a terminal (messages handed over, by state), else None."""
+    if not interactive:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=_console(stderr=True), transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(transport: str, state: str) -> None:
+            if transport not in tasks:
+                tasks[transport] = bar.add_task(transport, total=None)
+            bar.advance(tasks[transport])
+
+        yield update
+
+
+def _print_delivery(result: Any, fmt: str) -> None:
+    transports = [
+        {"transport": t.name, "kind": t.kind, "states": dict(sorted(t.states.items())), "stopped": t.stopped}
+        for t in result.transports.values()
+    ]
+    if fmt == "json":
+        payload = {
+            "at": iso_z(result.at),
+            "transports": transports,
+            "in_doubt": result.in_doubt,
+            "recovered_in_doubt": result.recovered,
+            "deferred_waiting": result.waiting,
+            "not_handed_over": result.left,
+            "stopped": result.stopped,
+            "bounces_recorded": result.bounces_recorded,
+            "exit_code": result.exit_code,
+        }
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    out = _console()
+    parts = []
+    for t in transports:
+        counts = ", ".join(f"{n:,} {state}" for state, n in t["states"].items()) or "nothing due"
+        why = f" (stopped: {t['stopped']})" if t["stopped"] else ""
+        parts.append(f"{escape(t['transport'])}: {counts}{escape(why)}")
+    out.print(f"deliver at {iso_z(result.at)}: " + ("; ".join(parts) if parts else "no transport configured"))
+    if result.recovered:
+        out.print(f"{result.recovered:,} message(s) were in flight when a run was killed: now in_doubt")
+    if result.in_doubt:
+        shown = ", ".join(result.in_doubt[:10]) + (" …" if len(result.in_doubt) > 10 else "")
+        out.print(
+            f"[yellow]{len(result.in_doubt):,} message(s) in doubt[/yellow] (a server may have taken them): "
+            f"{escape(shown)}; held — `dmops deliver --in-doubt resend` sends them again"
+        )
+    if result.stopped is not None:
+        out.print("[red]stopped by the STOP file[/red]" + (f": {escape(result.stopped)}" if result.stopped else ""))
+    if result.waiting or result.left:
+        out.print(
+            f"{result.waiting:,} deferred message(s) wait for a retry, {result.left:,} due message(s) not handed over;"
+            " run `dmops deliver` again later (exit 75)"
+        )
+
+
+def _print_delivery_status(rows: list[tuple[str, str, int]], fmt: str) -> None:
+    if fmt == "json":
+        payload: dict[str, dict[str, int]] = {}
+        for campaign, state, count in rows:
+            payload.setdefault(campaign, {})[state] = count
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    out = _console()
+    if not rows:
+        out.print("no message has been delivered yet")
+    by_campaign: dict[str, list[str]] = {}
+    for campaign, state, count in rows:
+        by_campaign.setdefault(campaign, []).append(f"{count:,} {state}")
+    for campaign, counts in by_campaign.items():
+        out.print(f"{escape(campaign)}: {', '.join(counts)}")
+
+
+def _print_dry_run(moment: datetime, found: list[Any], fmt: str) -> None:
     if fmt == "json":
         payload = {
             "at": iso_z(moment),
@@ -546,6 +651,8 @@ def deliver_command(
             f"{escape(d.transport)} ({d.kind}, {escape(d.where)}): {d.messages:,} {d.channel} messages due{span};"
             f" {took}"
         )
+    if found:
+        out.print("to hand them over, run the same command without --dry-run")
 
 
 def _duration(seconds: float) -> str:

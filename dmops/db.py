@@ -57,3 +57,13 @@ def quote_ident(name: str) -> str:
 def bound(sql: str, params: dict[str, Any]) -> dict[str, Any]:
     """The named parameters ``sql`` uses (DuckDB refuses unused ones)."""
     return {name: value for name, value in params.items() if re.search(rf"\${re.escape(name)}\b", sql)}
+
+
+def execute_script(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> None:
+    """Run a named query of several statements (each ending with ``;`` at a line's end), each with the
+    parameters it uses: DuckDB binds parameters in one statement at a time."""
+    for statement in re.split(r";[ \t]*\n", sql):
+        if statement.strip() and not all(
+            line.strip().startswith("--") or not line.strip() for line in statement.splitlines()
+        ):
+            con.execute(statement, bound(statement, params))

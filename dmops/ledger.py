@@ -28,6 +28,8 @@ creates (``ledger_entries``, ``ledger_events``, ``ledger_suppressions``).
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,8 +38,8 @@ from typing import Any
 
 import duckdb
 
-from dmops.db import bound, connect
-from dmops.durable import refuse_links
+from dmops.db import bound, connect, execute_script
+from dmops.durable import fsync_dir, refuse_links
 from dmops.errors import IOFailure, TemporaryFailure
 from dmops.interrupts import committed
 from dmops.outbox import message_id_sql
@@ -331,3 +333,125 @@ def add_events(con: duckdb.DuckDBPyConnection, *, source: str, now: datetime) ->
     committed()
     con.execute("COMMIT")
     return imported, suppressed
+
+
+# --- Delivery states (SPEC §11) ---------------------------------------------------------------------------
+#
+# Each ``dmops deliver`` run appends the state changes of the messages it handles to a journal of its own,
+# ``<state_dir>/deliveries/run-NNNNNN.jsonl``: one JSON object per line, written with a single ``write`` (a
+# killed process leaves whole lines), and ``in_flight`` forced to disk before the message is handed over.
+# A message's state is its latest line, ordered by journal and ``seq``; a message no journal names is
+# ``queued``. Journals are never rewritten, so a reader (DuckDB) reads them while a run appends.
+
+DELIVERY_DIR = "deliveries"
+DELIVERY_STATES = ("queued", "in_flight", "accepted", "deferred", "bounced", "failed", "in_doubt", "suppressed")
+FINAL_STATES = ("accepted", "bounced", "failed", "suppressed")
+_JOURNAL = "run-{:06d}.jsonl"
+
+
+def delivery_dir(ws: Workspace) -> Path:
+    return ws.state_dir / DELIVERY_DIR
+
+
+def delivery_journals(ws: Workspace) -> list[Path]:
+    """The delivery journals in the order they were written."""
+    folder = delivery_dir(ws)
+    refuse_links(folder, ws.root)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("run-*.jsonl") if p.is_file())
+
+
+def delivery_states(con: duckdb.DuckDBPyConnection, ws: Workspace) -> None:
+    """Create the temp table ``delivery_states`` on ``con``: each message's latest delivery state
+    (``message_id``, ``campaign_id``, ``channel``, ``transport``, ``state``, ``at``, ``attempt``, ``code``,
+    ``detail``, ``retry_at``, ``provider_id``, ``attempts``), and ``delivery_lines``, every journal line."""
+    files = [str(p) for p in delivery_journals(ws)]
+    if files:
+        execute_script(con, query("delivery_states"), {"files": files})
+        return
+    empty = query("delivery_states").replace("read_json($files,", "read_json('/dev/null',", 1)
+    execute_script(con, empty, {})
+
+
+class DeliveryJournal:
+    """The journal of one delivery run; ``append`` is thread-safe. Open it under the delivery run lock."""
+
+    def __init__(self, ws: Workspace) -> None:
+        import threading
+
+        folder = delivery_dir(ws)
+        refuse_links(folder, ws.root)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            existing = delivery_journals(ws)
+            _repair_tail(existing[-1]) if existing else None
+            number = int(existing[-1].stem.split("-")[1]) + 1 if existing else 1
+            self.path = folder / _JOURNAL.format(number)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise IOFailure(f"cannot start a delivery journal: {exc.strerror}", file=folder) from None
+        fsync_dir(folder)
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def append(self, record: dict[str, Any], *, sync: bool = False) -> None:
+        """Write one state change; ``sync`` forces it (and every line before it) to disk first."""
+        with self._lock:
+            self._seq += 1
+            line = json.dumps({"seq": self._seq, **record}, ensure_ascii=False, default=_iso) + "\n"
+            try:
+                os.write(self._fd, line.encode())
+                if sync:
+                    os.fdatasync(self._fd)
+            except OSError as exc:
+                raise IOFailure(f"cannot write the delivery journal: {exc.strerror}", file=self.path) from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.fdatasync(self._fd)
+                os.close(self._fd)
+                self._fd = -1
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut a journal's last line when it has no newline (only a power loss leaves one: a write is whole)."""
+    with path.open("rb+") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return
+        data = path.read_bytes()
+        handle.truncate(data.rfind(b"\n") + 1)
+        os.fsync(handle.fileno())
+
+
+def add_delivery_bounces(ws: Workspace, *, now: datetime) -> int:
+    """Record the ``bounced`` deliveries of the journals as hard ``bounce`` events, with the suppressions
+    they imply (SPEC §11: a 5xx suppresses the address from the next plan). Idempotent: each bounce's event
+    key is its message id. Run under the workspace's run lock; returns the events added."""
+    con = connect()
+    try:
+        attach(con, ws, writable=True)
+        delivery_states(con, ws)
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _dm_new AS
+               SELECT 'deliver:' || d.message_id || ':bounce' AS event_key, 'bounce' AS event, d."at" AS ts,
+                      d.message_id, e.contact_id, e.campaign_id, e.channel, 0.0 AS revenue, 'hard' AS bounce_type,
+                      CAST(NULL AS VARCHAR) AS url, 0 AS line
+               FROM delivery_states d JOIN ledger_entries e ON e.message_id = d.message_id AND e.kind = 'message'
+               WHERE d.state = 'bounced'"""
+        )
+        added, _ = add_events(con, source="dmops deliver", now=now)
+    finally:
+        con.close()
+    return added

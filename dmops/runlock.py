@@ -19,14 +19,16 @@ from dmops.errors import IOFailure, OutputError, TemporaryFailure
 from dmops.workspace import Workspace
 
 LOCK_FILE = "send.lock"
+DELIVER_LOCK_FILE = "deliver.lock"  # one dmops deliver at a time; a send may run beside it
 STOP_FILE = "STOP"
 
 
 class RunLock:
     """``with RunLock(state_dir):`` — or TemporaryFailure (75) naming the pid that holds it."""
 
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / LOCK_FILE
+    def __init__(self, state_dir: Path, name: str = LOCK_FILE, what: str = "dmops send") -> None:
+        self.path = state_dir / name
+        self.what = what
         self.fd: int | None = None
 
     def __enter__(self) -> RunLock:
@@ -42,7 +44,7 @@ class RunLock:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise TemporaryFailure(
-                f"another dmops send is running in this workspace (pid {holder})",
+                f"another {self.what} is running in this workspace (pid {holder})",
                 file=self.path,
                 hint="wait for it to finish; a lock left by a killed process is released automatically",
             ) from None

@@ -206,8 +206,17 @@ class _Transport(Strict):
 
     rate: Rate = Rate()
     max_age: Duration = "3d"
+    ca_file: str | None = None  # a private relay's or gateway's certificate authority (PEM), workspace-relative
 
     _secrets = model_validator(mode="before")(_no_literal_secrets)
+
+
+class Dkim(Strict):
+    """DKIM signing of every message (rsa-sha256): the private key (PEM) from an environment variable."""
+
+    domain: str = Field(min_length=1)
+    selector: str = Field(min_length=1)
+    key_env: Annotated[str, AfterValidator(_env_name)]
 
 
 class SmtpTransport(_Transport):
@@ -219,9 +228,9 @@ class SmtpTransport(_Transport):
     security: Literal["starttls", "tls", "none"] = "starttls"
     username_env: str | None = None
     password_env: str | None = None
-    ca_file: str | None = None  # a private relay's certificate authority
     max_connections: int = Field(default=4, ge=1, le=100)
     bounce_domain: str | None = None  # VERP: bounces+<message_id>@bounce_domain
+    dkim: Dkim | None = None
 
     @field_validator("username_env", "password_env")
     @classmethod
@@ -247,6 +256,7 @@ class WebhookTransport(_Transport):
     kind: Literal["webhook", "twilio", "aliyun_sms"]
     url: str
     secret_env: str | None = None
+    concurrency: int = Field(default=4, ge=1, le=100)  # requests in flight at once
 
     @field_validator("secret_env")
     @classmethod
@@ -340,8 +350,10 @@ class WorkspaceConfig(Strict):
         missing = []
         for name, transport in sorted(self.transports.items()):
             keys = ("username_env", "password_env") if isinstance(transport, SmtpTransport) else ("secret_env",)
-            for key in keys:
-                variable = getattr(transport, key)
+            found = [(key, getattr(transport, key)) for key in keys]
+            if isinstance(transport, SmtpTransport) and transport.dkim is not None:
+                found.append(("dkim.key_env", transport.dkim.key_env))
+            for key, variable in found:
                 if variable is not None and not environ.get(variable):
                     missing.append((f"transports.{name}.{key}", variable))
         return missing

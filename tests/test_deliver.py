@@ -84,9 +84,25 @@ def test_a_changed_outbox_run_is_refused(root: Path) -> None:
     assert code == 74 and "outbox run does not match its manifest" in output
 
 
-def test_without_dry_run_nothing_is_handed_over_yet(root: Path) -> None:
-    code, output = run(root, "deliver", "--at", "2026-12-01T10:00")
-    assert code == 2 and "handing messages to transports is not built yet" in output
+def test_an_unreachable_relay_defers_the_first_message_and_leaves_the_rest_queued(root: Path) -> None:
+    from tests.mailserver import free_port
+
+    yaml = (root / "dmops.yaml").read_text().replace("host: smtp.example.com", f"host: 127.0.0.1\n    port: {free_port()}")
+    (root / "dmops.yaml").write_text(yaml)
+    code, output = run(root, "deliver", "--at", "2026-12-01T10:00", "--format", "json")
+    assert code == 75, output
+    result = json.loads(output)
+    [mail] = result["transports"]
+    due = _due(root, "2026-12-01T10:00")["transports"][0]["due"]
+    # the relay refused the connection: each of the (up to 4) connections' first message is deferred, the
+    # rest stay queued, none was handed over
+    assert set(mail["states"]) == {"deferred"} and 1 <= mail["states"]["deferred"] <= 4
+    assert mail["stopped"].startswith("unreachable: cannot connect to 127.0.0.1:")
+    assert result["deferred_waiting"] == mail["states"]["deferred"]
+    assert result["not_handed_over"] == due - mail["states"]["deferred"]
+    assert not (root / ".dmops" / "deliveries").glob("*") or all(
+        '"in_flight"' not in p.read_text() for p in (root / ".dmops" / "deliveries").glob("*.jsonl")
+    )
 
 
 def test_rate_seconds() -> None:

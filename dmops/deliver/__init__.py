@@ -1,22 +1,24 @@
 """``dmops deliver`` (SPEC §11): hand the outbox to the transports of ``dmops.yaml``.
 
-Built so far: ``--dry-run``. It checks the configuration and the environment (every credential
-variable set, a transport for every channel that has messages due), then counts per transport the
-outbox messages whose ``send_after`` is at or before ``--at``, and how long the transport's rate limits
-make handing them over take. It opens no connection. Every outbox run is checked against its
-manifest (count and SHA-256) before it is counted.
+:func:`deliver` checks the configuration and the environment (every credential variable set, a transport
+for every channel that has messages due) and runs :func:`dmops.deliver.run.deliver`. :func:`dry_run`
+counts per transport the outbox messages whose ``send_after`` is at or before ``--at``, and how long the
+transport's rate limits make handing them over take; it opens no connection. Every outbox run is checked
+against its manifest (count and SHA-256) before it is read.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from dmops.db import connect
+from dmops.deliver import run
+from dmops.deliver.run import DeliveryResult, Request
 from dmops.errors import ConfigError, DmopsError
 from dmops.outbox import complete_runs, verified_messages
 from dmops.tabular import raise_all
@@ -97,7 +99,9 @@ def check_ready(ws: Workspace, channels: Sequence[str], environ: Mapping[str, st
     raise_all(problems)
 
 
-def dry_run(ws: Workspace, at: datetime, campaign_ids: Sequence[str] = ()) -> list[Due]:
+def dry_run(
+    ws: Workspace, at: datetime, campaign_ids: Sequence[str] = (), environ: Mapping[str, str] | None = None
+) -> list[Due]:
     """What ``deliver`` would hand over at ``at``, per channel and transport; raises ConfigError when the
     configuration or the environment is not ready."""
     files = outbox_files(ws, campaign_ids)
@@ -114,7 +118,7 @@ def dry_run(ws: Workspace, at: datetime, campaign_ids: Sequence[str] = ()) -> li
             ).fetchall()
         finally:
             con.close()
-    check_ready(ws, [row[0] for row in rows], os.environ)
+    check_ready(ws, [row[0] for row in rows], os.environ if environ is None else environ)
     found = []
     for channel, count, first, last in rows:
         name = ws.config.channels[channel]  # type: ignore[index]
@@ -138,3 +142,29 @@ def dry_run(ws: Workspace, at: datetime, campaign_ids: Sequence[str] = ()) -> li
             )
         )
     return found
+
+
+def deliver(
+    ws: Workspace,
+    at: datetime,
+    campaign_ids: Sequence[str] = (),
+    *,
+    limit: int | None = None,
+    resend_in_doubt: bool = False,
+    environ: Mapping[str, str] | None = None,
+    progress: Callable[[str, str], None] | None = None,
+) -> DeliveryResult:
+    """Hand the due messages over (SPEC §11); raises ConfigError (78) before connecting to anything when
+    the configuration or the environment is not ready."""
+    env = os.environ if environ is None else environ
+    due = dry_run(ws, at, campaign_ids, env)
+    files = [str(f) for f in outbox_files(ws, campaign_ids)]
+    request = Request(at, tuple(campaign_ids), limit, resend_in_doubt)
+    return run.deliver(
+        ws, request, run.environment_connections(ws, env), files if due or resend_in_doubt else [], progress=progress
+    )
+
+
+def delivery_status(ws: Workspace, campaign_ids: Sequence[str] = ()) -> list[tuple[str, str, int]]:
+    """(campaign, state, messages) of every message a delivery run has recorded."""
+    return run.status(ws, campaign_ids)

@@ -1,0 +1,206 @@
+"""Email over SMTP (SPEC §11): ``smtplib`` for the protocol, the standard ``email`` package for the message.
+
+A connection is opened on first use (STARTTLS or implicit TLS with the certificate verified, AUTH when
+credentials are configured) and reused for the next messages; after a refused transaction it is RSET,
+after a 421 or a lost connection it is reopened for the next message. The reply decides the state:
+250 accepted, 4xx deferred, 5xx bounced; a connection lost after the message's final ``.`` was sent and
+before its reply is in doubt (the server may have taken it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import socket
+import ssl
+from collections.abc import Callable, Mapping
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import formatdate, parseaddr
+from typing import Any
+
+from dmops.deliver.outcome import Outcome, Unreachable, scrub
+from dmops.workspace import SmtpTransport
+
+TIMEOUT = 30.0  # seconds for a connection and for each reply
+_END_OF_DATA = b"\r\n.\r\n"
+
+
+class _SMTP(smtplib.SMTP):
+    """smtplib's client, remembering whether the message's final ``.`` has gone out."""
+
+    body_sent = False
+
+    def send(self, s: str | bytes) -> None:  # type: ignore[override]
+        super().send(s)
+        if isinstance(s, bytes) and s.endswith(_END_OF_DATA):
+            self.body_sent = True
+
+
+class _SMTPS(smtplib.SMTP_SSL):
+    """The implicit-TLS client, remembering the same."""
+
+    body_sent = False
+
+    def send(self, s: str | bytes) -> None:  # type: ignore[override]
+        super().send(s)
+        if isinstance(s, bytes) and s.endswith(_END_OF_DATA):
+            self.body_sent = True
+
+
+def message_id_header(message_id: str, sender: str) -> str:
+    """The stable ``Message-ID`` of an outbox message: its id at the sender's domain."""
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "dmops.invalid"
+    return f"<{message_id}@{domain}>"
+
+
+def envelope_sender(message: Mapping[str, Any], bounce_domain: str | None) -> str:
+    """VERP when a bounce domain is configured (``bounces+<message_id>@domain``), else the From address."""
+    if bounce_domain:
+        return f"bounces+{message['message_id']}@{bounce_domain}"
+    return parseaddr(str((message.get("headers") or {}).get("From", "")))[1]
+
+
+def build(message: Mapping[str, Any], *, now: float | None = None) -> EmailMessage:
+    """The MIME message of an outbox email message: its headers kept, To, Subject, a stable Message-ID,
+    ``X-Dmops-Message-Id``, and a text part with the HTML part as its alternative."""
+    mail = EmailMessage(policy=SMTP_POLICY)
+    headers = dict(message.get("headers") or {})
+    sender = str(headers.get("From", ""))
+    for name, value in headers.items():
+        if name.lower() not in ("to", "subject", "message-id", "x-dmops-message-id", "date"):
+            mail[name] = str(value)
+    mail["To"] = Address(addr_spec=str(message["to"]))
+    mail["Subject"] = str(message.get("subject") or "")
+    mail["Date"] = formatdate(now, localtime=False)
+    mail["Message-ID"] = message_id_header(str(message["message_id"]), sender)
+    mail["X-Dmops-Message-Id"] = str(message["message_id"])
+    mail.set_content(str(message.get("text") or ""))
+    if message.get("html"):
+        mail.add_alternative(str(message["html"]), subtype="html")
+    return mail
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Certificates verified against the system's authorities, or only ``ca_file``'s for a private relay."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+
+
+class SmtpConnection:
+    """One reused SMTP connection of a transport."""
+
+    def __init__(
+        self,
+        transport: SmtpTransport,
+        environ: Mapping[str, str],
+        sign: Callable[[bytes], bytes] | None = None,
+        ca_file: str | None = None,
+    ) -> None:
+        self.transport = transport
+        self.environ = environ
+        self.sign = sign
+        self.ca_file = ca_file
+        self.smtp: _SMTP | _SMTPS | None = None
+
+    def _open(self) -> _SMTP | _SMTPS:
+        t = self.transport
+        try:
+            smtp: _SMTP | _SMTPS
+            if t.security == "tls":
+                smtp = _SMTPS(t.host, t.port, timeout=TIMEOUT, context=tls_context(self.ca_file))
+            else:
+                smtp = _SMTP(t.host, t.port, timeout=TIMEOUT)
+                smtp.ehlo()
+                if t.security == "starttls":
+                    smtp.starttls(context=tls_context(self.ca_file))
+                    smtp.ehlo()
+            if t.username_env and t.password_env:
+                smtp.login(self.environ[t.username_env], self.environ[t.password_env])
+        except smtplib.SMTPAuthenticationError as exc:
+            raise Unreachable(f"AUTH refused: {scrub(_text(exc.smtp_error))}", exc.smtp_code) from None
+        except smtplib.SMTPNotSupportedError:
+            raise Unreachable("the server offers no STARTTLS (security: starttls)") from None
+        except ssl.SSLError as exc:
+            raise Unreachable(f"TLS failed: {exc.reason or exc}") from None
+        except smtplib.SMTPResponseException as exc:
+            raise Unreachable(f"refused: {exc.smtp_code} {scrub(_text(exc.smtp_error))}", exc.smtp_code) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise Unreachable(f"cannot connect to {t.host}:{t.port}: {_reason(exc)}") from None
+        return smtp
+
+    def send(self, message: dict[str, Any], handing_over: Callable[[], None]) -> Outcome:
+        if self.smtp is None:
+            self.smtp = self._open()
+        smtp = self.smtp
+        mail = build(message)
+        data = mail.as_bytes()
+        if self.sign is not None:
+            data = self.sign(data)
+        sender = envelope_sender(message, self.transport.bounce_domain)
+        handing_over()
+        smtp.body_sent = False
+        try:
+            code, reply = smtp.mail(sender)
+            if code == 250:
+                code, reply = smtp.rcpt(str(message["to"]))
+            if code not in (250, 251):
+                return self._refused(code, reply)
+            code, reply = smtp.data(data)
+        except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
+            return self._refused(exc.smtp_code, exc.smtp_error)
+        except (OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            state = "in_doubt" if smtp.body_sent else "deferred"
+            return Outcome(state, None, f"connection lost: {_reason(exc)}", reconnect=True)
+        if code == 250:
+            return Outcome("accepted", code, scrub(_text(reply)))
+        return self._refused(code, reply)
+
+    def _refused(self, code: int, reply: bytes | str) -> Outcome:
+        detail = scrub(_text(reply))
+        if code == 421 or code == -1:  # the server is closing the connection
+            self._drop()
+            return Outcome("deferred", code if code > 0 else None, detail, reconnect=True)
+        try:
+            if self.smtp is not None:
+                self.smtp.rset()
+        except (OSError, smtplib.SMTPException):
+            self._drop()
+        return Outcome("bounced" if code >= 500 else "deferred", code, detail)
+
+    def _drop(self) -> None:
+        if self.smtp is not None:
+            with contextlib.suppress(OSError):
+                self.smtp.close()
+        self.smtp = None
+
+    def close(self) -> None:
+        if self.smtp is not None:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                self.smtp.quit()
+        self._drop()
+
+
+def dkim_signer(domain: str, selector: str, private_key: str) -> Callable[[bytes], bytes]:
+    """A function that prepends a DKIM-Signature (rsa-sha256, relaxed/simple) to a message (dkimpy)."""
+    import dkim
+
+    key = private_key.encode()
+    headers = [b"from", b"to", b"subject", b"date", b"message-id", b"list-unsubscribe", b"list-unsubscribe-post"]
+
+    def sign(data: bytes) -> bytes:
+        signature: bytes = dkim.sign(data, selector.encode(), domain.encode(), key, include_headers=headers)
+        return signature + data
+
+    return sign
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "timed out"
+    return type(exc).__name__ + (f" ({exc.strerror})" if isinstance(exc, OSError) and exc.strerror else "")
