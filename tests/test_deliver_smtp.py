@@ -136,3 +136,130 @@ def test_451_is_deferred_then_accepted_550_bounced_and_suppressed_from_the_next_
     assert code == 0, output
     plan = json.loads(output)
     assert plan["excluded"]["suppressed"] >= 1
+
+
+def _people(n: int, **special: str) -> str:
+    """``n`` contacts; ``special`` maps a contact id to the local part its address gets."""
+    rows = {cid: f"{cid},P{cid},{local}@example.com,+86138{int(cid):08d},yes,yes,gold" for cid, local in special.items()}
+    return contacts(n, **rows)
+
+
+def test_a_connection_dropped_after_the_final_dot_is_in_doubt_held_and_resent_only_when_asked(
+    tmp_path: Path, server: MailServer
+) -> None:
+    root = workspace(tmp_path, server, _people(10, **{"00003": "cat+drop"}))
+    total = len(outbox(root))
+    code, result = deliver(root)
+    assert code == 0  # nothing queued or deferred is left: the in-doubt one is held, not retried
+    states = result["transports"][0]["states"]
+    assert states == {"accepted": total - 1, "in_doubt": 1}
+    [held] = result["in_doubt"]
+    assert outbox(root)[held]["to"] == "cat+drop@example.com"
+    code, again = deliver(root)
+    assert again["transports"][0]["states"] == {} and again["in_doubt"] == [held]
+    got = [r.recipient for r in server.received]
+    assert got.count("cat+drop@example.com") == 1  # the server did take it once
+    code, output = run(root, "deliver", "--at", AT, "--in-doubt", "resend")
+    assert "WARNING: --in-doubt resend" in output and "some recipients may get them twice" in output
+    got = [r.recipient for r in server.received]
+    assert got.count("cat+drop@example.com") == 2  # at least once, said loudly
+    assert status(root)["promo"]["in_doubt"] == 1  # dropped again after the dot: still in doubt
+
+
+def test_a_421_defers_that_message_and_the_next_ones_go_on_a_new_connection(tmp_path: Path, server: MailServer) -> None:
+    root = workspace(tmp_path, server, _people(12, **{"00003": "dan+busy"}), max_connections="1")
+    total = len(outbox(root))
+    code, result = deliver(root)
+    assert code == 75
+    assert result["transports"][0]["states"] == {"accepted": total - 1, "deferred": 1}
+    assert len(server.received) == total - 1
+
+
+def test_no_one_second_window_holds_more_than_per_second(tmp_path: Path, server: MailServer) -> None:
+    root = workspace(tmp_path, server, contacts(20), rate="{per_second: 4}")
+    total = len(outbox(root))
+    assert total >= 12
+    code, _ = deliver(root)
+    assert code == 0 and len(server.received) == total
+    times = sorted(server.handler.mail_from_at)
+    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    assert busiest <= 4
+    assert times[-1] - times[0] >= (total - 1) // 4 - 0.1  # and it did not stall: about 4 a second
+
+
+def test_the_per_hour_limit_holds_across_runs(tmp_path: Path, server: MailServer) -> None:
+    root = workspace(tmp_path, server, contacts(20), rate="{per_hour: 5}")
+    total = len(outbox(root))
+    code, result = deliver(root)
+    assert code == 75 and result["transports"][0]["states"] == {"accepted": 5}
+    assert result["transports"][0]["stopped"] == "per_hour" and result["not_handed_over"] == total - 5
+    code, output = run(root, "deliver", "--at", "2026-12-01T10:30", "--format", "json")
+    assert code == 75 and json.loads(output)["transports"][0]["states"] == {}  # a new run, the same hour
+    code, output = run(root, "deliver", "--at", "2026-12-01T11:01", "--format", "json")
+    assert code == 75 and json.loads(output)["transports"][0]["states"] == {"accepted": 5}
+    assert len(server.received) == 10
+
+
+def test_a_suppression_imported_after_send_is_checked_at_delivery(tmp_path: Path, server: MailServer) -> None:
+    root = workspace(tmp_path, server, contacts(10))
+    sent = {m["contact_id"]: m for m in outbox(root).values()}
+    who = sorted(sent)[0]
+    events = tmp_path / "unsub.csv"
+    events.write_text(f"event,ts,message_id\nunsubscribe,2026-11-30T13:00:00,{sent[who]['message_id']}\n")
+    assert run(root, "events", "import", str(events))[0] == 0
+    code, result = deliver(root)
+    assert code == 0 and result["transports"][0]["states"] == {"accepted": len(sent) - 1, "suppressed": 1}
+    assert sent[who]["to"] not in [r.recipient for r in server.received]
+
+
+def test_a_deferred_message_fails_after_max_age(tmp_path: Path, server: MailServer) -> None:
+    root = workspace(tmp_path, server, _people(6, **{"00003": "eve+defer"}), max_age="1d")
+    code, result = deliver(root)
+    assert code == 75 and result["transports"][0]["states"]["deferred"] == 1
+    code, output = run(root, "deliver", "--at", "2026-12-02T10:00", "--format", "json")
+    assert code == 0, output
+    assert json.loads(output)["transports"][0]["states"] == {"failed": 1}
+    assert [r.recipient for r in server.received].count("eve+defer@example.com") == 0
+
+
+def test_stop_and_a_second_run_are_refused_with_75(tmp_path: Path, server: MailServer) -> None:
+    from dmops.runlock import DELIVER_LOCK_FILE, RunLock
+
+    root = workspace(tmp_path, server, contacts(6))
+    (root / "STOP").write_text("checking the list\n")
+    code, output = run(root, "deliver", "--at", AT)
+    assert code == 75 and "sending is stopped: checking the list" in output
+    (root / "STOP").unlink()
+    with RunLock(root / ".dmops", DELIVER_LOCK_FILE, "dmops deliver"):
+        code, output = run(root, "deliver", "--at", AT)
+    assert code == 75 and "another dmops deliver is running in this workspace" in output
+    assert server.received == []
+
+
+def test_dkim_signature_verifies(tmp_path: Path, server: MailServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    monkeypatch.setenv("DMOPS_DKIM_KEY", pem.decode())
+    root = workspace(
+        tmp_path, server, contacts(3), dkim="{domain: shop.example.com, selector: s1, key_env: DMOPS_DKIM_KEY}"
+    )
+    assert deliver(root)[0] == 0
+    import base64
+
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"s1._domainkey.shop.example.com."
+        return record
+
+    assert server.received
+    for received in server.received:
+        assert received.data.startswith(b"DKIM-Signature:")
+        assert dkim.verify(received.data, dnsfunc=dns)
