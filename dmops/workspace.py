@@ -207,6 +207,7 @@ class _Transport(Strict):
     rate: Rate = Rate()
     max_age: Duration = "3d"
     ca_file: str | None = None  # a private relay's or gateway's certificate authority (PEM), workspace-relative
+    timeout: float = Field(default=30.0, gt=0, le=600)  # seconds for a connection and for each reply
 
     _secrets = model_validator(mode="before")(_no_literal_secrets)
 

@@ -23,7 +23,6 @@ from typing import Any
 from dmops.deliver.outcome import Outcome, Unreachable, scrub
 from dmops.workspace import SmtpTransport
 
-TIMEOUT = 30.0  # seconds for a connection and for each reply
 _END_OF_DATA = b"\r\n.\r\n"
 
 
@@ -108,9 +107,9 @@ class SmtpConnection:
         try:
             smtp: _SMTP | _SMTPS
             if t.security == "tls":
-                smtp = _SMTPS(t.host, t.port, timeout=TIMEOUT, context=tls_context(self.ca_file))
+                smtp = _SMTPS(t.host, t.port, timeout=self.transport.timeout, context=tls_context(self.ca_file))
             else:
-                smtp = _SMTP(t.host, t.port, timeout=TIMEOUT)
+                smtp = _SMTP(t.host, t.port, timeout=self.transport.timeout)
                 smtp.ehlo()
                 if t.security == "starttls":
                     smtp.starttls(context=tls_context(self.ca_file))

@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 from dmops.deliver.outcome import Outcome, Unreachable, scrub
 from dmops.workspace import WebhookTransport
 
-TIMEOUT = 30.0
 RETRY_STATUSES = (408, 429)
 
 
@@ -63,8 +62,8 @@ class WebhookConnection:
         host, port = self.url.hostname or "", self.url.port
         if self.url.scheme == "https":
             context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
-            return http.client.HTTPSConnection(host, port, timeout=TIMEOUT, context=context)
-        return http.client.HTTPConnection(host, port, timeout=TIMEOUT)
+            return http.client.HTTPSConnection(host, port, timeout=self.transport.timeout, context=context)
+        return http.client.HTTPConnection(host, port, timeout=self.transport.timeout)
 
     def request(self, message: Mapping[str, Any]) -> tuple[bytes, dict[str, str]]:
         """The body and headers of the request for ``message``."""
