@@ -392,20 +392,33 @@ class DeliveryJournal:
         except OSError as exc:
             raise IOFailure(f"cannot start a delivery journal: {exc.strerror}", file=folder) from None
         fsync_dir(folder)
-        self._seq = 0
+        self._seq = 0  # lines written
+        self._synced = 0  # lines known to be on disk
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
 
     def append(self, record: dict[str, Any], *, sync: bool = False) -> None:
-        """Write one state change; ``sync`` forces it (and every line before it) to disk first."""
+        """Write one state change; ``sync`` returns only once it (and every line before it) is on disk.
+        Threads syncing at once share one ``fdatasync`` (group commit)."""
         with self._lock:
             self._seq += 1
-            line = json.dumps({"seq": self._seq, **record}, ensure_ascii=False, default=_iso) + "\n"
+            seq = self._seq
+            line = json.dumps({"seq": seq, **record}, ensure_ascii=False, default=_iso) + "\n"
             try:
                 os.write(self._fd, line.encode())
-                if sync:
-                    os.fdatasync(self._fd)
             except OSError as exc:
                 raise IOFailure(f"cannot write the delivery journal: {exc.strerror}", file=self.path) from None
+        if sync:
+            with self._sync_lock:
+                if self._synced >= seq:
+                    return
+                with self._lock:
+                    target = self._seq
+                try:
+                    os.fdatasync(self._fd)
+                except OSError as exc:
+                    raise IOFailure(f"cannot write the delivery journal: {exc.strerror}", file=self.path) from None
+                self._synced = target
 
     def close(self) -> None:
         with self._lock:

@@ -8,7 +8,7 @@ import bisect
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from dmops.workspace import Rate
@@ -28,27 +28,35 @@ class Pace:
     def capped(self, at: datetime) -> str | None:
         """The window (``per_hour``, ``per_day``) whose limit is reached at ``at``, or None."""
         with self._lock:
-            for key, span, limit in (("per_hour", 1, self.rate.per_hour), ("per_day", 24, self.rate.per_day)):
-                if limit is not None:
-                    since = at - timedelta(hours=span)
-                    if len(self._times) - bisect.bisect_right(self._times, since) >= limit:
-                        return key
+            return self._capped(at)
+
+    def _capped(self, at: datetime) -> str | None:
+        for key, span, limit in (("per_hour", 1, self.rate.per_hour), ("per_day", 24, self.rate.per_day)):
+            if limit is not None:
+                since = at - timedelta(hours=span)
+                if len(self._times) - bisect.bisect_right(self._times, since) >= limit:
+                    return key
         return None
 
-    def take(self, at: datetime) -> None:
-        """Wait until the per-second limit lets one more message go, and count it."""
+    def take(self, clock: Callable[[], datetime]) -> str | None:
+        """Wait until the per-second limit lets one more message go and count it; or, without waiting, the
+        window whose limit is reached (nothing counted)."""
         per_second = self.rate.per_second
         burst = max(1, int(per_second)) if per_second else 0
         window = WINDOW * max(1.0, burst / per_second) if per_second else 0.0  # 0.5/s: one per 2 s
-        while per_second is not None:
+        while True:
             with self._lock:
+                at = clock()
+                capped = self._capped(at)
+                if capped is not None:
+                    return capped
                 now = time.monotonic()
                 while self._recent and now - self._recent[0] >= window:
                     self._recent.popleft()
-                if len(self._recent) < burst:
-                    self._recent.append(now)
-                    break
+                if per_second is None or len(self._recent) < burst:
+                    if per_second is not None:
+                        self._recent.append(now)
+                    bisect.insort(self._times, at)
+                    return None
                 wait = window - (now - self._recent[0])
             time.sleep(max(wait, 0.001))
-        with self._lock:
-            bisect.insort(self._times, at)

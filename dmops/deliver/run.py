@@ -35,6 +35,7 @@ from dmops.workspace import SmtpTransport, Workspace
 FIRST_RETRY = 60.0  # seconds before the first retry of a deferred message; doubled per deferral
 LAST_RETRY = 3600.0  # the longest wait between two retries
 BATCH = 1000  # due messages read from DuckDB at a time
+STOP_CHECK = 0.1  # seconds between two looks for the STOP file
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,10 @@ def _line(
     }
 
 
+class _Capped(Exception):
+    """A per-hour or per-day limit is reached: the message stays queued."""
+
+
 class _Worker(threading.Thread):
     """One connection of a transport: takes messages from the transport's queue until it gets None."""
 
@@ -235,7 +240,7 @@ class _Worker(threading.Thread):
             if item is None:
                 break
             row, message = item
-            if lane.unreachable is not None:  # left queued for a later run
+            if lane.unreachable is not None or lane.capped is not None:  # left queued for a later run
                 with lane.guard:
                     lane.skipped += 1
                 continue
@@ -249,6 +254,11 @@ class _Worker(threading.Thread):
                 if connection is None:
                     connection = lane.connect(lane.name)
                 outcome = connection.send(message, handing_over)
+            except _Capped as exc:
+                lane.capped = str(exc)
+                with lane.guard:
+                    lane.skipped += 1
+                continue
             except Unreachable as exc:
                 lane.unreachable = exc.detail
                 lane.finish(row, Outcome("deferred", exc.code, exc.detail), handed=False)
@@ -277,9 +287,11 @@ class _Lane:
         clock: _Clock,
         max_age: float,
         result: TransportResult,
+        pace: Pace,
         on_done: Callable[[str, str, str], None],
     ) -> None:
         self.name = name
+        self.pace = pace
         self.connect = connect
         self.journal = journal
         self.clock = clock
@@ -288,7 +300,8 @@ class _Lane:
         self.on_done = on_done
         self.work: queue.Queue[tuple[dict[str, Any], dict[str, Any]] | None] = queue.Queue(maxsize=connections)
         self.unreachable: str | None = None
-        self.skipped = 0  # taken from the queue after the transport became unreachable: still queued
+        self.capped: str | None = None  # the rate window whose limit this run reached
+        self.skipped = 0  # taken from the queue after the transport became unreachable or capped: still queued
         self.guard = threading.Lock()
         self.errors: list[BaseException] = []
         self.workers = [_Worker(self, i) for i in range(connections)]
@@ -296,6 +309,9 @@ class _Lane:
             worker.start()
 
     def handing_over(self, row: dict[str, Any]) -> None:
+        capped = self.pace.take(self.clock)
+        if capped is not None:
+            raise _Capped(capped)
         self.journal.append(
             _line(row["message_id"], row["campaign_id"], row["channel"], self.name, "in_flight", self.clock()),
             sync=True,
@@ -374,6 +390,7 @@ def _hand_over(
                 clock,
                 parse_duration(transport.max_age).total_seconds(),
                 results[name],
+                paces[name],
                 done,
             )
         return lanes[name]
@@ -386,6 +403,7 @@ def _hand_over(
     left = 0
     handed = 0
     stopped: str | None = None
+    next_stop_check = 0.0
     try:
         while True:
             batch = cursor.fetchmany(BATCH)
@@ -394,8 +412,9 @@ def _hand_over(
             for values in batch:
                 row = dict(zip(names, values, strict=True))
                 name = row["transport"]
-                if stopped is None:
+                if stopped is None and time.monotonic() >= next_stop_check:
                     stopped = stop_reason(ws)
+                    next_stop_check = time.monotonic() + STOP_CHECK
                 if stopped is not None or name is None or (request.limit is not None and handed >= request.limit):
                     left += 1
                     continue
@@ -423,12 +442,13 @@ def _hand_over(
                 current = lanes.get(name)
                 if result.stopped is None and current is not None and current.unreachable is not None:
                     result.stopped = "unreachable: " + current.unreachable
+                if result.stopped is None and current is not None and current.capped is not None:
+                    result.stopped = current.capped
                 if result.stopped is None:
                     result.stopped = paces[name].capped(clock())
                 if result.stopped is not None:
                     left += 1
                     continue
-                paces[name].take(clock())
                 handed += 1
                 lane(name).work.put((row, json.loads(row["line"])))
     finally:
@@ -439,6 +459,8 @@ def _hand_over(
             raise each.errors[0]
         if each.unreachable is not None and results[each.name].stopped is None:
             results[each.name].stopped = "unreachable: " + each.unreachable
+        if each.capped is not None and results[each.name].stopped is None:
+            results[each.name].stopped = each.capped
         left += each.skipped
     return DeliveryResult(
         request.at,
