@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
+# The signing secret of the demo's SMS gateway (dmops.yaml: transports.sms.secret_env).
+export DMOPS_GATEWAY_SECRET="whsec_ZG1vcHMtZGVtby1zaWduaW5nLXNlY3JldA=="
 run() { printf '\n$ %s\n' "$*"; "$@"; }
 expect_fail() { printf '\n$ %s\n' "$*"; if "$@"; then echo "expected a failure" >&2; exit 1; else echo "(exit $?)"; fi; }
 
@@ -47,6 +49,19 @@ expect_fail dmops send flash-sale-1212 --at 2026-12-10T09:00
 run dmops resume
 run dmops send flash-sale-1212 --at 2026-12-10T09:00
 run dmops outbox export --eml outbox-eml winback-2026-12
+
+# Delivery: a mail server and an SMS gateway on this machine (scripts/demo_servers.py) take the outbox.
+run dmops deliver --dry-run --at 2026-12-13T00:00
+rm -f outbox/.servers-ready
+python scripts/demo_servers.py --smtp 2525 --http 8025 --ready outbox/.servers-ready &
+SERVERS=$!
+trap 'kill $SERVERS 2>/dev/null || true' EXIT
+for _ in $(seq 100); do [ -f outbox/.servers-ready ] && break; sleep 0.1; done
+run dmops deliver --at 2026-12-13T00:00
+run dmops deliver --at 2026-12-13T00:00
+run dmops deliver --status
+kill $SERVERS; wait $SERVERS || true
+trap - EXIT
 
 # Events back from the delivery system (simulated from the outbox) and the shop's orders, then the report.
 run python scripts/simulate_events.py . outbox/events.jsonl
