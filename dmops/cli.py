@@ -747,6 +747,46 @@ def events_import_command(
         )
 
 
+bounces_app = typer.Typer(help="Import bounce and complaint messages.", no_args_is_help=True)
+app.add_typer(bounces_app, name="bounces")
+
+
+@bounces_app.command("import")
+def bounces_import_command(
+    ctx: typer.Context,
+    mailbox: Annotated[Path, typer.Argument(help="An mbox file, a Maildir folder or one .eml file.")],
+    fmt: Annotated[Literal["table", "json"], typer.Option("--format", help="Output format.")] = "table",
+) -> None:
+    """Read delivery status notifications (RFC 3464) and feedback reports (RFC 5965) as bounce and complaint
+    events; other mail is counted and ignored; the same mailbox twice adds nothing."""
+    from dmops.bounces import import_bounces
+
+    options: Options = ctx.obj
+    ws = _workspace(ctx)
+    options.interrupted = "no events were imported (an import is one transaction)"
+    found = import_bounces(ws, mailbox, now=options.now())
+    imported = found.result.imported if found.result else 0
+    suppressions = found.result.suppressions if found.result else 0
+    if fmt == "json":
+        payload = {
+            "mailbox": str(mailbox),
+            "messages": found.messages,
+            "imported": imported,
+            "already_there": found.result.duplicates if found.result else 0,
+            "suppressions": suppressions,
+            "unmatched": found.unmatched,
+            "ignored": dict(sorted(found.ignored.items())),
+        }
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    ignored = ", ".join(f"{n:,} {why}" for why, n in sorted(found.ignored.items())) or "none"
+    _console().print(
+        f"{escape(mailbox.name)}: {found.messages:,} messages, {imported:,} events imported, "
+        f"{suppressions:,} suppressions added; {found.unmatched:,} reports about mail dmops did not send; "
+        f"ignored: {escape(ignored)}"
+    )
+
+
 @app.command("lint")
 def lint_command(
     ctx: typer.Context,

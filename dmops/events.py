@@ -176,8 +176,9 @@ def _has_link(ws: Workspace, campaign_id: str) -> bool:
     return any("http" in t.source or "url" in t.source for t in campaign.templates.values())
 
 
-def import_events(ws: Workspace, path: Path, *, now: datetime | None = None) -> ImportResult:
-    """Validate ``path`` and add its new events to the ledger, with the suppressions they imply."""
+def import_events(ws: Workspace, path: Path, *, now: datetime | None = None, source: str | None = None) -> ImportResult:
+    """Validate ``path`` and add its new events to the ledger, with the suppressions they imply; ``source``
+    names where they came from (default: the file's name)."""
     moment = naive_utc(now or datetime.now(UTC))
     with RunLock(ws.state_dir):
         con = connect()
@@ -204,7 +205,9 @@ def import_events(ws: Workspace, path: Path, *, now: datetime | None = None) -> 
                        FROM _dm_ev e LEFT JOIN ledger_messages m ON m.message_id = e.message_id
                    ) ORDER BY event_key, line"""
             )
-            imported, suppressed = ledger.add_events(con, source=path.name, now=moment)  # _dm_new: the new ones
+            imported, suppressed = ledger.add_events(
+                con, source=source or path.name, now=moment
+            )  # _dm_new: the new ones
             impossible = _impossible(con, ws)
         finally:
             con.close()

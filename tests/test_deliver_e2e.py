@@ -49,15 +49,24 @@ def env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 def _workspace(folder: Path, server: MailServer, n: int, **extra: str) -> Path:
-    root = write(folder, {"dmops.yaml": WS + transports(server.port, **extra), "contacts.csv": people(n),
-                          "campaigns/promo.yaml": CAMPAIGN})
+    root = write(
+        folder,
+        {
+            "dmops.yaml": WS + transports(server.port, **extra),
+            "contacts.csv": people(n),
+            "campaigns/promo.yaml": CAMPAIGN,
+        },
+    )
     assert run(root, "send", "promo", "--at", "2026-11-30T12:00")[0] == 0
     return root
 
 
 def _outbox(root: Path) -> dict[str, dict]:
-    return {m["message_id"]: m for f in (root / "outbox").rglob("messages.jsonl")
-            for m in map(json.loads, f.read_text().splitlines())}
+    return {
+        m["message_id"]: m
+        for f in (root / "outbox").rglob("messages.jsonl")
+        for m in map(json.loads, f.read_text().splitlines())
+    }
 
 
 def test_ten_thousand_messages_are_each_received_once_intact(tmp_path: Path, env: dict[str, str]) -> None:

@@ -140,7 +140,9 @@ def test_451_is_deferred_then_accepted_550_bounced_and_suppressed_from_the_next_
 
 def _people(n: int, **special: str) -> str:
     """``n`` contacts; ``special`` maps a contact id to the local part its address gets."""
-    rows = {cid: f"{cid},P{cid},{local}@example.com,+86138{int(cid):08d},yes,yes,gold" for cid, local in special.items()}
+    rows = {
+        cid: f"{cid},P{cid},{local}@example.com,+86138{int(cid):08d},yes,yes,gold" for cid, local in special.items()
+    }
     return contacts(n, **rows)
 
 
@@ -263,3 +265,25 @@ def test_dkim_signature_verifies(tmp_path: Path, server: MailServer, monkeypatch
     for received in server.received:
         assert received.data.startswith(b"DKIM-Signature:")
         assert dkim.verify(received.data, dnsfunc=dns)
+
+
+def test_chinese_subject_sender_name_and_html_arrive_intact(tmp_path: Path, server: MailServer) -> None:
+    campaign = EMAIL.replace('"Shop <news@shop.example.com>"', '"好物商城 <news@shop.example.com>"').replace(
+        "Hi {{ first_name | default('there') }}", "双12 限时闪购 {{ first_name }}"
+    )
+    root = write(
+        tmp_path / "ws",
+        {"dmops.yaml": WS + transports(server.port), "contacts.csv": contacts(3), "campaigns/promo.yaml": campaign},
+    )
+    assert run(root, "send", "promo", "--at", "2026-11-30T12:00")[0] == 0
+    messages = outbox(root)
+    assert deliver(root)[0] == 0
+    assert server.received
+    for received in server.received:
+        mail = received.message
+        sent = messages[mail["X-Dmops-Message-Id"]]
+        assert mail["Subject"] == sent["subject"] and sent["subject"].startswith("双12 限时闪购 Name")
+        [sender] = mail["From"].addresses
+        assert sender.display_name == "好物商城" and sender.addr_spec == "news@shop.example.com"
+        assert _body(mail, "plain") == sent["text"]
+        assert _body(mail, "html") == sent["html"]

@@ -18,7 +18,7 @@ from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import compat32
-from email.utils import formatdate, parseaddr
+from email.utils import formataddr, formatdate, getaddresses, parseaddr
 from typing import Any
 
 from dmops.deliver.outcome import Outcome, Unreachable, scrub
@@ -26,6 +26,7 @@ from dmops.workspace import SmtpTransport
 
 _END_OF_DATA = b"\r\n.\r\n"
 _WIRE = compat32.clone(linesep="\r\n")
+_ADDRESS_HEADERS = ("from", "reply-to", "sender", "cc")
 _OURS = (
     "to",
     "subject",
@@ -73,8 +74,14 @@ def envelope_sender(message: Mapping[str, Any], bounce_domain: str | None) -> st
     return parseaddr(str((message.get("headers") or {}).get("From", "")))[1]
 
 
-def _header(value: str) -> str | Header:
-    return value if value.isascii() else Header(value, "utf-8")
+def _header(name: str, value: str) -> str | Header:
+    """A header value as the wire wants it: ASCII as it is; otherwise an address header's display name
+    encoded (RFC 2047) with the address left readable, any other header encoded whole."""
+    if value.isascii():
+        return value
+    if name.lower() in _ADDRESS_HEADERS:
+        return ", ".join(formataddr(pair, charset="utf-8") for pair in getaddresses([value]))
+    return Header(value, "utf-8")
 
 
 def _part(text: str, subtype: str) -> MIMEText:
@@ -96,9 +103,9 @@ def build(message: Mapping[str, Any], *, now: float | None = None) -> bytes:
     sender = str(headers.get("From", ""))
     for name, value in headers.items():
         if name.lower() not in _OURS:
-            mail[name] = _header(str(value))
+            mail[name] = _header(name, str(value))  # type: ignore[assignment]  # email accepts a Header
     mail["To"] = str(message["to"])
-    mail["Subject"] = _header(str(message.get("subject") or ""))
+    mail["Subject"] = _header("Subject", str(message.get("subject") or ""))  # type: ignore[assignment]
     mail["Date"] = formatdate(now, localtime=False)
     mail["Message-ID"] = message_id_header(str(message["message_id"]), sender)
     mail["X-Dmops-Message-Id"] = str(message["message_id"])
