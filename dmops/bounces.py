@@ -19,10 +19,8 @@ the report's Message-ID (or digest) and the recipient.
 from __future__ import annotations
 
 import hashlib
-import json
 import mailbox
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,7 +33,7 @@ from pathlib import Path
 from dmops import ledger
 from dmops.db import connect
 from dmops.errors import DataError, MissingInputError
-from dmops.events import ImportResult, import_events
+from dmops.events import ImportResult, import_rows
 from dmops.sql import address_key_sql
 from dmops.workspace import Workspace
 
@@ -235,7 +233,7 @@ def import_bounces(ws: Workspace, path: Path, *, now: datetime | None = None) ->
             outcome.ignored[why] += 1
     resolved = _resolve(ws, reports) if reports else {}
     outcome.unmatched = sum(1 for r in reports if r.key not in resolved)
-    rows = [
+    rows: list[dict[str, object]] = [
         {
             "event": r.event,
             "ts": r.ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -246,9 +244,5 @@ def import_bounces(ws: Workspace, path: Path, *, now: datetime | None = None) ->
         for r in reports
         if r.key in resolved
     ]
-    with tempfile.TemporaryDirectory(prefix="dmops-bounces-") as folder:
-        staged = Path(folder) / "bounces.jsonl"
-        staged.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-        if rows:
-            outcome.result = import_events(ws, staged, now=moment, source=f"bounces:{path.name}")
+    outcome.result = import_rows(ws, rows, now=moment, source=f"bounces:{path.name}")
     return outcome

@@ -729,13 +729,29 @@ app.add_typer(events_app, name="events")
 def events_import_command(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="Events file: CSV, Parquet or JSON lines.")],
+    fmt: Annotated[
+        Literal["dmops", "sendgrid", "twilio", "aliyun_sms"],
+        typer.Option("--format", help="dmops (the columns of SPEC §8), or a provider's own export."),
+    ] = "dmops",
 ) -> None:
     """Validate FILE and add its new events; the same file twice adds nothing."""
     from dmops.events import import_events
+    from dmops.receipts import import_receipts
 
     options: Options = ctx.obj
     ws = _workspace(ctx)
     options.interrupted = f"no events of {file.name} were imported (an import is one transaction)"
+    if fmt != "dmops":
+        found = import_receipts(ws, file, fmt, now=options.now())
+        r = found.result
+        ignored = ", ".join(f"{n:,} {why}" for why, n in sorted(found.ignored.items()))
+        _console().print(
+            f"{escape(file.name)} ({fmt}): {found.rows:,} rows, {r.imported if r else 0:,} imported, "
+            f"{r.duplicates if r else 0:,} already there; {r.suppressions if r else 0:,} suppressions added; "
+            f"{found.unmatched:,} about messages dmops did not send"
+            + (f"; ignored: {escape(ignored)}" if ignored else "")
+        )
+        return
     result = import_events(ws, file, now=options.now())
     _console().print(
         f"{escape(result.file.name)}: {result.rows:,} rows, {result.imported:,} imported, "

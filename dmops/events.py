@@ -212,3 +212,17 @@ def import_events(ws: Workspace, path: Path, *, now: datetime | None = None, sou
         finally:
             con.close()
     return ImportResult(path, total, imported, total - imported, suppressed, impossible)
+
+
+def import_rows(ws: Workspace, rows: list[dict[str, object]], *, now: datetime, source: str) -> ImportResult | None:
+    """Import events already mapped to this module's columns (from a provider's export or a mailbox) through
+    the same validation and deduplication as a file; None when there are none."""
+    import json
+    import tempfile
+
+    if not rows:
+        return None
+    with tempfile.TemporaryDirectory(prefix="dmops-events-") as folder:
+        staged = Path(folder) / "events.jsonl"
+        staged.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+        return import_events(ws, staged, now=now, source=source)

@@ -256,13 +256,37 @@ class WebhookTransport(_Transport):
 
     kind: Literal["webhook", "twilio", "aliyun_sms"]
     url: str
-    secret_env: str | None = None
+    secret_env: str | None = None  # webhook: the signing secret; twilio: the auth token; aliyun_sms: AccessKey secret
+    username_env: str | None = None  # twilio: the account SID; aliyun_sms: the AccessKey id
     concurrency: int = Field(default=4, ge=1, le=100)  # requests in flight at once
+    sender: str | None = None  # twilio: the From number, or a Messaging Service SID (MG…)
+    status_callback: str | None = None  # twilio: where Twilio posts delivery receipts
+    sign_name: str | None = None  # aliyun_sms: the approved signature (签名)
+    template_code: str | None = None  # aliyun_sms: the approved template (SMS_…)
+    template_param: dict[str, str] = {"content": "text"}  # aliyun_sms: template variable -> outbox field
 
-    @field_validator("secret_env")
+    @field_validator("secret_env", "username_env")
     @classmethod
     def _env(cls, value: str | None) -> str | None:
         return _env_name(value)
+
+    @model_validator(mode="after")
+    def _provider_keys(self) -> WebhookTransport:
+        needed = {
+            "twilio": ("username_env", "secret_env", "sender"),
+            "aliyun_sms": ("username_env", "secret_env", "sign_name", "template_code"),
+        }.get(self.kind, ())
+        missing = [key for key in needed if getattr(self, key) is None]
+        if missing:
+            raise hinted(
+                f"kind {self.kind} needs {', '.join(missing)}",
+                {
+                    "twilio": "username_env: TWILIO_ACCOUNT_SID, secret_env: TWILIO_AUTH_TOKEN, sender: '+15005550006'",
+                    "aliyun_sms": "username_env: ALIYUN_ACCESS_KEY_ID, secret_env: ALIYUN_ACCESS_KEY_SECRET, "
+                    "sign_name: 好物商城, template_code: SMS_123456789",
+                }[self.kind],
+            )
+        return self
 
     @field_validator("url")
     @classmethod
@@ -350,7 +374,11 @@ class WorkspaceConfig(Strict):
         """(``transports.<name>.<key>``, variable) for every credential variable the environment lacks."""
         missing = []
         for name, transport in sorted(self.transports.items()):
-            keys = ("username_env", "password_env") if isinstance(transport, SmtpTransport) else ("secret_env",)
+            keys = (
+                ("username_env", "password_env")
+                if isinstance(transport, SmtpTransport)
+                else ("username_env", "secret_env")
+            )
             found = [(key, getattr(transport, key)) for key in keys]
             if isinstance(transport, SmtpTransport) and transport.dkim is not None:
                 found.append(("dkim.key_env", transport.dkim.key_env))
