@@ -33,7 +33,7 @@ from pathlib import Path
 from dmops import ledger
 from dmops.db import connect
 from dmops.errors import DataError, MissingInputError
-from dmops.events import ImportResult, import_rows
+from dmops.events import Found, ImportResult, import_found
 from dmops.sql import address_key_sql
 from dmops.workspace import Workspace
 
@@ -227,22 +227,12 @@ def import_bounces(ws: Workspace, path: Path, *, now: datetime | None = None) ->
     reports: list[Report] = []
     for raw in read_mailbox(path):
         outcome.messages += 1
-        found, why = classify(raw, moment)
-        reports += found
+        given, why = classify(raw, moment)
+        reports += given
         if why is not None:
             outcome.ignored[why] += 1
     resolved = _resolve(ws, reports) if reports else {}
     outcome.unmatched = sum(1 for r in reports if r.key not in resolved)
-    rows: list[dict[str, object]] = [
-        {
-            "event": r.event,
-            "ts": r.ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "message_id": resolved[r.key],
-            "bounce_type": r.bounce_type,
-            "event_id": r.key,
-        }
-        for r in reports
-        if r.key in resolved
-    ]
-    outcome.result = import_rows(ws, rows, now=moment, source=f"bounces:{path.name}")
+    events = [Found(resolved[r.key], r.event, r.ts, r.key, r.bounce_type) for r in reports if r.key in resolved]
+    outcome.result = import_found(ws, events, now=moment, source=f"bounces:{path.name}")
     return outcome

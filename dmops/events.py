@@ -214,14 +214,37 @@ def import_events(ws: Workspace, path: Path, *, now: datetime | None = None, sou
     return ImportResult(path, total, imported, total - imported, suppressed, impossible)
 
 
-def import_rows(ws: Workspace, rows: list[dict[str, object]], *, now: datetime, source: str) -> ImportResult | None:
-    """Import events already mapped to this module's columns (from a provider's export or a mailbox) through
-    the same validation and deduplication as a file; None when there are none."""
+@dataclass(frozen=True)
+class Found:
+    """An event read from elsewhere (a provider's export, a mailbox), tied to the dmops message it is about."""
+
+    message_id: str
+    event: str
+    ts: datetime  # aware
+    event_id: str
+    bounce_type: str | None = None
+    url: str | None = None
+
+
+def import_found(ws: Workspace, found: list[Found], *, now: datetime, source: str) -> ImportResult | None:
+    """Import events read from elsewhere through the same validation and deduplication as a file; None when
+    there are none."""
     import json
     import tempfile
 
-    if not rows:
+    if not found:
         return None
+    rows = [
+        {
+            "event": f.event,
+            "ts": f.ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "message_id": f.message_id,
+            "bounce_type": f.bounce_type,
+            "url": f.url,
+            "event_id": f.event_id,
+        }
+        for f in found
+    ]
     with tempfile.TemporaryDirectory(prefix="dmops-events-") as folder:
         staged = Path(folder) / "events.jsonl"
         staged.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")

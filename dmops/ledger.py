@@ -366,12 +366,8 @@ def delivery_states(con: duckdb.DuckDBPyConnection, ws: Workspace) -> None:
     """Create the temp table ``delivery_states`` on ``con``: each message's latest delivery state
     (``message_id``, ``campaign_id``, ``channel``, ``transport``, ``state``, ``at``, ``attempt``, ``code``,
     ``detail``, ``retry_at``, ``provider_id``, ``attempts``), and ``delivery_lines``, every journal line."""
-    files = [str(p) for p in delivery_journals(ws)]
-    if files:
-        execute_script(con, query("delivery_states"), {"files": files})
-        return
-    empty = query("delivery_states").replace("read_json($files,", "read_json('/dev/null',", 1)
-    execute_script(con, empty, {})
+    files = [str(p) for p in delivery_journals(ws)] or [os.devnull]  # no journal yet: no lines, same columns
+    execute_script(con, query("delivery_states"), {"files": files})
 
 
 class DeliveryJournal:

@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo
 from dmops import ledger
 from dmops.db import connect
 from dmops.errors import DataError, MissingInputError
-from dmops.events import ImportResult, import_rows
+from dmops.events import Found, ImportResult, import_found
 from dmops.workspace import Workspace
 
 FORMATS = ("sendgrid", "twilio", "aliyun_sms")
@@ -236,17 +236,8 @@ def import_receipts(ws: Workspace, path: Path, fmt: str, *, now: datetime | None
     rows = READERS[fmt](records, moment, outcome)
     resolved = _resolve(ws, rows) if rows else {}
     outcome.unmatched = sum(1 for r in rows if r.line not in resolved)
-    staged_rows: list[dict[str, object]] = [
-        {
-            "event": r.event,
-            "ts": r.ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "message_id": resolved[r.line],
-            "bounce_type": r.bounce_type,
-            "url": r.url,
-            "event_id": r.event_id,
-        }
-        for r in rows
-        if r.line in resolved
+    found = [
+        Found(resolved[r.line], r.event, r.ts, r.event_id, r.bounce_type, r.url) for r in rows if r.line in resolved
     ]
-    outcome.result = import_rows(ws, staged_rows, now=moment, source=f"{fmt}:{path.name}")
+    outcome.result = import_found(ws, found, now=moment, source=f"{fmt}:{path.name}")
     return outcome

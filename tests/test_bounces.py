@@ -13,21 +13,10 @@ import pytest
 from tests.conftest import REFERENCE
 from tests.planning import run_cli as run
 from tests.planning import write
+from tests.test_deliver_e2e import CAMPAIGN
 from tests.test_send import WS
 
 SAMPLES = REFERENCE / "bounces"
-CAMPAIGN = """\
-id: promo
-name: Promo
-channel: email
-sender: {from: "Shop <news@shop.example.com>"}
-unsubscribe_url: "https://shop.example.com/u/{{ unsubscribe_token }}"
-send_at: "2026-12-01 10:00"
-variants:
-  - id: a
-    subject: "Hi {{ first_name }}"
-    text: "Hello {{ first_name }}. Bye: {{ unsubscribe_url }}"
-"""
 # The failed or complaining recipient of each sample, as the sample names it.
 RECIPIENTS = {
     "00001": "userunknown@bouncehammer.jp",  # rfc3464-01: 5.1.1, hard

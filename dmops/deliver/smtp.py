@@ -39,6 +39,10 @@ _OURS = (
 )
 
 
+def _ends_data(s: str | bytes) -> bool:
+    return isinstance(s, bytes) and s.endswith(_END_OF_DATA)
+
+
 class _SMTP(smtplib.SMTP):
     """smtplib's client, remembering whether the message's final ``.`` has gone out."""
 
@@ -46,8 +50,7 @@ class _SMTP(smtplib.SMTP):
 
     def send(self, s: str | bytes) -> None:  # type: ignore[override]
         super().send(s)
-        if isinstance(s, bytes) and s.endswith(_END_OF_DATA):
-            self.body_sent = True
+        self.body_sent = self.body_sent or _ends_data(s)
 
 
 class _SMTPS(smtplib.SMTP_SSL):
@@ -57,8 +60,7 @@ class _SMTPS(smtplib.SMTP_SSL):
 
     def send(self, s: str | bytes) -> None:  # type: ignore[override]
         super().send(s)
-        if isinstance(s, bytes) and s.endswith(_END_OF_DATA):
-            self.body_sent = True
+        self.body_sent = self.body_sent or _ends_data(s)
 
 
 def message_id_header(message_id: str, sender: str) -> str:
