@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/exports.py $(EXPORTS_ARGS)
+	$(BIN)/python benchmarks/deliver.py $(DELIVER_ARGS)
 
 # Mutation testing of the modules that decide who gets what: kill rate per module, survivors in
 # mutants/survivors.txt. Slow (about 3 hours on 2 cores for the full set), so not part of `make test`; MUTATE_ARGS=--keep continues an earlier run, MUTATE_ARGS='dmops.sms.*' runs a subset.

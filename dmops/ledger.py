@@ -393,9 +393,8 @@ class DeliveryJournal:
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
 
-    def append(self, record: dict[str, Any], *, sync: bool = False) -> None:
-        """Write one state change; ``sync`` returns only once it (and every line before it) is on disk.
-        Threads syncing at once share one ``fdatasync`` (group commit)."""
+    def append(self, record: dict[str, Any], *, sync: bool = False) -> int:
+        """Write one state change and return its number; ``sync`` returns only once it is on disk."""
         with self._lock:
             self._seq += 1
             seq = self._seq
@@ -405,16 +404,22 @@ class DeliveryJournal:
             except OSError as exc:
                 raise IOFailure(f"cannot write the delivery journal: {exc.strerror}", file=self.path) from None
         if sync:
-            with self._sync_lock:
-                if self._synced >= seq:
-                    return
-                with self._lock:
-                    target = self._seq
-                try:
-                    os.fdatasync(self._fd)
-                except OSError as exc:
-                    raise IOFailure(f"cannot write the delivery journal: {exc.strerror}", file=self.path) from None
-                self._synced = target
+            self.sync(seq)
+        return seq
+
+    def sync(self, seq: int) -> None:
+        """Return once line ``seq`` (and every line before it) is on disk. Threads waiting at once share one
+        ``fdatasync`` (group commit)."""
+        with self._sync_lock:
+            if self._synced >= seq:
+                return
+            with self._lock:
+                target = self._seq
+            try:
+                os.fdatasync(self._fd)
+            except OSError as exc:
+                raise IOFailure(f"cannot write the delivery journal: {exc.strerror}", file=self.path) from None
+            self._synced = target
 
     def close(self) -> None:
         with self._lock:

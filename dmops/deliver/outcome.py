@@ -37,9 +37,11 @@ class Unreachable(Exception):
 class Connection(Protocol):
     """One connection (or request slot) of a transport; used by one thread at a time."""
 
-    def send(self, message: dict[str, Any], handing_over: Callable[[], None]) -> Outcome:
-        """Hand ``message`` over. ``handing_over`` is called once, after the connection is up and before
-        the first byte that could make the message deliverable; it records ``in_flight`` durably."""
+    def send(self, message: dict[str, Any], handing_over: Callable[[], Callable[[], None]]) -> Outcome:
+        """Hand ``message`` over. ``handing_over`` is called once, after the connection is up and before the
+        message's first command: it records ``in_flight`` and returns a function that returns once that
+        record is on disk, to be called before the first byte that could make the message deliverable
+        (SMTP's DATA), so that the disk write overlaps the commands before it."""
         ...
 
     def close(self) -> None: ...

@@ -10,6 +10,7 @@ of its transport's connections (threads). A message is ``in_flight`` on disk bef
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import queue
@@ -246,9 +247,10 @@ class _Worker(threading.Thread):
                 continue
             handed: list[bool] = []
 
-            def handing_over(row: dict[str, Any] = row, handed: list[bool] = handed) -> None:
-                lane.handing_over(row)
+            def handing_over(row: dict[str, Any] = row, handed: list[bool] = handed) -> Callable[[], None]:
+                durable = lane.handing_over(row)
                 handed.append(True)
+                return durable
 
             try:
                 if connection is None:
@@ -308,14 +310,14 @@ class _Lane:
         for worker in self.workers:
             worker.start()
 
-    def handing_over(self, row: dict[str, Any]) -> None:
+    def handing_over(self, row: dict[str, Any]) -> Callable[[], None]:
         capped = self.pace.take(self.clock)
         if capped is not None:
             raise _Capped(capped)
-        self.journal.append(
-            _line(row["message_id"], row["campaign_id"], row["channel"], self.name, "in_flight", self.clock()),
-            sync=True,
+        seq = self.journal.append(
+            _line(row["message_id"], row["campaign_id"], row["channel"], self.name, "in_flight", self.clock())
         )
+        return functools.partial(self.journal.sync, seq)
 
     def finish(self, row: dict[str, Any], outcome: Outcome, *, handed: bool) -> None:
         now = self.clock()

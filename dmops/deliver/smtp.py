@@ -161,7 +161,7 @@ class SmtpConnection:
             raise Unreachable(f"cannot connect to {t.host}:{t.port}: {_reason(exc)}") from None
         return smtp
 
-    def send(self, message: dict[str, Any], handing_over: Callable[[], None]) -> Outcome:
+    def send(self, message: dict[str, Any], handing_over: Callable[[], Callable[[], None]]) -> Outcome:
         if self.smtp is None:
             self.smtp = self._open()
         smtp = self.smtp
@@ -169,7 +169,7 @@ class SmtpConnection:
         if self.sign is not None:
             data = self.sign(data)
         sender = envelope_sender(message, self.transport.bounce_domain)
-        handing_over()
+        durable = handing_over()
         smtp.body_sent = False
         try:
             code, reply = smtp.mail(sender)
@@ -177,6 +177,7 @@ class SmtpConnection:
                 code, reply = smtp.rcpt(str(message["to"]))
             if code not in (250, 251):
                 return self._refused(code, reply)
+            durable()  # in_flight is on disk before DATA
             code, reply = smtp.data(data)
         except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
             return self._refused(exc.smtp_code, exc.smtp_error)

@@ -149,7 +149,7 @@ class WebhookConnection:
         headers = {"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "dmops", "Connection": "close"}
         return urlencode(params, quote_via=quote).encode(), headers
 
-    def send(self, message: dict[str, Any], handing_over: Callable[[], None]) -> Outcome:
+    def send(self, message: dict[str, Any], handing_over: Callable[[], Callable[[], None]]) -> Outcome:
         body, headers = self.request(message)
         conn = self._connection()
         path = self.url.path or "/"
@@ -160,7 +160,7 @@ class WebhookConnection:
                 conn.connect()
             except OSError as exc:
                 raise Unreachable(f"cannot connect to {self.url.hostname}: {type(exc).__name__}") from None
-            handing_over()
+            handing_over()()  # in_flight on disk before the request
             try:
                 conn.request("POST", path, body=body, headers=headers)
             except OSError as exc:  # the request did not go out whole
