@@ -422,11 +422,15 @@ class DeliveryJournal:
             self._synced = target
 
     def close(self) -> None:
+        """Close the journal; one that recorded nothing is removed (a run every minute from cron with
+        nothing due leaves no file)."""
         with self._lock:
             if self._fd >= 0:
                 os.fdatasync(self._fd)
                 os.close(self._fd)
                 self._fd = -1
+                if self._seq == 0:
+                    self.path.unlink(missing_ok=True)
 
 
 def _iso(value: object) -> str:

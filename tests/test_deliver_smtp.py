@@ -98,10 +98,12 @@ def test_every_message_is_received_once_with_verp_message_id_and_unsubscribe_hea
         assert _body(mail, "plain") == sent["text"]
         assert _body(mail, "html") == sent["html"]
     assert status(root) == {"promo": {"accepted": len(messages)}}
-    # a rerun hands nothing over twice
+    # a rerun hands nothing over twice, and leaves no empty journal behind
+    journals = sorted((root / ".dmops" / "deliveries").iterdir())
     code, again = deliver(root)
     assert code == 0 and again["transports"][0]["states"] == {}
     assert len(server.received) == len(messages)
+    assert sorted((root / ".dmops" / "deliveries").iterdir()) == journals
 
 
 def test_451_is_deferred_then_accepted_550_bounced_and_suppressed_from_the_next_plan(
