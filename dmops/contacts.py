@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 
+from dmops import snapshot
 from dmops.addresses import email_table, phone_table
 from dmops.db import quote_ident, quote_list, quote_literal
 from dmops.errors import ConfigError, DataError, DmopsError
@@ -284,17 +285,56 @@ CHANNEL_COLUMNS = (
 
 
 def load_contacts(
-    con: duckdb.DuckDBPyConnection, ws: Workspace, mentioned: Sequence[str] | None = None
+    con: duckdb.DuckDBPyConnection,
+    ws: Workspace,
+    mentioned: Sequence[str] | None = None,
+    *,
+    keep_snapshot: bool = False,
 ) -> ContactsInfo:
     """Load the workspace's contacts into ``contacts`` and ``contact_channels`` (module docs).
 
     With ``mentioned`` (a campaign's expressions and template sources), ``contacts`` keeps only the
     columns dmops itself reads and those whose name occurs in one of those texts: a wide export costs
-    the columns a campaign uses, not all of them. Every row is still checked whole.
+    the columns a campaign uses, not all of them. Every row is still checked whole — or was, when the
+    checked snapshot of this very file is there (:mod:`dmops.snapshot`). ``keep_snapshot``: write one
+    after a full read (``validate`` and ``send``; ``plan``, ``lint`` and ``report`` write nothing).
     """
     path = ws.contacts_path
-    source = ws.config.contacts_source
     consent = tuple(ws.config.consent_column(channel) or "" for channel in ws.config.consent)
+    text_columns = {c.lower() for c in (*TEXT_COLUMNS, *consent)}
+    snapshot_key = snapshot.key(ws)
+    found = snapshot.load(con, ws, snapshot_key) if snapshot_key else None
+    if found is None:
+        found = _read_and_check(con, ws, text_columns)
+        if snapshot_key and keep_snapshot:
+            snapshot.save(con, ws, snapshot_key, found)
+    con.execute(  # every header (mapped names in place), kept or not: what templates may name, for did-you-mean
+        "CREATE OR REPLACE TEMP TABLE contact_headers AS SELECT unnest($names::VARCHAR[]) AS header",
+        {"names": found.headers},
+    )
+    types = found.types
+    if mentioned is not None:
+        texts = [t.lower() for t in mentioned]
+        types = {n: t for n, t in types.items() if n.lower() in text_columns or any(n.lower() in x for x in texts)}
+        if len(types) < len(found.types):
+            kept = ", ".join(quote_ident(n) for n in [*types, *(f"_dm_{c}" for c in CHANNEL_COLUMNS)])
+            con.execute(f"CREATE OR REPLACE TEMP TABLE contacts AS SELECT {kept} FROM contacts")
+    channel_columns = ", ".join(f"_dm_{name} AS {name}" for name in CHANNEL_COLUMNS)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW contact_channels AS SELECT contact_id, {channel_columns} FROM contacts")
+    rows = con.execute("SELECT count(*) FROM contacts").fetchone()
+    return ContactsInfo(
+        path=path,
+        rows=int(rows[0]) if rows else 0,
+        columns=types,
+        encoding=found.encoding,
+        detected=found.detected,
+    )
+
+
+def _read_and_check(con: duckdb.DuckDBPyConnection, ws: Workspace, text_columns: set[str]) -> snapshot.Snapshot:
+    """Read the contacts file into ``contacts`` (every column), raising on every problem SPEC §3 names."""
+    path = ws.contacts_path
+    source = ws.config.contacts_source
     try:
         loaded = read_source(con, path, "_dm_raw", "contacts", encoding=source.encoding, sheet=source.sheet)
     except SheetNotFound as exc:
@@ -312,13 +352,7 @@ def load_contacts(
     raw_types: dict[str, str] = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE _dm_raw)").fetchall())
     _check_nul(con, path, raw_types)
     _check_consent(ws, names)
-    text_columns = {c.lower() for c in (*TEXT_COLUMNS, *consent)}
-    con.execute(  # every header (mapped names in place), kept or not: what templates may name, for did-you-mean
-        "CREATE OR REPLACE TEMP TABLE contact_headers AS SELECT unnest($names::VARCHAR[]) AS header", {"names": names}
-    )
-    if mentioned is not None:
-        texts = [t.lower() for t in mentioned]
-        names = [n for n in names if n.lower() in text_columns or any(n.lower() in t for t in texts)]
+    headers = list(names)
     types = _infer_types(con, names, text_columns, raw_types)
 
     def cast(name: str) -> str:
@@ -344,16 +378,7 @@ def load_contacts(
             LEFT JOIN _dm_zones z ON z.name = trim({key("timezone")})"""
     )
     con.execute("DROP TABLE _dm_raw; DROP TABLE _dm_email_check; DROP TABLE _dm_phone_check; DROP TABLE _dm_zones")
-    channel_columns = ", ".join(f"_dm_{name} AS {name}" for name in CHANNEL_COLUMNS)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW contact_channels AS SELECT contact_id, {channel_columns} FROM contacts")
-    rows = con.execute("SELECT count(*) FROM contacts").fetchone()
-    return ContactsInfo(
-        path=path,
-        rows=int(rows[0]) if rows else 0,
-        columns=types,
-        encoding=loaded.encoding,
-        detected=source.encoding == AUTO and loaded.encoding is not None,
-    )
+    return snapshot.Snapshot(headers, types, loaded.encoding, source.encoding == AUTO and loaded.encoding is not None)
 
 
 def _channel_sql(con: duckdb.DuckDBPyConnection, ws: Workspace, present: dict[str, str]) -> str:

@@ -132,7 +132,8 @@ def prepare(
     """
     con = connect()
     try:
-        load_contacts(con, ws, [text for c in (campaign, *also) for text in c.texts()])
+        texts = [text for c in (campaign, *also) for text in c.texts()]
+        load_contacts(con, ws, texts, keep_snapshot=writable_ledger)  # a real send keeps it; plan writes nothing
         ledger.attach(con, ws, writable=writable_ledger)
         load_suppressions(con, ws)
         lock_down(con, allowed_paths=allowed_paths, allowed_directories=allowed_directories)

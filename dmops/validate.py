@@ -94,7 +94,7 @@ def validate(root: Path, names: Sequence[str] = ()) -> ValidationReport:
     con = connect()
     columns: list[str] | None = None
     try:
-        report.contacts = load_contacts(con, ws)
+        report.contacts = load_contacts(con, ws, keep_snapshot=True)
         report.quality = address_quality(con)
         columns = [*report.contacts.columns, *traits.add_to_contacts(con, ws, None)]
         expressions.create_source(con)

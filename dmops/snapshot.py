@@ -1,0 +1,120 @@
+"""The checked contacts snapshot: the result of reading and checking the contacts file, kept for the next
+command (SPEC §3 checks, paid once per change of the file).
+
+After ``dmops validate`` or ``dmops send`` has read a contacts file and every check passed, the
+``contacts`` table (every column, typed, with the normalised addresses, zones and consent flags) is
+written to ``<state_dir>/snapshots/contacts-<key>.parquet`` and a small ``.json`` beside it (the headers,
+the column types, the encoding read). The key is a SHA-256 of the file's bytes and of everything that
+shapes the table: the ``contacts:`` mapping, the consent columns and their yes-values, the phone region,
+and the versions of dmops, DuckDB, phonenumbers, email-validator and the time zone data. A command whose
+key matches reads the snapshot instead of the file; any other key is a miss, so a snapshot is never
+stale. ``plan``, ``lint`` and ``report`` read a snapshot but never write one (they write nothing). Both
+files are written aside and renamed into place, the ``.json`` last: a command killed while writing leaves
+no snapshot that a later command would use. Only the newest snapshot is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from dmops import __version__
+from dmops.durable import free_staging_path, publish, refuse_links, write_atomic
+from dmops.workspace import Workspace
+
+FORMAT = "1"
+FOLDER = "snapshots"
+_LIBRARIES = ("duckdb", "phonenumbers", "email-validator", "tzdata")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a snapshot remembers besides the table."""
+
+    headers: list[str]  # every header of the file, mapped names in place
+    types: dict[str, str]  # column -> DuckDB type, in file order
+    encoding: str | None
+    detected: bool
+
+
+def _versions() -> dict[str, str]:
+    found = {"dmops": __version__, "format": FORMAT}
+    for name in _LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = ""
+    return found
+
+
+def key(ws: Workspace) -> str | None:
+    """The snapshot key of the workspace's contacts file as it is now, or None when it cannot be read (the
+    full read then says why)."""
+    config = ws.config
+    settings: dict[str, Any] = {
+        "source": config.contacts_source.model_dump(),
+        "consent": {ch: [config.consent_column(ch), list(config.consent_true_values(ch))] for ch in config.consent},
+        "phone_region": config.phone_region,
+        "versions": _versions(),
+    }
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, ensure_ascii=False).encode())
+    try:
+        with ws.contacts_path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _paths(ws: Workspace, snapshot_key: str) -> tuple[Path, Path]:
+    folder = ws.state_dir / FOLDER
+    return folder / f"contacts-{snapshot_key}.parquet", folder / f"contacts-{snapshot_key}.json"
+
+
+def load(con: duckdb.DuckDBPyConnection, ws: Workspace, snapshot_key: str) -> Snapshot | None:
+    """Create ``contacts`` on ``con`` from the snapshot for ``snapshot_key``; None when there is none."""
+    table, meta = _paths(ws, snapshot_key)
+    try:
+        refuse_links(meta, ws.root)
+        info = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if info.get("key") != snapshot_key or not table.is_file() or table.is_symlink():
+        return None
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE contacts AS SELECT * FROM read_parquet($p)", {"p": str(table)})
+    except duckdb.Error:
+        return None  # unreadable: the full read takes over and writes a new one
+    return Snapshot(info["headers"], info["types"], info["encoding"], info["detected"])
+
+
+def save(con: duckdb.DuckDBPyConnection, ws: Workspace, snapshot_key: str, snapshot: Snapshot) -> None:
+    """Write ``contacts`` as the snapshot for ``snapshot_key`` and remove older ones. A failure to write
+    is not an error (the next command reads the file again)."""
+    table, meta = _paths(ws, snapshot_key)
+    folder = table.parent
+    try:
+        refuse_links(folder, ws.root)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        staging = free_staging_path(table)
+        try:
+            con.execute("COPY contacts TO $p (FORMAT parquet)", {"p": str(staging)})
+            os.chmod(staging, 0o600)
+            publish(staging, table)
+        finally:
+            staging.unlink(missing_ok=True)
+        info = {"key": snapshot_key, **snapshot.__dict__}
+        write_atomic(meta, json.dumps(info, ensure_ascii=False))
+    except (OSError, duckdb.Error):
+        return
+    for old in folder.glob("contacts-*"):
+        if old.name not in (table.name, meta.name) and not old.name.startswith("."):
+            old.unlink(missing_ok=True)
