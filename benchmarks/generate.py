@@ -98,13 +98,15 @@ def generate(out: Path, contacts: int, ledger_rows: int, contacts_format: str = 
     state = out / ".dmops"
     state.mkdir(exist_ok=True)
     ledger = duckdb.connect(str(state / "ledger.duckdb"))
-    from dmops.ledger import SCHEMA, SCHEMA_VERSION
+    from dmops.ledger import SCHEMA_VERSION
+    from dmops.sql import query
 
-    ledger.execute(SCHEMA)
+    ledger.execute(query("ledger_schema"))
     ledger.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', $v)", {"v": SCHEMA_VERSION})
     ledger.execute(
         """
-        INSERT INTO entries
+        INSERT INTO entries (campaign_id, occurrence, contact_id, kind, channel, purpose, variant, planned_at,
+                             message_id, run_id, recorded_at)
         SELECT 'past-' || (i % 200), 'once', lpad(CAST(1 + hash(i, 20) % $n AS VARCHAR), 8, '0'),
                CASE WHEN i % 10 = 0 THEN 'holdout' ELSE 'message' END,
                (['email', 'sms'])[CAST(1 + i % 2 AS BIGINT)], CASE WHEN i % 7 = 0 THEN 'transactional' ELSE 'marketing' END,
