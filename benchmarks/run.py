@@ -287,7 +287,13 @@ def write_report(out: Path, timings: list[Timing]) -> None:
     import json
     from dataclasses import asdict
 
-    (out.parent / "benchmarks" / "results.json").write_text(json.dumps([asdict(t) for t in timings], indent=1) + "\n")
+    # the figures beside the report: benchmarks/results.json for BENCHMARKS.md, else <out>.json
+    results = (
+        HERE / "results.json"
+        if out.resolve() == (HERE.parent / "BENCHMARKS.md").resolve()
+        else out.with_suffix(".json")
+    )
+    results.write_text(json.dumps([asdict(t) for t in timings], indent=1) + "\n")
     by = {(t.what, t.size): t for t in timings}
     lines = [
         "# Benchmarks",
@@ -331,8 +337,13 @@ def write_report(out: Path, timings: list[Timing]) -> None:
             )
             lines.append(f"| {what} | {t.size:,} | {target:g} | {t.seconds:.2f} | {verdict} |")
     lines += ["", WHY]
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out.parent / "benchmarks" / "wall-time.svg").write_text(svg_plot(timings), encoding="utf-8")
+    # sections other scripts own (between <!-- name: begin --> and <!-- name: end -->) are kept
+    import re
+
+    old = out.read_text(encoding="utf-8") if out.is_file() else ""
+    kept = [m.group(0) for m in re.finditer(r"<!-- (\w+): begin -->.*?<!-- \1: end -->", old, re.DOTALL)]
+    out.write_text("\n".join(lines) + "\n" + "".join(f"\n{block}\n" for block in kept), encoding="utf-8")
+    results.with_name("wall-time.svg").write_text(svg_plot(timings), encoding="utf-8")
 
 
 if __name__ == "__main__":
