@@ -193,7 +193,7 @@ def import_events(ws: Workspace, path: Path, *, now: datetime | None = None, sou
             total = int(con.execute("SELECT count(*) FROM _dm_ev").fetchall()[0][0])
             con.execute(
                 """CREATE OR REPLACE TEMP TABLE _dm_new AS
-                   SELECT DISTINCT ON (event_key) * FROM (
+                   SELECT * FROM (
                        SELECT coalesce('id:' || e.event_id,
                                        'row:' || sha256(concat_ws(chr(31), e.event, strftime(e.ts, '%Y-%m-%dT%H:%M:%S.%f'),
                                                                   e.message_id, coalesce(e.contact_id, m.contact_id),
@@ -203,7 +203,7 @@ def import_events(ws: Workspace, path: Path, *, now: datetime | None = None, sou
                               CASE WHEN e.event = 'bounce' THEN coalesce(e.bounce_type, 'hard') END AS bounce_type,
                               e.url, e.line
                        FROM _dm_ev e LEFT JOIN ledger_messages m ON m.message_id = e.message_id
-                   ) ORDER BY event_key, line"""
+                   ) QUALIFY row_number() OVER (PARTITION BY event_key ORDER BY line) = 1"""  # the first of each
             )
             imported, suppressed = ledger.add_events(
                 con, source=source or path.name, now=moment
