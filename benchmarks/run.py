@@ -201,10 +201,24 @@ def main() -> None:
                 shutil.rmtree(work, ignore_errors=True)
                 shutil.copytree(base, work)
 
+            def reset_keeping_snapshot(base: Path = base, work: Path = work) -> None:
+                kept = Path(tmp) / "snapshots"
+                shutil.rmtree(kept, ignore_errors=True)
+                shutil.copytree(work / ".dmops" / "snapshots", kept)
+                reset()
+                shutil.copytree(kept, work / ".dmops" / "snapshots")
+
+            # The first command after the contacts file was written reads and checks it, and keeps the checked
+            # snapshot; later commands read the snapshot (README, "The checked contacts snapshot").
             reset()
+            seconds, rss = timed([*DMOPS, "send", "bench", "--at", AT], work, 1)
+            timings.append(Timing("dmops send (first run)", size, seconds, rss, 1, "reads and checks the file"))
+            reset()
+            seconds, rss = timed([*DMOPS, "validate"], work, 1)
+            timings.append(Timing("dmops validate (first run)", size, seconds, rss, 1, "keeps the snapshot"))
             seconds, rss = timed([*DMOPS, "plan", "bench", "--at", AT], work, args.repeat)
             timings.append(Timing("dmops plan", size, seconds, rss, args.repeat))
-            seconds, rss = timed([*DMOPS, "send", "bench", "--at", AT], work, args.repeat, reset)
+            seconds, rss = timed([*DMOPS, "send", "bench", "--at", AT], work, args.repeat, reset_keeping_snapshot)
             timings.append(Timing("dmops send", size, seconds, rss, args.repeat))
             print(f"  plan and send done; {size:,}", flush=True)
             loop = [sys.executable, str(HERE / "pandas_loop.py"), ".", "loop.jsonl"]
