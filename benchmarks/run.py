@@ -63,7 +63,7 @@ def timed(command: list[str], cwd: Path, repeat: int, reset: object = None) -> t
 
 def seed_events(ledger: Path, count: int) -> None:
     con = duckdb.connect(str(ledger))
-    con.execute("DELETE FROM events")
+    con.execute("DELETE FROM events; DELETE FROM message_events")
     n = con.execute("SELECT count(*) FROM entries WHERE campaign_id = 'bench' AND kind = 'message'").fetchall()[0][0]
     con.execute(
         """CREATE TEMP TABLE m AS SELECT message_id, contact_id, planned_at, row_number() OVER () AS rn
@@ -81,6 +81,9 @@ def seed_events(ledger: Path, count: int) -> None:
             FROM (SELECT i, 1 + CAST(hash(i, 3) % {max(n, 1)} AS BIGINT) AS k FROM range({count}) r(i)) r
             JOIN m ON m.rn = r.k"""
     )
+    from dmops.ledger import fold_events
+
+    fold_events(con)  # what events import keeps per message for reports
     con.close()
 
 

@@ -47,7 +47,19 @@ from dmops.sql import address_key_sql, query
 from dmops.workspace import Workspace
 
 LEDGER_FILE = "ledger.duckdb"
-SCHEMA_VERSION = "2"  # 2: entries.address_sha256
+SCHEMA_VERSION = "3"  # 2: entries.address_sha256; 3: message_events
+# Fold the events of table {source} into message_events (one row per message; flags only ever turn true).
+_FOLD_EVENTS = """
+INSERT INTO message_events
+SELECT message_id, any_value(campaign_id), bool_or(event = 'bounce'), bool_or(event = 'open'),
+       bool_or(event = 'click'), bool_or(event = 'unsubscribe'), bool_or(event = 'complaint')
+FROM {source} WHERE message_id IS NOT NULL GROUP BY message_id
+ON CONFLICT (message_id) DO UPDATE SET
+    bounced = message_events.bounced OR excluded.bounced, opened = message_events.opened OR excluded.opened,
+    clicked = message_events.clicked OR excluded.clicked,
+    unsubscribed = message_events.unsubscribed OR excluded.unsubscribed,
+    complained = message_events.complained OR excluded.complained
+"""
 ALIAS = "dm_ledger"
 
 
@@ -95,8 +107,21 @@ def open_for_writing(ws: Workspace) -> duckdb.DuckDBPyConnection:
     except OSError as exc:
         raise IOFailure(f"cannot create the state folder: {exc.strerror}", file=path.parent) from None
     con.execute(query("ledger_schema"))
-    con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', $v)", {"v": SCHEMA_VERSION})
+    stored = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+    if stored and stored[0][0] in ("1", "2"):  # written before message_events: fold the events once
+        con.execute("BEGIN")
+        fold_events(con)
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', $v)", {"v": SCHEMA_VERSION})
+        con.execute("COMMIT")
+    else:
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', $v)", {"v": SCHEMA_VERSION})
     return con
+
+
+def fold_events(con: duckdb.DuckDBPyConnection) -> None:
+    """Fold every row of ``events`` into ``message_events`` on a connection to the ledger file itself (for
+    tools that write events directly, such as the benchmarks' seeding)."""
+    con.execute(_FOLD_EVENTS.format(source="events"))
 
 
 def record(ws: Workspace, entries: Iterable[Entry]) -> int:
@@ -174,6 +199,23 @@ def attach(con: duckdb.DuckDBPyConnection, ws: Workspace, *, writable: bool = Fa
             else "SELECT CAST(NULL AS VARCHAR) AS campaign_id, CAST(NULL AS VARCHAR) AS occurrence,"
             " CAST(NULL AS VARCHAR) AS reason, CAST(NULL AS BIGINT) AS contacts,"
             " CAST(NULL AS TIMESTAMP) AS recorded_at WHERE false"
+        )
+    )
+    folded = (
+        con.execute(
+            f"SELECT count(*) FROM {ALIAS}.meta WHERE key = 'schema_version' AND value NOT IN ('1', '2')"
+        ).fetchall()[0][0]
+        or not found
+    )
+    con.execute(  # a ledger written before schema version 3 (read without upgrading it): folded here
+        "CREATE OR REPLACE TEMP VIEW ledger_message_events AS "
+        + (
+            f"SELECT * FROM {ALIAS}.message_events"
+            if folded
+            else f"""SELECT message_id, any_value(campaign_id) AS campaign_id, bool_or(event = 'bounce') AS bounced,
+                       bool_or(event = 'open') AS opened, bool_or(event = 'click') AS clicked,
+                       bool_or(event = 'unsubscribe') AS unsubscribed, bool_or(event = 'complaint') AS complained
+                FROM {ALIAS}.events WHERE message_id IS NOT NULL GROUP BY message_id"""
         )
     )
     has_address = con.execute(
@@ -318,6 +360,12 @@ def add_events(con: duckdb.DuckDBPyConnection, *, source: str, now: datetime) ->
                    $source, $now FROM _dm_new ORDER BY line""",
         {"source": source, "now": now},
     )
+    home = con.execute("SELECT current_database()").fetchall()[0][0]
+    con.execute(f"USE {ALIAS}")  # the fold names message_events unqualified
+    try:
+        con.execute(_FOLD_EVENTS.format(source="temp.main._dm_new"))
+    finally:
+        con.execute(f"USE {home}")
     suppressed = _run(
         con,
         f"""INSERT INTO {ALIAS}.suppressions

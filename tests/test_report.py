@@ -92,6 +92,38 @@ def test_kpis_on_a_hand_computed_event_set(cli, root: Path) -> None:
     assert held["open_rate"] is None and held["sent"] is None
 
 
+def test_events_split_over_imports_fold_into_the_same_counts_and_an_old_ledger_reads_the_same(cli, root: Path) -> None:
+    import duckdb
+
+    lines = EVENTS.splitlines()
+    write(root, {"one.csv": "\n".join(lines[:4]) + "\n", "two.csv": "\n".join([lines[0], *lines[4:]]) + "\n"})
+    for name in ("one.csv", "two.csv"):
+        assert cli("-w", root, "events", "import", root / name).exit_code == 0
+    whole = report(cli, root)
+    ledger_file = root / ".dmops" / "ledger.duckdb"
+    with duckdb.connect(str(ledger_file), read_only=True) as con:
+        folded = con.execute("SELECT * FROM message_events ORDER BY message_id").fetchall()
+    assert folded == [
+        ("m1", "promo", False, True, True, False, False),
+        ("m2", "promo", True, False, False, False, False),
+        ("m3", "promo", True, True, False, False, False),
+        ("m4", "promo", False, False, False, True, False),
+    ]
+    rows = {r["variant"]: r for r in whole["rows"]}
+    assert (rows["a"]["bounced"], rows["a"]["delivered"], rows["a"]["open_rate"]) == (1, 3, pytest.approx(2 / 3))
+    # a ledger written before message_events existed (schema version 2): read as it is, then upgraded
+    with duckdb.connect(str(ledger_file)) as con:
+        con.execute("DROP TABLE message_events")
+        con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    assert report(cli, root) == whole
+    write(root, {"none.csv": lines[0] + "\n"})
+    assert cli("-w", root, "events", "import", root / "none.csv").exit_code == 0  # opens it for writing
+    with duckdb.connect(str(ledger_file), read_only=True) as con:
+        assert con.execute("SELECT * FROM message_events ORDER BY message_id").fetchall() == folded
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [("3",)]
+    assert report(cli, root) == whole
+
+
 def test_goals_lift_and_definitions(cli, root: Path) -> None:
     write(root, {"events.csv": EVENTS})
     cli("-w", root, "events", "import", root / "events.csv")

@@ -44,6 +44,15 @@ CREATE TABLE IF NOT EXISTS events (
     source      VARCHAR NOT NULL,      -- the imported file's name
     imported_at TIMESTAMP
 );
+CREATE TABLE IF NOT EXISTS message_events (  -- per message, what its events say: kept at import for reports
+    message_id   VARCHAR PRIMARY KEY,
+    campaign_id  VARCHAR,
+    bounced      BOOLEAN NOT NULL,      -- any bounce, hard or soft
+    opened       BOOLEAN NOT NULL,
+    clicked      BOOLEAN NOT NULL,
+    unsubscribed BOOLEAN NOT NULL,
+    complained   BOOLEAN NOT NULL
+);
 CREATE TABLE IF NOT EXISTS suppressions (
     contact_id VARCHAR,
     address    VARCHAR,

@@ -7,10 +7,9 @@ WITH r AS (
                 THEN date_trunc($unit, timezone('UTC', planned_at) AT TIME ZONE $tz) END AS period
     FROM ledger_entries WHERE campaign_id = $c AND ($occ IS NULL OR occurrence = $occ)
 ),
-f AS (
-    SELECT message_id, bool_or(event = 'bounce') AS b, bool_or(event = 'open') AS o, bool_or(event = 'click') AS k,
-           bool_or(event = 'unsubscribe') AS u, bool_or(event = 'complaint') AS q
-    FROM ledger_events WHERE campaign_id = $c AND message_id IS NOT NULL GROUP BY message_id
+f AS (  -- what each message's events say, folded at import (ledger.message_events)
+    SELECT message_id, bounced AS b, opened AS o, clicked AS k, unsubscribed AS u, complained AS q
+    FROM ledger_message_events WHERE campaign_id = $c
 ),
 conv AS (
     SELECT r.contact_id, r.occurrence, r.kind, sum(ev.revenue) AS revenue
