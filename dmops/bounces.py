@@ -4,7 +4,8 @@ A mailbox is an mbox file, a Maildir folder or one ``.eml`` file. Each message i
 library's ``email`` package:
 
 - an RFC 3464 delivery status notification (``multipart/report; report-type=delivery-status``) gives one
-  ``bounce`` per failed or delayed recipient: ``hard`` for a 5.x.x status, ``soft`` for 4.x.x or a delay;
+  ``bounce`` per failed recipient: ``hard`` for a 5.x.x status, ``soft`` for 4.x.x; a delay notice
+  (``Action: delayed``) is no bounce — the message may yet be delivered — and is counted and ignored;
 - an RFC 5965 feedback report (``report-type=feedback-report``) gives a ``complaint``;
 - anything else — an auto-reply, a success notification, a person's answer — is counted and ignored.
 
@@ -35,6 +36,7 @@ from dmops.db import connect
 from dmops.errors import DataError, MissingInputError
 from dmops.events import Found, ImportResult, import_found
 from dmops.sql import address_key_sql
+from dmops.timeutil import naive_utc
 from dmops.workspace import Workspace
 
 _VERP = re.compile(r"bounces\+([0-9a-f]{32})@", re.IGNORECASE)
@@ -178,14 +180,14 @@ def classify(raw: bytes, now: datetime) -> tuple[list[Report], str | None]:
         for block in _fields(part)[1:] or _fields(part):  # the first block is per message, the rest per recipient
             action = str(block.get("Action", "")).strip().lower()
             status = _STATUS.search(str(block.get("Status", "")))
-            if action not in ("failed", "delayed"):
+            if action != "failed":  # delayed: still being tried, and may yet be delivered; delivered, relayed…
                 continue
             recipient = _address(str(block.get("Final-Recipient", "")) or str(block.get("Original-Recipient", "")))
-            hard = action == "failed" and (status is None or status.group(1) == "5")
+            hard = status is None or status.group(1) == "5"
             key = "dsn:" + hashlib.sha256(f"{digest}|{recipient}".encode()).hexdigest()[:32]
             reports.append(Report("bounce", "hard" if hard else "soft", recipient, ids, ts, key))
     if not reports:
-        return [], "delivery report without a failed recipient"
+        return [], "delivery report without a failed recipient (a delay or success notice)"
     return reports, None
 
 
@@ -194,19 +196,22 @@ def _resolve(ws: Workspace, reports: list[Report]) -> dict[str, str]:
     con = connect()
     try:
         ledger.attach(con, ws)
-        con.execute("CREATE TEMP TABLE _dm_reports (key VARCHAR, message_id VARCHAR, rank INTEGER, address VARCHAR)")
-        rows: list[tuple[str, str | None, int, str | None]] = [
-            (r.key, m, i, r.recipient) for r in reports for i, m in enumerate(r.message_ids)
+        con.execute(
+            "CREATE TEMP TABLE _dm_reports (key VARCHAR, message_id VARCHAR, rank INTEGER, address VARCHAR, ts TIMESTAMP)"
+        )
+        rows: list[tuple[str, str | None, int, str | None, datetime]] = [
+            (r.key, m, i, r.recipient, naive_utc(r.ts)) for r in reports for i, m in enumerate(r.message_ids)
         ]
-        rows += [(r.key, None, 999, r.recipient) for r in reports]
-        con.executemany("INSERT INTO _dm_reports VALUES (?, ?, ?, ?)", rows)
+        rows += [(r.key, None, 999, r.recipient, naive_utc(r.ts)) for r in reports]
+        con.executemany("INSERT INTO _dm_reports VALUES (?, ?, ?, ?, ?)", rows)
         found = con.execute(
             f"""WITH by_id AS (
                     SELECT r.key, arg_min(e.message_id, r.rank) AS message_id
                     FROM _dm_reports r JOIN ledger_entries e ON e.message_id = r.message_id AND e.kind = 'message'
                     GROUP BY r.key),
                 by_address AS (
-                    SELECT r.key, arg_max(e.message_id, e.planned_at) AS message_id
+                    -- the latest message planned before the report, else the latest of all
+                    SELECT r.key, arg_max(e.message_id, (e.planned_at <= r.ts, e.planned_at)) AS message_id
                     FROM _dm_reports r JOIN ledger_entries e
                       ON e.kind = 'message' AND e.channel = 'email'
                      AND e.address_sha256 = sha256({address_key_sql("'email'", "r.address")})

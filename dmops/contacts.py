@@ -302,11 +302,12 @@ def load_contacts(
     path = ws.contacts_path
     consent = tuple(ws.config.consent_column(channel) or "" for channel in ws.config.consent)
     text_columns = {c.lower() for c in (*TEXT_COLUMNS, *consent)}
+    stamp = snapshot.stamp(ws)
     snapshot_key = snapshot.key(ws)
     found = snapshot.load(con, ws, snapshot_key) if snapshot_key else None
     if found is None:
         found = _read_and_check(con, ws, text_columns)
-        if snapshot_key and keep_snapshot:
+        if snapshot_key and keep_snapshot and snapshot.stamp(ws) == stamp:  # not rewritten while read
             snapshot.save(con, ws, snapshot_key, found)
     con.execute(  # every header (mapped names in place), kept or not: what templates may name, for did-you-mean
         "CREATE OR REPLACE TEMP TABLE contact_headers AS SELECT unnest($names::VARCHAR[]) AS header",

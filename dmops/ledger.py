@@ -407,7 +407,8 @@ def delivery_journals(ws: Workspace) -> list[Path]:
     refuse_links(folder, ws.root)
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.glob("run-*.jsonl") if p.is_file())
+    found = [p for p in folder.glob("run-*.jsonl") if p.is_file() and p.stem[4:].isdigit()]
+    return sorted(found, key=lambda p: int(p.stem[4:]))  # run-1000000 comes after run-999999
 
 
 def delivery_states(con: duckdb.DuckDBPyConnection, ws: Workspace) -> None:
@@ -447,8 +448,10 @@ class DeliveryJournal:
             self._seq += 1
             seq = self._seq
             line = json.dumps({"seq": seq, **record}, ensure_ascii=False, default=_iso) + "\n"
+            data = line.encode()
             try:
-                os.write(self._fd, line.encode())
+                while data:  # a short write (a full disk) must not leave part of a line
+                    data = data[os.write(self._fd, data) :]
             except OSError as exc:
                 raise IOFailure(f"cannot write the delivery journal: {exc.strerror}", file=self.path) from None
         if sync:

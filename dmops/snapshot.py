@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,14 @@ import duckdb
 
 from dmops import __version__
 from dmops.durable import free_staging_path, publish, refuse_links, write_atomic
+from dmops.errors import DmopsError
+from dmops.timeutil import accepted_timezones
 from dmops.workspace import Workspace
 
 FORMAT = "1"
 FOLDER = "snapshots"
 _LIBRARIES = ("duckdb", "phonenumbers", "email-validator", "tzdata")
+_MODULES = ("contacts.py", "addresses.py", "tabular.py", "snapshot.py", "workspace.py")
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,26 @@ def _versions() -> dict[str, str]:
     return found
 
 
+@cache
+def _code() -> str:
+    """A digest of the modules that read and check contacts: a change to them is a change of the result,
+    with or without a new version number."""
+    digest = hashlib.sha256()
+    for name in _MODULES:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()
+
+
+def stamp(ws: Workspace) -> tuple[int, int] | None:
+    """The contacts file's size and modification time: :func:`save` writes only when they did not change
+    while the file was read (else the key, hashed before, would name other content)."""
+    try:
+        found = ws.contacts_path.stat()
+    except OSError:
+        return None
+    return found.st_size, found.st_mtime_ns
+
+
 def key(ws: Workspace) -> str | None:
     """The snapshot key of the workspace's contacts file as it is now, or None when it cannot be read (the
     full read then says why)."""
@@ -63,6 +87,8 @@ def key(ws: Workspace) -> str | None:
         "consent": {ch: [config.consent_column(ch), list(config.consent_true_values(ch))] for ch in config.consent},
         "phone_region": config.phone_region,
         "versions": _versions(),
+        "zones": sorted(accepted_timezones()),  # the system's zone data may differ from the tzdata wheel's
+        "code": _code(),
     }
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, ensure_ascii=False).encode())
     try:
@@ -104,6 +130,9 @@ def save(con: duckdb.DuckDBPyConnection, ws: Workspace, snapshot_key: str, snaps
     try:
         refuse_links(folder, ws.root)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for stale in folder.glob(".contacts-*.tmp"):  # left by a killed command: a copy of the contacts
+            if not _alive(stale):
+                stale.unlink(missing_ok=True)
         staging = free_staging_path(table)
         try:
             con.execute("COPY contacts TO $p (FORMAT parquet)", {"p": str(staging)})
@@ -113,8 +142,20 @@ def save(con: duckdb.DuckDBPyConnection, ws: Workspace, snapshot_key: str, snaps
             staging.unlink(missing_ok=True)
         info = {"key": snapshot_key, **snapshot.__dict__}
         write_atomic(meta, json.dumps(info, ensure_ascii=False))
-    except (OSError, duckdb.Error):
+    except (OSError, duckdb.Error, DmopsError):  # a staging file in the way included
         return
     for old in folder.glob("contacts-*"):
-        if old.name not in (table.name, meta.name) and not old.name.startswith("."):
+        if old.name not in (table.name, meta.name):
             old.unlink(missing_ok=True)
+
+
+def _alive(staging: Path) -> bool:
+    """Whether the process that names ``staging`` (``.<name>.<pid>.tmp``) still runs."""
+    try:
+        pid = int(staging.name.rsplit(".", 2)[-2])
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()  # our own pid: a file a killed process with the same pid left

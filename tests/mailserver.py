@@ -42,6 +42,7 @@ class Received:
 @dataclass
 class Handler:
     delay: float = 0.0  # seconds before answering each message's DATA (a slow server)
+    refuse_sender: bool = False  # answer MAIL FROM with 553 (a relay that does not accept our sender)
     received: list[Received] = field(default_factory=list)
     mail_from_at: list[float] = field(default_factory=list)
     deferred_once: set[str] = field(default_factory=set)
@@ -50,6 +51,8 @@ class Handler:
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
         with self.lock:
             self.mail_from_at.append(time.monotonic())
+        if self.refuse_sender:
+            return "553 5.7.1 <" + address + ">: Sender address rejected: not owned by user"
         envelope.mail_from = address
         return "250 OK"
 

@@ -115,3 +115,25 @@ def test_rate_seconds() -> None:
     assert rate_seconds(30, Rate(per_hour=30)) == 0
     assert rate_seconds(31, Rate(per_hour=30, per_day=31)) == 3600
     assert rate_seconds(32, Rate(per_hour=1000, per_day=31)) == 86400
+
+
+def test_delivery_journals_are_read_in_number_order_past_a_million(tmp_path: Path) -> None:
+    import duckdb
+
+    from dmops import ledger
+    from dmops.workspace import load_workspace
+
+    root = write(tmp_path / "ws", {"dmops.yaml": WS, "contacts.csv": contacts(1)})
+    folder = root / ".dmops" / "deliveries"
+    folder.mkdir(parents=True)
+    line = '{{"seq": 1, "message_id": "m", "campaign_id": "c", "channel": "email", "state": "{}", "at": "{}"}}\n'
+    (folder / "run-999999.jsonl").write_text(line.format("deferred", "2026-12-01T00:00:00"))
+    (folder / "run-1000000.jsonl").write_text(line.format("accepted", "2026-12-01T00:01:00"))
+    ws = load_workspace(root)
+    assert [p.name for p in ledger.delivery_journals(ws)] == ["run-999999.jsonl", "run-1000000.jsonl"]
+    con = duckdb.connect()
+    ledger.delivery_states(con, ws)
+    assert con.execute("SELECT state FROM delivery_states").fetchall() == [("accepted",)]
+    journal = ledger.DeliveryJournal(ws)
+    journal.close()
+    assert journal.path.name == "run-1000001.jsonl"

@@ -107,6 +107,7 @@ channels: {{sms: sms}}
         if "provider_id" in line
     }
     assert set(by_sid) == {"SM0001", "SM0002"}
+    assert all(m["text"] not in journal for m in sent.values())  # a reply echoing the message is not kept
     sid = {sent[c]["message_id"]: s for s, m in by_sid.items() for c in sent if sent[c]["message_id"] == m}
     callbacks = tmp_path / "twilio.jsonl"
     callbacks.write_text(

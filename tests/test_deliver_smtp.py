@@ -220,7 +220,7 @@ def test_a_deferred_message_fails_after_max_age(tmp_path: Path, server: MailServ
     root = workspace(tmp_path, server, _people(6, **{"00003": "eve+defer"}), max_age="1d")
     code, result = deliver(root)
     assert code == 75 and result["transports"][0]["states"]["deferred"] == 1
-    code, output = run(root, "deliver", "--at", "2026-12-02T10:00", "--format", "json")
+    code, output = run(root, "deliver", "--at", "2026-12-02T10:01", "--format", "json")  # a day after the try
     assert code == 0, output
     assert json.loads(output)["transports"][0]["states"] == {"failed": 1}
     assert [r.recipient for r in server.received].count("eve+defer@example.com") == 0
@@ -289,3 +289,74 @@ def test_chinese_subject_sender_name_and_html_arrive_intact(tmp_path: Path, serv
         assert sender.display_name == "好物商城" and sender.addr_spec == "news@shop.example.com"
         assert _body(mail, "plain") == sent["text"]
         assert _body(mail, "html") == sent["html"]
+
+
+def test_a_relay_refusing_the_sender_bounces_nobody(tmp_path: Path, server: MailServer) -> None:
+    server.handler.refuse_sender = True
+    root = workspace(tmp_path, server, contacts(10), max_connections="1")
+    code, result = deliver(root)
+    [mail] = result["transports"]
+    assert code == 75 and mail["states"] == {"deferred": 1} and result["bounces_recorded"] == 0
+    assert mail["stopped"].startswith("unreachable: the relay refused the sender: 553")
+    assert "@" not in mail["stopped"].replace("@bounces.shop.example.com", "")  # the reply's address is masked
+    code, output = run(root, "plan", "promo", "--at", "2026-12-02T12:00", "--format", "json")
+    assert code == 0 and json.loads(output)["excluded"]["suppressed"] == 0, output
+
+
+def test_a_suppressed_address_of_the_contact_on_another_channel_stops_its_message(
+    tmp_path: Path, server: MailServer
+) -> None:
+    root = workspace(tmp_path, server, contacts(6))
+    sent = {m["contact_id"]: m for m in outbox(root).values()}
+    who = sorted(sent)[0]
+    phone = f"+86138{int(who):08d}"  # the contact's phone, on no message of this campaign
+    (root / "optouts.csv").write_text(f"address,channel,reason\n{phone},,manual\n")
+    yaml = (root / "dmops.yaml").read_text() + "suppressions: [optouts.csv]\n"
+    (root / "dmops.yaml").write_text(yaml)
+    code, result = deliver(root)
+    assert code == 0 and result["transports"][0]["states"] == {"accepted": len(sent) - 1, "suppressed": 1}
+    assert sent[who]["to"] not in [r.recipient for r in server.received]
+
+
+def test_a_non_ascii_address_fails_cleanly(tmp_path: Path, server: MailServer) -> None:
+    root = workspace(tmp_path, server, _people(6, **{"00003": "josé"}))
+    code, result = deliver(root)
+    assert code == 0, result
+    states = result["transports"][0]["states"]
+    assert states["failed"] == 1 and set(states) == {"accepted", "failed"}
+    journal = "".join(p.read_text() for p in (root / ".dmops" / "deliveries").glob("*.jsonl"))
+    assert "needs SMTPUTF8" in journal and "josé" not in journal
+
+
+def test_a_first_attempt_long_after_send_after_is_retried_not_failed(tmp_path: Path, server: MailServer) -> None:
+    root = workspace(tmp_path, server, _people(4, **{"00003": "fay+defer"}))
+    code, output = run(root, "deliver", "--at", "2026-12-05T10:00", "--format", "json")  # four days late
+    assert code == 75, output
+    assert json.loads(output)["transports"][0]["states"]["deferred"] == 1
+
+
+def test_a_failing_progress_callback_stops_the_run_instead_of_hanging_it(tmp_path: Path, server: MailServer) -> None:
+    import threading
+    from datetime import UTC, datetime
+
+    from dmops.deliver import deliver as deliver_api
+    from dmops.workspace import load_workspace
+
+    root = workspace(tmp_path, server, contacts(12), max_connections="1")
+
+    def broken(transport: str, state: str) -> None:
+        raise RuntimeError("progress display failed")
+
+    outcome: list[BaseException] = []
+
+    def go() -> None:
+        try:
+            deliver_api(load_workspace(root), datetime(2026, 12, 1, 2, 0, tzinfo=UTC), progress=broken)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "deliver hung after its connection's thread failed"
+    assert outcome and isinstance(outcome[0], RuntimeError)

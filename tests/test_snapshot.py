@@ -147,3 +147,17 @@ def _plan_only(root: Path, tmp_path: Path, name: str) -> str:
     code, output = run(root, "plan", "promo", "--at", "2026-11-30T12:00", "--out", str(out))
     assert code == 0, output
     return out.read_text()
+
+
+def test_a_staging_file_left_by_a_killed_command_is_removed_not_in_the_way(root: Path, tmp_path: Path) -> None:
+    from dmops import snapshot
+    from dmops.workspace import load_workspace
+
+    key = snapshot.key(load_workspace(root))
+    folder = root / ".dmops" / "snapshots"
+    folder.mkdir(parents=True)
+    left = folder / f".contacts-{key}.parquet.{os.getpid()}.tmp"  # this pid again: the killed one is gone
+    left.write_text("a partial copy of the contacts")
+    code, output = run(root, "validate")
+    assert code == 0, output
+    assert not left.exists() and len(_snapshots(root)) == 2

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from dmops import ledger
+from dmops.contacts import load_contacts
 from dmops.db import connect, execute_script
 from dmops.deliver.outcome import Connection, Outcome, Unreachable
 from dmops.deliver.pace import Pace
@@ -108,6 +109,7 @@ def _select(ws: Workspace, files: list[str], request: Request) -> Any:
     """An in-memory DuckDB connection holding ``deliver_due`` (and ``delivery_lines``)."""
     con = connect()
     try:
+        load_contacts(con, ws)  # every address of each contact, for the suppressions
         ledger.attach(con, ws)
         ledger.delivery_states(con, ws)
         load_suppressions(con, ws)
@@ -192,9 +194,7 @@ def _run(
         )
     paces = {name: Pace(config.transports[name].rate, dict(handed).get(name, [])) for name in results}
     if not files:
-        return DeliveryResult(
-            request.at, results, _held(ws), len(stranded), _waiting(ws), 0, None, 0, journal.path.name
-        )
+        return DeliveryResult(request.at, results, [], len(stranded), 0, 0, None, 0, journal.path.name)
     con = _select(ws, files, request)
     try:
         return _hand_over(ws, request, con, journal, clock, results, paces, connect_transport, progress, stranded)
@@ -235,46 +235,54 @@ class _Worker(threading.Thread):
 
     def run(self) -> None:
         lane = self.lane
-        connection: Connection | None = None
+        self.connection: Connection | None = None
         while True:
             item = lane.work.get()
             if item is None:
                 break
-            row, message = item
-            if lane.unreachable is not None or lane.capped is not None:  # left queued for a later run
-                with lane.guard:
-                    lane.skipped += 1
-                continue
-            handed: list[bool] = []
-
-            def handing_over(row: dict[str, Any] = row, handed: list[bool] = handed) -> Callable[[], None]:
-                durable = lane.handing_over(row)
-                handed.append(True)
-                return durable
-
             try:
-                if connection is None:
-                    connection = lane.connect(lane.name)
-                outcome = connection.send(message, handing_over)
-            except _Capped as exc:
-                lane.capped = str(exc)
-                with lane.guard:
-                    lane.skipped += 1
-                continue
-            except Unreachable as exc:
-                lane.unreachable = exc.detail
-                lane.finish(row, Outcome("deferred", exc.code, exc.detail), handed=False)
-                continue
-            except Exception as exc:  # a bug or an unexpected library error: stop this transport, say why
+                self._one(*item)
+            except BaseException as exc:  # never die with messages still queued: the dispatcher waits on us
                 lane.errors.append(exc)
-                lane.unreachable = f"unexpected {type(exc).__name__}"
-                if handed:  # it may have gone out
-                    lane.finish(row, Outcome("in_doubt", None, lane.unreachable), handed=True)
-                connection = None
-                continue
-            lane.finish(row, outcome, handed=bool(handed))
-        if connection is not None:
-            connection.close()
+                lane.unreachable = f"internal error ({type(exc).__name__})"
+                self.connection = None
+        if self.connection is not None:
+            self.connection.close()
+
+    def _one(self, row: dict[str, Any], message: dict[str, Any]) -> None:
+        lane = self.lane
+        if lane.unreachable is not None or lane.capped is not None:  # left queued for a later run
+            with lane.guard:
+                lane.skipped += 1
+            return
+        handed: list[bool] = []
+
+        def handing_over() -> Callable[[], None]:
+            durable = lane.handing_over(row)
+            handed.append(True)
+            return durable
+
+        try:
+            if self.connection is None:
+                self.connection = lane.connect(lane.name)
+            outcome = self.connection.send(message, handing_over)
+        except _Capped as exc:
+            lane.capped = str(exc)
+            with lane.guard:
+                lane.skipped += 1
+            return
+        except Unreachable as exc:
+            lane.unreachable = exc.detail
+            lane.finish(row, Outcome("deferred", exc.code, exc.detail), handed=False)
+            return
+        except Exception as exc:  # a bug or an unexpected library error: stop this transport, say why
+            lane.errors.append(exc)
+            lane.unreachable = f"unexpected {type(exc).__name__}"
+            self.connection = None
+            if handed:  # it may have gone out
+                lane.finish(row, Outcome("in_doubt", None, lane.unreachable), handed=True)
+            return
+        lane.finish(row, outcome, handed=bool(handed))
 
 
 class _Lane:
@@ -322,8 +330,8 @@ class _Lane:
     def finish(self, row: dict[str, Any], outcome: Outcome, *, handed: bool) -> None:
         now = self.clock()
         state, retry_at = outcome.state, None
-        if state == "deferred":
-            waited = (now - row["send_after_utc"]).total_seconds()
+        if state == "deferred":  # retried until max_age after its first attempt, then failed
+            waited = (now - (row["first_attempt"] or now)).total_seconds()
             if waited >= self.max_age:
                 state = "failed"
             else:
@@ -353,6 +361,17 @@ class _Lane:
             self.work.put(None)
         for worker in self.workers:
             worker.join()
+
+
+def _put(lane: _Lane, item: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """Queue ``item`` for ``lane``'s connections, never waiting on connections that are all gone."""
+    while True:
+        try:
+            lane.work.put(item, timeout=0.5)
+            return
+        except queue.Full:
+            if not any(worker.is_alive() for worker in lane.workers):
+                raise RuntimeError(f"every connection of transport {lane.name} has stopped") from None
 
 
 def _hand_over(
@@ -452,7 +471,7 @@ def _hand_over(
                     left += 1
                     continue
                 handed += 1
-                lane(name).work.put((row, json.loads(row["line"])))
+                _put(lane(name), (row, json.loads(row["line"])))
     finally:
         for each in lanes.values():
             each.close()
@@ -464,12 +483,13 @@ def _hand_over(
         if each.capped is not None and results[each.name].stopped is None:
             results[each.name].stopped = each.capped
         left += each.skipped
+    held = _held(con, ws)  # refreshes the states for _waiting too
     return DeliveryResult(
         request.at,
         results,
-        in_doubt if request.resend_in_doubt else _held(ws),
+        in_doubt if request.resend_in_doubt else held,
         len(stranded),
-        _waiting(ws),
+        _waiting(con),
         left,
         stopped,
         0,
@@ -477,31 +497,28 @@ def _hand_over(
     )
 
 
+def _held(con: Any, ws: Workspace) -> list[str]:
+    """The in-doubt messages of the outbox runs in scope (``_dm_outbox``), with the states as they are now."""
+    ledger.delivery_states(con, ws)
+    rows = con.execute(
+        "SELECT d.message_id FROM delivery_states d JOIN _dm_outbox USING (message_id)"
+        " WHERE d.state = 'in_doubt' ORDER BY 1"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _waiting(con: Any) -> int:
+    """The deferred messages of the outbox runs in scope (after :func:`_held` refreshed the states)."""
+    row = con.execute(
+        "SELECT count(*) FROM delivery_states d JOIN _dm_outbox USING (message_id) WHERE d.state = 'deferred'"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _states(ws: Workspace) -> Any:
     con = connect()
     ledger.delivery_states(con, ws)
     return con
-
-
-def _held(ws: Workspace) -> list[str]:
-    con = _states(ws)
-    try:
-        return [
-            r[0]
-            for r in con.execute(
-                "SELECT message_id FROM delivery_states WHERE state = 'in_doubt' ORDER BY message_id"
-            ).fetchall()
-        ]
-    finally:
-        con.close()
-
-
-def _waiting(ws: Workspace) -> int:
-    con = _states(ws)
-    try:
-        return int(con.execute("SELECT count(*) FROM delivery_states WHERE state = 'deferred'").fetchall()[0][0])
-    finally:
-        con.close()
 
 
 def status(ws: Workspace, campaigns: Sequence[str] = ()) -> list[tuple[str, str, int]]:

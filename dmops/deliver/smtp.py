@@ -169,12 +169,19 @@ class SmtpConnection:
         if self.sign is not None:
             data = self.sign(data)
         sender = envelope_sender(message, self.transport.bounce_domain)
+        recipient = str(message["to"])
+        if not (sender + recipient).isascii():  # an internationalised address (SMTPUTF8): not handed over
+            return Outcome("failed", None, "the address is not ASCII: it needs SMTPUTF8, which dmops does not send")
         durable = handing_over()
         smtp.body_sent = False
         try:
             code, reply = smtp.mail(sender)
-            if code == 250:
-                code, reply = smtp.rcpt(str(message["to"]))
+            if code != 250:
+                if code >= 500 and code != 421:  # the relay refuses our sender, not this recipient
+                    self._refused(code, reply)
+                    raise Unreachable(f"the relay refused the sender: {code} {scrub(_text(reply))}", code)
+                return self._refused(code, reply)
+            code, reply = smtp.rcpt(recipient)
             if code not in (250, 251):
                 return self._refused(code, reply)
             durable()  # in_flight is on disk before DATA

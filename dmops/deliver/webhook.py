@@ -179,12 +179,12 @@ class WebhookConnection:
         if self.transport.kind == "aliyun_sms":
             code = _field(reply, "Code")
             if code == "OK" and 200 <= status < 300:
-                return Outcome("accepted", status, detail, provider_id=_field(reply, "BizId"))
+                return Outcome("accepted", status, None, provider_id=_field(reply, "BizId"))
             if status >= 500 or status == 429 or (code or "").startswith(ALIYUN_RETRY):
                 return Outcome("deferred", status, detail, retry_after(retry, time.time()))
             return Outcome("failed", status, detail)
-        if 200 <= status < 300:
-            return Outcome("accepted", status, detail or None, provider_id=_provider_id(reply))
+        if 200 <= status < 300:  # the reply may echo the message (Twilio's "body"): only its id is kept
+            return Outcome("accepted", status, None, provider_id=_provider_id(reply))
         if status in RETRY_STATUSES or status >= 500:
             return Outcome("deferred", status, detail, retry_after(retry, time.time()))
         return Outcome("failed", status, detail)
