@@ -285,6 +285,17 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
     address_join = "LEFT JOIN _dm_prior_address pa ON pa.address_sha256 = sha256(b.address_key)" if any_address else ""
     # Steps 1-3 of the funnel, which the contact keeping a shared address must pass.
     passes = f"b.address_ok AND {'b.consent' if marketing else 'true'} AND sp.contact_id IS NULL"
+    # Per shared address, the lowest id among its contacts that pass steps 1-3 (a grouped aggregate: a
+    # window over every audience row cost 10M-row plans most of their time). A contact whose address no
+    # other has keeps it by definition: NULL here, and the funnel's `address_kept_by < contact_id` is false.
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _dm_kept AS
+        SELECT b.address_key, min(b.contact_id) FILTER (WHERE {passes}) AS address_kept_by
+        FROM _dm_base b LEFT JOIN _dm_suppressed sp USING (contact_id)
+        WHERE b.address_key IS NOT NULL GROUP BY b.address_key HAVING count(*) > 1
+        """
+    )
     cap_columns = _cap_counts(con, caps)
     capped_sql = " OR ".join(f"coalesce(cap_{i}, 0) >= {c.cap.max}" for i, c in enumerate(caps)) or "false"
     # Each check's input, per campaign (caps, holdout and variant assignment are generated SQL); the
@@ -292,7 +303,7 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
     flagged = f"""
         CREATE OR REPLACE TEMP VIEW _dm_flagged AS
         SELECT b.*, sp.contact_id IS NOT NULL AS suppressed,
-               min(b.contact_id) FILTER (WHERE {passes}) OVER (PARTITION BY b.address_key) AS address_kept_by,
+               k.address_kept_by,
                coalesce(p.sent, false) OR {address_sent} AS ledger_sent,
                coalesce(p.held, false) OR {address_held} AS ledger_held,
                {cap_columns}
@@ -303,6 +314,7 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
         LEFT JOIN _dm_suppressed sp USING (contact_id)
         LEFT JOIN _dm_prior p USING (contact_id)
         LEFT JOIN _dm_caps c USING (contact_id)
+        LEFT JOIN _dm_kept k ON k.address_key = b.address_key
         {address_join}
     """
     con.execute(flagged)
