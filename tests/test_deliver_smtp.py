@@ -16,7 +16,7 @@ from tests.test_send import EMAIL, WS, contacts
 AT = "2026-12-01T10:00"  # the campaign's send_at (Asia/Shanghai)
 
 
-def transports(port: int, **extra: str) -> str:
+def transports(port: int, security: str = "starttls", ca_file: str = "ca.pem", **extra: str) -> str:
     lines = "".join(f"    {k}: {v}\n" for k, v in extra.items())
     return f"""\
 transports:
@@ -24,8 +24,8 @@ transports:
     kind: smtp
     host: 127.0.0.1
     port: {port}
-    security: starttls
-    ca_file: ca.pem
+    security: {security}
+    ca_file: {ca_file}
     username_env: DMOPS_SMTP_USER
     password_env: DMOPS_SMTP_PASSWORD
     bounce_domain: bounces.shop.example.com

@@ -13,7 +13,7 @@ from aiosmtpd.controller import Controller
 from tests.mailserver import PASSWORD, USER, Handler, _authenticator, free_port
 from tests.planning import run_cli as run
 from tests.planning import write
-from tests.test_deliver_smtp import AT
+from tests.test_deliver_smtp import AT, transports
 from tests.test_send import EMAIL, WS, contacts
 
 # aiosmtpd warns that AUTH does not require STARTTLS: here the whole connection is TLS from its first byte.
@@ -43,18 +43,7 @@ class TlsServer:
 
 
 def _config(port: int, ca_file: str) -> str:
-    return f"""\
-transports:
-  mail:
-    kind: smtp
-    host: 127.0.0.1
-    port: {port}
-    security: tls
-    ca_file: {ca_file}
-    username_env: DMOPS_SMTP_USER
-    password_env: DMOPS_SMTP_PASSWORD
-channels: {{email: mail}}
-"""
+    return transports(port, security="tls", ca_file=ca_file)
 
 
 @pytest.fixture
