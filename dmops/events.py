@@ -191,19 +191,27 @@ def import_events(ws: Workspace, path: Path, *, now: datetime | None = None, sou
             _stage(con, ws, path)
             raise_all(_problems(con, path))
             total = int(con.execute("SELECT count(*) FROM _dm_ev").fetchall()[0][0])
+            # Each row's key, then the first row of each key: on a two-column table, so that the duplicate
+            # check does not carry every column of millions of rows through it.
             con.execute(
-                """CREATE OR REPLACE TEMP TABLE _dm_new AS
-                   SELECT * FROM (
-                       SELECT coalesce('id:' || e.event_id,
+                """CREATE OR REPLACE TEMP TABLE _dm_keys AS
+                   SELECT line, event_key FROM (
+                       SELECT e.line,
+                              coalesce('id:' || e.event_id,
                                        'row:' || sha256(concat_ws(chr(31), e.event, strftime(e.ts, '%Y-%m-%dT%H:%M:%S.%f'),
                                                                   e.message_id, coalesce(e.contact_id, m.contact_id),
-                                                                  e.revenue_text, e.bounce_type, e.url))) AS event_key,
-                              e.event, e.ts, e.message_id, coalesce(e.contact_id, m.contact_id) AS contact_id,
-                              m.campaign_id, m.channel, coalesce(TRY_CAST(e.revenue_text AS DOUBLE), 0) AS revenue,
-                              CASE WHEN e.event = 'bounce' THEN coalesce(e.bounce_type, 'hard') END AS bounce_type,
-                              e.url, e.line
+                                                                  e.revenue_text, e.bounce_type, e.url))) AS event_key
                        FROM _dm_ev e LEFT JOIN ledger_messages m ON m.message_id = e.message_id
-                   ) QUALIFY row_number() OVER (PARTITION BY event_key ORDER BY line) = 1"""  # the first of each
+                   ) QUALIFY row_number() OVER (PARTITION BY event_key ORDER BY line) = 1"""
+            )
+            con.execute(
+                """CREATE OR REPLACE TEMP TABLE _dm_new AS
+                   SELECT k.event_key, e.event, e.ts, e.message_id, coalesce(e.contact_id, m.contact_id) AS contact_id,
+                          m.campaign_id, m.channel, coalesce(TRY_CAST(e.revenue_text AS DOUBLE), 0) AS revenue,
+                          CASE WHEN e.event = 'bounce' THEN coalesce(e.bounce_type, 'hard') END AS bounce_type,
+                          e.url, e.line
+                   FROM _dm_keys k JOIN _dm_ev e USING (line)
+                   LEFT JOIN ledger_messages m ON m.message_id = e.message_id"""
             )
             imported, suppressed = ledger.add_events(
                 con, source=source or path.name, now=moment
