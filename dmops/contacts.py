@@ -303,23 +303,30 @@ def load_contacts(
     consent = tuple(ws.config.consent_column(channel) or "" for channel in ws.config.consent)
     text_columns = {c.lower() for c in (*TEXT_COLUMNS, *consent)}
     stamp = snapshot.stamp(ws)
+    texts = [t.lower() for t in mentioned] if mentioned is not None else None
+
+    def kept(types: dict[str, str]) -> dict[str, str]:
+        if texts is None:
+            return types
+        return {n: t for n, t in types.items() if n.lower() in text_columns or any(n.lower() in x for x in texts)}
+
+    def columns(types: dict[str, str]) -> list[str]:
+        return [*kept(types), *(f"_dm_{c}" for c in CHANNEL_COLUMNS)]
+
     snapshot_key = snapshot.key(ws)
-    found = snapshot.load(con, ws, snapshot_key) if snapshot_key else None
+    found = snapshot.load(con, ws, snapshot_key, columns) if snapshot_key else None
     if found is None:
         found = _read_and_check(con, ws, text_columns)
         if snapshot_key and keep_snapshot and snapshot.stamp(ws) == stamp:  # not rewritten while read
             snapshot.save(con, ws, snapshot_key, found)
+        if len(kept(found.types)) < len(found.types):
+            selected = ", ".join(quote_ident(n) for n in columns(found.types))
+            con.execute(f"CREATE OR REPLACE TEMP TABLE contacts AS SELECT {selected} FROM contacts")
     con.execute(  # every header (mapped names in place), kept or not: what templates may name, for did-you-mean
         "CREATE OR REPLACE TEMP TABLE contact_headers AS SELECT unnest($names::VARCHAR[]) AS header",
         {"names": found.headers},
     )
-    types = found.types
-    if mentioned is not None:
-        texts = [t.lower() for t in mentioned]
-        types = {n: t for n, t in types.items() if n.lower() in text_columns or any(n.lower() in x for x in texts)}
-        if len(types) < len(found.types):
-            kept = ", ".join(quote_ident(n) for n in [*types, *(f"_dm_{c}" for c in CHANNEL_COLUMNS)])
-            con.execute(f"CREATE OR REPLACE TEMP TABLE contacts AS SELECT {kept} FROM contacts")
+    types = kept(found.types)
     channel_columns = ", ".join(f"_dm_{name} AS {name}" for name in CHANNEL_COLUMNS)
     con.execute(f"CREATE OR REPLACE TEMP VIEW contact_channels AS SELECT contact_id, {channel_columns} FROM contacts")
     rows = con.execute("SELECT count(*) FROM contacts").fetchone()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -27,6 +28,7 @@ from typing import Any
 import duckdb
 
 from dmops import __version__
+from dmops.db import quote_ident
 from dmops.durable import free_staging_path, publish, refuse_links, write_atomic
 from dmops.errors import DmopsError
 from dmops.timeutil import accepted_timezones
@@ -105,8 +107,14 @@ def _paths(ws: Workspace, snapshot_key: str) -> tuple[Path, Path]:
     return folder / f"contacts-{snapshot_key}.parquet", folder / f"contacts-{snapshot_key}.json"
 
 
-def load(con: duckdb.DuckDBPyConnection, ws: Workspace, snapshot_key: str) -> Snapshot | None:
-    """Create ``contacts`` on ``con`` from the snapshot for ``snapshot_key``; None when there is none."""
+def load(
+    con: duckdb.DuckDBPyConnection,
+    ws: Workspace,
+    snapshot_key: str,
+    keep: Callable[[dict[str, str]], list[str]] | None = None,
+) -> Snapshot | None:
+    """Create ``contacts`` on ``con`` from the snapshot for ``snapshot_key``; None when there is none.
+    ``keep(types)``: the columns to read (the rest stay in the file: Parquet reads only what is asked)."""
     table, meta = _paths(ws, snapshot_key)
     try:
         refuse_links(meta, ws.root)
@@ -115,8 +123,11 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, snapshot_key: str) -> Sn
         return None
     if info.get("key") != snapshot_key or not table.is_file() or table.is_symlink():
         return None
+    columns = "*" if keep is None else ", ".join(quote_ident(name) for name in keep(info["types"]))
     try:
-        con.execute("CREATE OR REPLACE TEMP TABLE contacts AS SELECT * FROM read_parquet($p)", {"p": str(table)})
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE contacts AS SELECT {columns} FROM read_parquet($p)", {"p": str(table)}
+        )
     except duckdb.Error:
         return None  # unreadable: the full read takes over and writes a new one
     return Snapshot(info["headers"], info["types"], info["encoding"], info["detected"])
