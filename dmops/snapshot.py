@@ -128,6 +128,8 @@ def load(
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE contacts AS SELECT {columns} FROM read_parquet($p)", {"p": str(table)}
         )
+    except duckdb.InterruptException:
+        raise  # Ctrl-C: the command ends, as anywhere else
     except duckdb.Error:
         return None  # unreadable: the full read takes over and writes a new one
     return Snapshot(info["headers"], info["types"], info["encoding"], info["detected"])
@@ -153,6 +155,8 @@ def save(con: duckdb.DuckDBPyConnection, ws: Workspace, snapshot_key: str, snaps
             staging.unlink(missing_ok=True)
         info = {"key": snapshot_key, **snapshot.__dict__}
         write_atomic(meta, json.dumps(info, ensure_ascii=False))
+    except duckdb.InterruptException:
+        raise  # Ctrl-C: the command ends, as anywhere else
     except (OSError, duckdb.Error, DmopsError):  # a staging file in the way included
         return
     for old in folder.glob("contacts-*"):
