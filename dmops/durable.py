@@ -76,17 +76,19 @@ def _open_staging(staging: Path) -> int:
         raise _in_the_way(staging) from None
 
 
-def publish(staging: Path, final: Path) -> None:
+def publish(staging: Path, final: Path, *, result: bool = True) -> None:
     """Sync the finished ``staging`` file, rename it to ``final`` and sync the folder (OSError on failure).
 
-    From the rename on, a Ctrl-C no longer stops the command (:func:`dmops.interrupts.committed`)."""
+    ``result``: the file is the command's result, so from the rename on a Ctrl-C no longer stops the
+    command (:func:`dmops.interrupts.committed`); a cache written on the way (the contacts snapshot) is not."""
     fsync_file(staging)
-    committed()
+    if result:
+        committed()
     os.replace(staging, final)
     fsync_dir(final.parent)
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str, *, result: bool = True) -> None:
     """Replace ``path`` with ``text`` (UTF-8) atomically; the staging file is removed on failure.
 
     The staging file is created new (never through a link that is already there), and the rename
@@ -97,7 +99,7 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-        publish(staging, path)
+        publish(staging, path, result=result)
     except BaseException:  # an OSError, or Ctrl-C: no staging file is left behind either way
         staging.unlink(missing_ok=True)
         raise

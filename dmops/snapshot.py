@@ -150,11 +150,11 @@ def save(con: duckdb.DuckDBPyConnection, ws: Workspace, snapshot_key: str, snaps
         try:
             con.execute("COPY contacts TO $p (FORMAT parquet)", {"p": str(staging)})
             os.chmod(staging, 0o600)
-            publish(staging, table)
+            publish(staging, table, result=False)  # a cache: a Ctrl-C still ends the command
         finally:
             staging.unlink(missing_ok=True)
         info = {"key": snapshot_key, **snapshot.__dict__}
-        write_atomic(meta, json.dumps(info, ensure_ascii=False))
+        write_atomic(meta, json.dumps(info, ensure_ascii=False), result=False)
     except duckdb.InterruptException:
         raise  # Ctrl-C: the command ends, as anywhere else
     except (OSError, duckdb.Error, DmopsError):  # a staging file in the way included
