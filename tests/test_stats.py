@@ -128,6 +128,12 @@ def test_wilson_interval_matches_scipy() -> None:
     assert wilson(0, 0) == (None, None) and wilson(None, 10) == (None, None) and wilson(3, None) == (None, None)
 
 
+def test_the_interval_reaches_zero_when_the_test_finds_no_difference() -> None:
+    result = two_proportions(31, 46, 0, 2)  # found by the property below: Newcombe alone gives [0.00066, 0.791]
+    assert result is not None and result["p_value"] > 0.05
+    assert result["ci_low"] == 0.0 and result["ci_high"] > 0.7
+
+
 @settings(max_examples=300, deadline=None)
 @given(n1=st.integers(2, 60), n0=st.integers(2, 30), data=st.data())
 def test_a_zero_conversion_holdout_never_gets_an_interval_that_contradicts_its_test(n1, n0, data) -> None:

@@ -33,6 +33,10 @@ def two_proportions(x1: int, n1: int, x0: int, n0: int) -> dict[str, float | Non
     pooled = (x1 + x0) / (n1 + n0)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0))
     p_value = None if se == 0 else float(2 * special.ndtr(-abs(diff / se)))
+    if p_value is not None and p_value > 0.05 and (low > 0 or high < 0):
+        # At the thinnest samples (a 2-contact holdout) the interval can exclude zero while the test finds no
+        # difference: the report then shows the interval reaching zero, so the two never contradict.
+        low, high = min(low, 0.0), max(high, 0.0)
     return _rounded({"abs": diff, "rel": diff / p0 if p0 else None, "ci_low": low, "ci_high": high, "p_value": p_value})
 
 
