@@ -104,7 +104,11 @@ def dry_run(
 ) -> list[Due]:
     """What ``deliver`` would hand over at ``at``, per channel and transport; raises ConfigError when the
     configuration or the environment is not ready."""
-    files = outbox_files(ws, campaign_ids)
+    return _due(ws, at, outbox_files(ws, campaign_ids), os.environ if environ is None else environ)
+
+
+def _due(ws: Workspace, at: datetime, files: Sequence[Path], environ: Mapping[str, str]) -> list[Due]:
+    """:func:`dry_run` over outbox files already verified."""
     rows: list[tuple[str, int, datetime, datetime]] = []
     if files:
         con = connect()
@@ -118,7 +122,7 @@ def dry_run(
             ).fetchall()
         finally:
             con.close()
-    check_ready(ws, [row[0] for row in rows], os.environ if environ is None else environ)
+    check_ready(ws, [row[0] for row in rows], environ)
     found = []
     for channel, count, first, last in rows:
         name = ws.config.channels[channel]  # type: ignore[index]
@@ -157,12 +161,11 @@ def deliver(
     """Hand the due messages over (SPEC §11); raises ConfigError (78) before connecting to anything when
     the configuration or the environment is not ready."""
     env = os.environ if environ is None else environ
-    due = dry_run(ws, at, campaign_ids, env)
-    files = [str(f) for f in outbox_files(ws, campaign_ids)]
-    request = Request(at, tuple(campaign_ids), limit, resend_in_doubt)
-    return run.deliver(
-        ws, request, run.environment_connections(ws, env), files if due or resend_in_doubt else [], progress=progress
-    )
+    files = outbox_files(ws, campaign_ids)  # each run checked against its manifest once
+    due = _due(ws, at, files, env)
+    request = Request(at, limit, resend_in_doubt)
+    handed = [str(f) for f in files] if due or resend_in_doubt else []
+    return run.deliver(ws, request, run.environment_connections(ws, env), handed, progress=progress)
 
 
 def delivery_status(ws: Workspace, campaign_ids: Sequence[str] = ()) -> list[tuple[str, str, int]]:

@@ -21,7 +21,6 @@ class Outcome:
     detail: str | None = None
     retry_after: float | None = None
     provider_id: str | None = None
-    reconnect: bool = False  # the connection is no longer usable (closed, 421)
 
 
 class Unreachable(Exception):

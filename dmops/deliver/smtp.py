@@ -191,7 +191,7 @@ class SmtpConnection:
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
             state = "in_doubt" if smtp.body_sent else "deferred"
-            return Outcome(state, None, f"connection lost: {_reason(exc)}", reconnect=True)
+            return Outcome(state, None, f"connection lost: {_reason(exc)}")
         if code == 250:
             return Outcome("accepted", code, scrub(_text(reply)))
         return self._refused(code, reply)
@@ -200,7 +200,7 @@ class SmtpConnection:
         detail = scrub(_text(reply))
         if code == 421 or code == -1:  # the server is closing the connection
             self._drop()
-            return Outcome("deferred", code if code > 0 else None, detail, reconnect=True)
+            return Outcome("deferred", code if code > 0 else None, detail)
         try:
             if self.smtp is not None:
                 self.smtp.rset()

@@ -176,15 +176,16 @@ class WebhookConnection:
 
     def outcome(self, status: int, reply: bytes, retry: str | None) -> Outcome:
         detail = scrub(reply.decode("utf-8", "replace"))
+        data = _json(reply)
         if self.transport.kind == "aliyun_sms":
-            code = _field(reply, "Code")
+            code = _first(data, "Code")
             if code == "OK" and 200 <= status < 300:
-                return Outcome("accepted", status, None, provider_id=_field(reply, "BizId"))
+                return Outcome("accepted", status, None, provider_id=_first(data, "BizId"))
             if status >= 500 or status == 429 or (code or "").startswith(ALIYUN_RETRY):
                 return Outcome("deferred", status, detail, retry_after(retry, time.time()))
             return Outcome("failed", status, detail)
         if 200 <= status < 300:  # the reply may echo the message (Twilio's "body"): only its id is kept
-            return Outcome("accepted", status, None, provider_id=_provider_id(reply))
+            return Outcome("accepted", status, None, provider_id=_first(data, "id", "message_id", "sid", "BizId"))
         if status in RETRY_STATUSES or status >= 500:
             return Outcome("deferred", status, detail, retry_after(retry, time.time()))
         return Outcome("failed", status, detail)
@@ -193,22 +194,18 @@ class WebhookConnection:
         pass
 
 
-def _field(reply: bytes, key: str) -> str | None:
-    try:
-        data = json.loads(reply)
-    except ValueError:
-        return None
-    value = data.get(key) if isinstance(data, dict) else None
-    return str(value) if value is not None else None
-
-
-def _provider_id(reply: bytes) -> str | None:
-    try:
-        data = json.loads(reply)
-    except ValueError:
-        return None
-    if isinstance(data, dict):
-        for key in ("id", "message_id", "sid", "BizId"):
-            if isinstance(data.get(key), str | int):
-                return str(data[key])
+def _first(data: dict[str, Any], *keys: str) -> str | None:
+    """The first of ``keys`` the reply holds as a string or number, as text."""
+    for key in keys:
+        if isinstance(data.get(key), str | int):
+            return str(data[key])
     return None
+
+
+def _json(reply: bytes) -> dict[str, Any]:
+    """A reply's JSON object, or an empty one when it is not one."""
+    try:
+        data = json.loads(reply)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
