@@ -48,17 +48,15 @@ from dmops.workspace import Workspace
 
 LEDGER_FILE = "ledger.duckdb"
 SCHEMA_VERSION = "3"  # 2: entries.address_sha256; 3: message_events
-# Fold the events of table {source} into message_events (one row per message; flags only ever turn true).
+# Fold the events of table {source} into {target}message_events (one row per message; flags only ever turn true).
 _FOLD_EVENTS = """
-INSERT INTO message_events
+INSERT INTO {target}message_events
 SELECT message_id, any_value(campaign_id), bool_or(event = 'bounce'), bool_or(event = 'open'),
        bool_or(event = 'click'), bool_or(event = 'unsubscribe'), bool_or(event = 'complaint')
 FROM {source} WHERE message_id IS NOT NULL GROUP BY message_id
 ON CONFLICT (message_id) DO UPDATE SET
-    bounced = message_events.bounced OR excluded.bounced, opened = message_events.opened OR excluded.opened,
-    clicked = message_events.clicked OR excluded.clicked,
-    unsubscribed = message_events.unsubscribed OR excluded.unsubscribed,
-    complained = message_events.complained OR excluded.complained
+    bounced = bounced OR excluded.bounced, opened = opened OR excluded.opened, clicked = clicked OR excluded.clicked,
+    unsubscribed = unsubscribed OR excluded.unsubscribed, complained = complained OR excluded.complained
 """
 ALIAS = "dm_ledger"
 
@@ -121,7 +119,7 @@ def open_for_writing(ws: Workspace) -> duckdb.DuckDBPyConnection:
 def fold_events(con: duckdb.DuckDBPyConnection) -> None:
     """Fold every row of ``events`` into ``message_events`` on a connection to the ledger file itself (for
     tools that write events directly, such as the benchmarks' seeding)."""
-    con.execute(_FOLD_EVENTS.format(source="events"))
+    con.execute(_FOLD_EVENTS.format(target="", source="events"))
 
 
 def record(ws: Workspace, entries: Iterable[Entry]) -> int:
@@ -360,12 +358,7 @@ def add_events(con: duckdb.DuckDBPyConnection, *, source: str, now: datetime) ->
                    $source, $now FROM _dm_new ORDER BY line""",
         {"source": source, "now": now},
     )
-    home = con.execute("SELECT current_database()").fetchall()[0][0]
-    con.execute(f"USE {ALIAS}")  # the fold names message_events unqualified
-    try:
-        con.execute(_FOLD_EVENTS.format(source="temp.main._dm_new"))
-    finally:
-        con.execute(f"USE {home}")
+    con.execute(_FOLD_EVENTS.format(target=f"{ALIAS}.", source="_dm_new"))
     suppressed = _run(
         con,
         f"""INSERT INTO {ALIAS}.suppressions
@@ -502,25 +495,3 @@ def _repair_tail(path: Path) -> None:
         data = path.read_bytes()
         handle.truncate(data.rfind(b"\n") + 1)
         os.fsync(handle.fileno())
-
-
-def add_delivery_bounces(ws: Workspace, *, now: datetime) -> int:
-    """Record the ``bounced`` deliveries of the journals as hard ``bounce`` events, with the suppressions
-    they imply (SPEC §11: a 5xx suppresses the address from the next plan). Idempotent: each bounce's event
-    key is its message id. Run under the workspace's run lock; returns the events added."""
-    con = connect()
-    try:
-        attach(con, ws, writable=True)
-        delivery_states(con, ws)
-        con.execute(
-            """CREATE OR REPLACE TEMP TABLE _dm_new AS
-               SELECT 'deliver:' || d.message_id || ':bounce' AS event_key, 'bounce' AS event, d."at" AS ts,
-                      d.message_id, e.contact_id, e.campaign_id, e.channel, 0.0 AS revenue, 'hard' AS bounce_type,
-                      CAST(NULL AS VARCHAR) AS url, 0 AS line
-               FROM delivery_states d JOIN ledger_entries e ON e.message_id = d.message_id AND e.kind = 'message'
-               WHERE d.state = 'bounced'"""
-        )
-        added, _ = add_events(con, source="dmops deliver", now=now)
-    finally:
-        con.close()
-    return added

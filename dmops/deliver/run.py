@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dmops import ledger
@@ -28,6 +28,7 @@ from dmops.db import connect, execute_script
 from dmops.deliver.outcome import Connection, Outcome, Unreachable
 from dmops.deliver.pace import Pace
 from dmops.errors import TemporaryFailure
+from dmops.events import Found, import_found
 from dmops.runlock import DELIVER_LOCK_FILE, RunLock, check_stop, stop_reason
 from dmops.sql import query
 from dmops.suppressions import load_suppressions
@@ -43,7 +44,6 @@ STOP_CHECK = 0.1  # seconds between two looks for the STOP file
 @dataclass(frozen=True)
 class Request:
     at: datetime  # aware: the clock of every decision
-    campaigns: Sequence[str] = ()
     limit: int | None = None
     resend_in_doubt: bool = False
 
@@ -151,13 +151,23 @@ def deliver(
 
 
 def _record_bounces(ws: Workspace, at: datetime) -> int:
-    """The journals' bounces as events (under the send lock, which ``events import`` also takes); 0 and
-    nothing done when a send holds it (the next run records them)."""
+    """The journals' bounces as hard ``bounce`` events through ``events import`` (SPEC §11: a 5xx suppresses
+    the contact from the next plan), each keyed by its message id so that recording it again adds nothing;
+    0 and nothing done when a send holds the run lock (the next run records them). The events added."""
+    con = connect()
     try:
-        with RunLock(ws.state_dir):
-            return ledger.add_delivery_bounces(ws, now=naive_utc(at))
+        ledger.delivery_states(con, ws)
+        rows = con.execute(
+            "SELECT message_id, \"at\" FROM delivery_states WHERE state = 'bounced' ORDER BY message_id"
+        ).fetchall()
+    finally:
+        con.close()
+    found = [Found(m, "bounce", ts.replace(tzinfo=UTC), f"deliver:{m}:bounce", "hard") for m, ts in rows]
+    try:
+        result = import_found(ws, found, now=at, source="dmops deliver")
     except TemporaryFailure:
         return 0
+    return result.imported if result is not None else 0
 
 
 def _run(
@@ -177,21 +187,21 @@ def _run(
     }
     con = connect()
     ledger.delivery_states(con, ws)
-    stranded = con.execute(
+    cursor = con.execute(
         "SELECT message_id, campaign_id, channel, transport FROM delivery_states WHERE state = 'in_flight'"
         " ORDER BY message_id"
-    ).fetchall()
+    )
+    stranded = [
+        dict(zip(("message_id", "campaign_id", "channel", "transport"), r, strict=True)) for r in cursor.fetchall()
+    ]
     handed = con.execute(
         'SELECT transport, list("at") FROM delivery_lines WHERE state = \'in_flight\' AND "at" > $since'
         " GROUP BY transport",
         {"since": naive_utc(request.at) - timedelta(days=1)},
     ).fetchall()
     con.close()
-    for message_id, campaign_id, channel, transport in stranded:
-        journal.append(
-            _line(message_id, campaign_id, channel, transport, "in_doubt", clock(), detail="interrupted in flight"),
-            sync=True,
-        )
+    for row in stranded:
+        journal.append(_line(row, row["transport"], "in_doubt", clock(), detail="interrupted in flight"), sync=True)
     paces = {name: Pace(config.transports[name].rate, dict(handed).get(name, [])) for name in results}
     if not files:
         return DeliveryResult(request.at, results, [], len(stranded), 0, 0, None, 0, journal.path.name)
@@ -202,19 +212,12 @@ def _run(
         con.close()
 
 
-def _line(
-    message_id: str,
-    campaign_id: str,
-    channel: str,
-    transport: str | None,
-    state: str,
-    at: datetime,
-    **extra: Any,
-) -> dict[str, Any]:
+def _line(row: Mapping[str, Any], transport: str | None, state: str, at: datetime, **extra: Any) -> dict[str, Any]:
+    """A journal line for the message of ``row`` (its ``message_id``, ``campaign_id`` and ``channel``)."""
     return {
-        "message_id": message_id,
-        "campaign_id": campaign_id,
-        "channel": channel,
+        "message_id": row["message_id"],
+        "campaign_id": row["campaign_id"],
+        "channel": row["channel"],
         "transport": transport,
         "state": state,
         "at": at,
@@ -318,13 +321,16 @@ class _Lane:
         for worker in self.workers:
             worker.start()
 
+    @property
+    def stopped(self) -> str | None:
+        """Why this transport takes no more messages this run, or None."""
+        return "unreachable: " + self.unreachable if self.unreachable is not None else self.capped
+
     def handing_over(self, row: dict[str, Any]) -> Callable[[], None]:
         capped = self.pace.take(self.clock)
         if capped is not None:
             raise _Capped(capped)
-        seq = self.journal.append(
-            _line(row["message_id"], row["campaign_id"], row["channel"], self.name, "in_flight", self.clock())
-        )
+        seq = self.journal.append(_line(row, self.name, "in_flight", self.clock()))
         return functools.partial(self.journal.sync, seq)
 
     def finish(self, row: dict[str, Any], outcome: Outcome, *, handed: bool) -> None:
@@ -340,9 +346,7 @@ class _Lane:
                 )
         self.journal.append(
             _line(
-                row["message_id"],
-                row["campaign_id"],
-                row["channel"],
+                row,
                 self.name,
                 state,
                 now,
@@ -384,7 +388,7 @@ def _hand_over(
     paces: dict[str, Pace],
     connect_transport: ConnectionFactory,
     progress: Callable[[str, str], None] | None,
-    stranded: list[tuple[str, str, str, str]],
+    stranded: list[dict[str, Any]],
 ) -> DeliveryResult:
     config = ws.config
     bounced: set[str] = set()  # contacts this run bounced: a hard bounce suppresses every channel
@@ -441,30 +445,16 @@ def _hand_over(
                     continue
                 result = results[name]
                 if row["action"] == "suppress" or row["contact_id"] in bounced:
-                    journal.append(
-                        _line(row["message_id"], row["campaign_id"], row["channel"], name, "suppressed", clock())
-                    )
+                    journal.append(_line(row, name, "suppressed", clock()))
                     result.states["suppressed"] += 1
                     continue
                 if row["action"] == "expire":
-                    journal.append(
-                        _line(
-                            row["message_id"],
-                            row["campaign_id"],
-                            row["channel"],
-                            name,
-                            "failed",
-                            clock(),
-                            detail="waited longer than max_age",
-                        )
-                    )
+                    journal.append(_line(row, name, "failed", clock(), detail="waited longer than max_age"))
                     result.states["failed"] += 1
                     continue
                 current = lanes.get(name)
-                if result.stopped is None and current is not None and current.unreachable is not None:
-                    result.stopped = "unreachable: " + current.unreachable
-                if result.stopped is None and current is not None and current.capped is not None:
-                    result.stopped = current.capped
+                if result.stopped is None and current is not None:
+                    result.stopped = current.stopped
                 if result.stopped is None:
                     result.stopped = paces[name].capped(clock())
                 if result.stopped is not None:
@@ -478,10 +468,8 @@ def _hand_over(
     for each in lanes.values():
         if each.errors:
             raise each.errors[0]
-        if each.unreachable is not None and results[each.name].stopped is None:
-            results[each.name].stopped = "unreachable: " + each.unreachable
-        if each.capped is not None and results[each.name].stopped is None:
-            results[each.name].stopped = each.capped
+        if results[each.name].stopped is None:
+            results[each.name].stopped = each.stopped
         left += each.skipped
     held = _held(con, ws)  # refreshes the states for _waiting too
     return DeliveryResult(
