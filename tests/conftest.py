@@ -90,3 +90,9 @@ def cli() -> Callable[..., object]:
         return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    """pytest-httpserver's real HTTP server listens on 127.0.0.1 (a free port), not on whatever localhost is."""
+    return ("127.0.0.1", 0)
