@@ -92,14 +92,12 @@ def key(ws: Workspace) -> str | None:
         "zones": sorted(accepted_timezones()),  # the system's zone data may differ from the tzdata wheel's
         "code": _code(),
     }
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, ensure_ascii=False).encode())
     try:
         with ws.contacts_path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+            settings["file"] = hashlib.file_digest(handle, "sha256").hexdigest()
     except OSError:
         return None
-    return digest.hexdigest()
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def _paths(ws: Workspace, snapshot_key: str) -> tuple[Path, Path]:
