@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint samples bench mutate clean
+.PHONY: demo test lint samples bench bench-large mutate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/exports.py $(EXPORTS_ARGS)
 	$(BIN)/python benchmarks/deliver.py $(DELIVER_ARGS)
+
+# plan of 10M contacts with a 50M-row ledger, and report over 100M events (a 4 GB ledger): long runs, kept out of `make bench`
+bench-large: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/run.py --large
 
 # Mutation testing of the modules that decide who gets what: kill rate per module, survivors in
 # mutants/survivors.txt. Slow (about 3 hours on 2 cores for the full set), so not part of `make test`; MUTATE_ARGS=--keep continues an earlier run, MUTATE_ARGS='dmops.sms.*' runs a subset.

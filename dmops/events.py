@@ -58,7 +58,9 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
 
 
 def _stage(con: duckdb.DuckDBPyConnection, ws: Workspace, path: Path) -> None:
-    """``_dm_ev``: one row per file row, columns normalised to text, with its line."""
+    """``_dm_ev``: one row per file row, with its line, its columns normalised to text, its instant ``ts``
+    (UTC), the ledger message it names (``known``, ``message_contact``, ``campaign_id``, ``channel``) and its
+    ``event_key``."""
     suffix = path.suffix.lower()
     names = (
         _read_jsonl(con, path)
@@ -83,23 +85,34 @@ def _stage(con: duckdb.DuckDBPyConnection, ws: Workspace, path: Path) -> None:
             return "CAST(NULL AS VARCHAR)"
         return f"nullif(trim(CAST({quote_ident(present[name])} AS VARCHAR)), '')"
 
+    # One pass: each row normalised to text, its instant (an explicit offset is that instant; a naive time
+    # is read in the workspace timezone), the ledger message it names, and its deduplication key: the
+    # event_id when given, else a hash of the whole row.
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _dm_ev AS
-            SELECT _dm_line AS line, lower({col("event")}) AS event, {col("ts")} AS ts_text,
-                   {col("message_id")} AS message_id, {col("contact_id")} AS contact_id,
-                   {col("revenue")} AS revenue_text, lower({col("bounce_type")}) AS bounce_type,
-                   {col("url")} AS url, {col("event_id")} AS event_id
-            FROM _dm_ev_raw"""
-    )
-    # ts: an explicit offset is that instant; a naive time is read in the workspace timezone
-    con.execute(
-        """ALTER TABLE _dm_ev ADD COLUMN ts TIMESTAMP;
-           UPDATE _dm_ev SET ts = CASE
-               WHEN regexp_matches(ts_text, '(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$')
-                   THEN TRY_CAST(ts_text AS TIMESTAMPTZ) AT TIME ZONE 'UTC'
-               ELSE timezone($tz, TRY_CAST(ts_text AS TIMESTAMP)) AT TIME ZONE 'UTC' END""",
+            SELECT *,
+                   coalesce('id:' || event_id,
+                            'row:' || sha256(concat_ws(chr(31), event, strftime(ts, '%Y-%m-%dT%H:%M:%S.%f'),
+                                                       message_id, coalesce(contact_id, message_contact),
+                                                       revenue_text, bounce_type, url))) AS event_key
+            FROM (
+                SELECT e.*,
+                       CASE WHEN regexp_matches(e.ts_text, '(Z|z|[+-][0-9]{{2}}(:?[0-9]{{2}})?)$')
+                                THEN TRY_CAST(e.ts_text AS TIMESTAMPTZ) AT TIME ZONE 'UTC'
+                            ELSE timezone($tz, TRY_CAST(e.ts_text AS TIMESTAMP)) AT TIME ZONE 'UTC' END AS ts,
+                       m.message_id IS NOT NULL AS known, m.contact_id AS message_contact, m.campaign_id, m.channel
+                FROM (
+                    SELECT _dm_line AS line, lower({col("event")}) AS event, {col("ts")} AS ts_text,
+                           {col("message_id")} AS message_id, {col("contact_id")} AS contact_id,
+                           {col("revenue")} AS revenue_text, lower({col("bounce_type")}) AS bounce_type,
+                           {col("url")} AS url, {col("event_id")} AS event_id
+                    FROM _dm_ev_raw
+                ) e
+                LEFT JOIN ledger_entries m ON m.kind = 'message' AND m.message_id = e.message_id
+            )""",
         {"tz": ws.config.timezone},
     )
+    con.execute("DROP TABLE _dm_ev_raw")
 
 
 def _problems(con: duckdb.DuckDBPyConnection, path: Path) -> list[DmopsError]:
@@ -117,12 +130,12 @@ def _problems(con: duckdb.DuckDBPyConnection, path: Path) -> list[DmopsError]:
             "contact_id",
         ),
         (
-            "e.message_id IS NOT NULL AND m.message_id IS NULL",
+            "e.message_id IS NOT NULL AND NOT e.known",
             "message_id is not in the ledger (was it sent by dmops?)",
             "message_id",
         ),
         (
-            "m.message_id IS NOT NULL AND e.contact_id IS NOT NULL AND e.contact_id <> m.contact_id",
+            "e.known AND e.contact_id IS NOT NULL AND e.contact_id <> e.message_contact",
             "contact_id does not match the message's contact",
             "contact_id",
         ),
@@ -141,8 +154,7 @@ def _problems(con: duckdb.DuckDBPyConnection, path: Path) -> list[DmopsError]:
     found: list[tuple[int, str, str]] = []
     for condition, message, key in checks:
         rows = con.execute(
-            f"""SELECT e.line FROM _dm_ev e LEFT JOIN ledger_messages m ON m.message_id = e.message_id
-                WHERE {condition} ORDER BY e.line LIMIT {MAX_LISTED}"""
+            f"SELECT e.line FROM _dm_ev e WHERE {condition} ORDER BY e.line LIMIT {MAX_LISTED}"
         ).fetchall()
         found += [(int(r[0]), message, key) for r in rows]
     found.sort()
@@ -184,34 +196,16 @@ def import_events(ws: Workspace, path: Path, *, now: datetime | None = None, sou
         con = connect()
         try:
             ledger.attach(con, ws, writable=True)
-            con.execute(
-                """CREATE OR REPLACE TEMP TABLE ledger_messages AS
-                   SELECT message_id, contact_id, campaign_id, channel FROM ledger_entries WHERE kind = 'message'"""
-            )
             _stage(con, ws, path)
             raise_all(_problems(con, path))
             total = int(con.execute("SELECT count(*) FROM _dm_ev").fetchall()[0][0])
-            # Each row's key, then the first row of each key: on a two-column table, so that the duplicate
-            # check does not carry every column of millions of rows through it.
-            con.execute(
-                """CREATE OR REPLACE TEMP TABLE _dm_keys AS
-                   SELECT line, event_key FROM (
-                       SELECT e.line,
-                              coalesce('id:' || e.event_id,
-                                       'row:' || sha256(concat_ws(chr(31), e.event, strftime(e.ts, '%Y-%m-%dT%H:%M:%S.%f'),
-                                                                  e.message_id, coalesce(e.contact_id, m.contact_id),
-                                                                  e.revenue_text, e.bounce_type, e.url))) AS event_key
-                       FROM _dm_ev e LEFT JOIN ledger_messages m ON m.message_id = e.message_id
-                   ) QUALIFY row_number() OVER (PARTITION BY event_key ORDER BY line) = 1"""
-            )
+            # The first row of each key; a later row with the same key is a duplicate.
             con.execute(
                 """CREATE OR REPLACE TEMP TABLE _dm_new AS
-                   SELECT k.event_key, e.event, e.ts, e.message_id, coalesce(e.contact_id, m.contact_id) AS contact_id,
-                          m.campaign_id, m.channel, coalesce(TRY_CAST(e.revenue_text AS DOUBLE), 0) AS revenue,
-                          CASE WHEN e.event = 'bounce' THEN coalesce(e.bounce_type, 'hard') END AS bounce_type,
-                          e.url, e.line
-                   FROM _dm_keys k JOIN _dm_ev e USING (line)
-                   LEFT JOIN ledger_messages m ON m.message_id = e.message_id"""
+                   SELECT event_key, event, ts, message_id, coalesce(contact_id, message_contact) AS contact_id,
+                          campaign_id, channel, coalesce(TRY_CAST(revenue_text AS DOUBLE), 0) AS revenue,
+                          CASE WHEN event = 'bounce' THEN coalesce(bounce_type, 'hard') END AS bounce_type, url, line
+                   FROM _dm_ev WHERE line IN (SELECT min(line) FROM _dm_ev GROUP BY event_key)"""
             )
             imported, suppressed = ledger.add_events(
                 con, source=source or path.name, now=moment

@@ -355,7 +355,7 @@ def add_events(con: duckdb.DuckDBPyConnection, *, source: str, now: datetime) ->
         con,
         f"""INSERT INTO {ALIAS}.events
             SELECT event_key, event, ts, message_id, contact_id, campaign_id, revenue, bounce_type, url,
-                   $source, $now FROM _dm_new ORDER BY line""",
+                   $source, $now FROM _dm_new""",
         {"source": source, "now": now},
     )
     con.execute(_FOLD_EVENTS.format(target=f"{ALIAS}.", source="_dm_new"))
