@@ -803,6 +803,46 @@ def bounces_import_command(
     )
 
 
+@app.command("forget")
+def forget_command(
+    ctx: typer.Context,
+    contact_ids: Annotated[list[str] | None, typer.Argument(help="Contact ids of the people to erase.")] = None,
+    address: Annotated[
+        list[str] | None, typer.Option("--address", help="An email, phone or DM handle to erase (repeatable).")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="A text file of contact ids (one per line), or a CSV with contact_id/address."),
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (kept in the audit line).")] = None,
+) -> None:
+    """Erase people from the outbox, the ledger and the events, and keep them out of every later plan
+    (SPEC §12); with no arguments, finish an interrupted erasure."""
+    from dmops.forget import forget
+    from dmops.timeutil import naive_utc
+
+    options: Options = ctx.obj
+    ws = _workspace(ctx)
+    options.interrupted = "the erasure is unfinished: run `dmops forget` again to finish it"
+    result = forget(ws, contact_ids or [], address or [], file, reason=reason, now=naive_utc(options.now()))
+
+    def n(count: int, word: str) -> str:
+        plural = word[:-1] + "ies" if word.endswith("y") else word + ("es" if word.endswith("ss") else "s")
+        return f"{count:,} {word if count == 1 else plural}"
+
+    _console().print(
+        f"forgot {n(result.ids, 'contact id')} and {n(result.addresses, 'address')}: "
+        f"{n(result.outbox_lines, 'outbox line')} removed, {n(result.entries, 'ledger entry')} and "
+        f"{n(result.events, 'event')} pseudonymised, {n(result.suppressions, 'suppression')} replaced by "
+        f"{n(result.tombstones, 'new tombstone')}, {n(result.journal_lines, 'delivery journal line')} cleared"
+    )
+    for seen in result.still_in:
+        _console(stderr=True).print(
+            f"[yellow]warning:[/yellow] {escape(str(seen.file.relative_to(ws.root) if seen.file.is_relative_to(ws.root) else seen.file))}:{seen.line} still holds them "
+            f"({escape(seen.shown)}): remove the line at its source"
+        )
+
+
 @app.command("lint")
 def lint_command(
     ctx: typer.Context,

@@ -10,16 +10,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
-import secrets
 from datetime import datetime
 from email.utils import parseaddr
-from pathlib import Path
 from typing import Any
 
 from dmops.campaign import Campaign
-from dmops.durable import write_new
-from dmops.errors import ConfigError, IOFailure
+from dmops.errors import ConfigError
 from dmops.outbox import message_id
 from dmops.pii import mask_id
 from dmops.plan import iso_z
@@ -27,55 +23,6 @@ from dmops.render import Compiled, clean_header, compile_template, context_for
 from dmops.sms import measure
 from dmops.sqlrender import hmac_pads
 from dmops.workspace import Workspace
-
-SECRET_FILE = "secret.key"
-
-
-SECRET_BYTES = 32  # the key of every unsubscribe token; shorter keys make tokens guessable
-
-
-def load_secret(ws: Workspace, *, create: bool) -> bytes:
-    """The workspace's token secret (32 random bytes in the state folder), created on first send.
-
-    The file appears whole or not at all (written aside, synced, then linked into place), and a
-    file shorter than 32 bytes is refused: an empty key would make every token forgeable.
-    """
-    path = ws.state_dir / SECRET_FILE
-    key = _read_secret(path)
-    if key is not None:
-        return key
-    if not create:
-        return secrets.token_bytes(SECRET_BYTES)  # a dry run: tokens that are never persisted
-    key = secrets.token_bytes(SECRET_BYTES)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_new(path, key)  # never replaces a key another process created meanwhile
-    except FileExistsError:
-        existing = _read_secret(path)
-        assert existing is not None
-        return existing
-    except OSError as exc:
-        raise IOFailure(f"cannot create the token secret: {exc.strerror}", file=path) from None
-    return key
-
-
-def _read_secret(path: Path) -> bytes | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise IOFailure(f"cannot read the token secret: {exc.strerror}", file=path) from None
-    with os.fdopen(fd, "rb") as handle:
-        key = handle.read()
-    if len(key) < SECRET_BYTES:
-        raise ConfigError(
-            f"the token secret is {len(key)} bytes long; it must be at least {SECRET_BYTES}",
-            file=path,
-            hint="restore it from a backup; if no message was ever sent with it, delete it and the next send "
-            "creates a new one (unsubscribe links already sent would stop working)",
-        )
-    return key
 
 
 def unsubscribe_token(secret: bytes, campaign_id: str, contact_id: str) -> str:

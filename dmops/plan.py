@@ -522,7 +522,9 @@ def explain(
     ).fetchall()
     detail = (
         "; ".join(
-            f"{source}{':' + str(line) if line else ''} {reason} on {channel} (by {by})"
+            source  # an erasure says when, and nothing else (SPEC §12)
+            if reason == "erasure"
+            else f"{source}{':' + str(line) if line else ''} {reason} on {channel} (by {by})"
             + (
                 ""
                 if (channel in ("all channels", config.channel)) and (marketing or reason != "unsubscribe")

@@ -42,7 +42,7 @@ from dmops.contacts import CHANNEL_ADDRESS
 from dmops.db import quote_ident
 from dmops.errors import ConfigError, IOFailure, TemporaryFailure, UsageError
 from dmops.lint import LintFailed, lint_campaign, unknown_in
-from dmops.message import Renderer, load_secret
+from dmops.message import Renderer
 from dmops.outbox import (
     RunWriter,
     complete_runs,
@@ -55,6 +55,7 @@ from dmops.outbox import (
 from dmops.plan import PlanSummary, build, iso_z, prepare
 from dmops.runlock import RunLock, check_stop, stop_reason
 from dmops.schedule import occurrence_key
+from dmops.secret import load_secret
 from dmops.sqlrender import (
     SEND,
     FastRun,

@@ -90,12 +90,44 @@ def _load_file(con: duckdb.DuckDBPyConnection, ws: Workspace, path: Path) -> Non
     con.execute("DROP VIEW _dm_sup_view; DROP TABLE _dm_sup_raw")
 
 
+def _tombstones(con: duckdb.DuckDBPyConnection, ws: Workspace) -> None:
+    """The contacts an erasure tombstone (SPEC §12) matches — by the keyed hash of their id or of one of
+    their normalised addresses — as suppressions of every channel, reason ``erasure``."""
+    from dmops.forget import has_tombstones, subject_key_sql
+    from dmops.ledger import ALIAS
+    from dmops.secret import load_secret
+    from dmops.sqlrender import hmac_pads
+
+    if not has_tombstones(con):
+        return
+    ipad, opad = hmac_pads(load_secret(ws, create=False))
+    keys = " UNION ALL ".join(
+        f"SELECT contact_id, {subject_key_sql(kind, column)} AS subject FROM contact_channels"
+        f" WHERE {column} IS NOT NULL"
+        for kind, column in (
+            ("contact_id", "contact_id"),
+            ("email", "email_key"),
+            ("phone", "phone"),
+            ("dm", "dm_handle"),
+        )
+    )
+    con.execute(
+        f"""INSERT INTO _dm_sup_rows
+            SELECT k.contact_id, NULL, NULL, 'erasure', 'erased on ' || strftime(min(e.erased_at), '%Y-%m-%d'), NULL
+            FROM ({keys}) k JOIN {ALIAS}.erasures e USING (subject) GROUP BY k.contact_id""",
+        {"ipad": ipad, "opad": opad},
+    )
+
+
 def load_suppressions(con: duckdb.DuckDBPyConnection, ws: Workspace) -> int:
     """Build ``suppressions_all`` from the files and ``ledger_suppressions``; the number of rows."""
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _dm_sup_rows (
                contact_id VARCHAR, address VARCHAR, channel VARCHAR, reason VARCHAR, source VARCHAR, line BIGINT)"""
     )
+    from dmops.forget import check_not_pending
+
+    check_not_pending(ws)  # an unfinished erasure: the person is not protected yet
     raise_all(list(missing_files(ws)))
     for path in ws.suppression_paths:
         _load_file(con, ws, path)
@@ -103,6 +135,7 @@ def load_suppressions(con: duckdb.DuckDBPyConnection, ws: Workspace) -> int:
         """INSERT INTO _dm_sup_rows
            SELECT contact_id, nullif(trim(address), ''), channel, reason, source, NULL FROM ledger_suppressions"""
     )
+    _tombstones(con, ws)
     region = ws.config.phone_region
     phone_table(con, "_dm_sup_phones", "SELECT address FROM _dm_sup_rows WHERE NOT contains(address, '@')", region)
     con.execute(

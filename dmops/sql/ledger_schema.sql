@@ -61,3 +61,16 @@ CREATE TABLE IF NOT EXISTS suppressions (
     ts         TIMESTAMP,              -- UTC
     source     VARCHAR NOT NULL        -- e.g. events:<file>, erasure
 );
+CREATE TABLE IF NOT EXISTS erasures (     -- tombstones of erased people (dmops forget): never the value itself
+    subject    VARCHAR PRIMARY KEY,    -- hex HMAC-SHA256 under the workspace secret of contact_id:<id>,
+                                       -- email:<address>, phone:<E.164> or dm:<handle>
+    erased_at  TIMESTAMP NOT NULL      -- UTC
+);
+CREATE TABLE IF NOT EXISTS erasure_log (  -- one line per person erased: no personal data
+    erased_at    TIMESTAMP NOT NULL,   -- UTC
+    pseudonym    VARCHAR NOT NULL,     -- what their contact id became in entries and events
+    entries      BIGINT NOT NULL,      -- ledger rows about them (all of the erasure's people)
+    events       BIGINT NOT NULL,
+    outbox_lines BIGINT NOT NULL,
+    reason       VARCHAR
+);

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dmops import message
+from dmops import secret
 from dmops.cli import app
 from dmops.errors import IOFailure
 from dmops.workspace import load_workspace
@@ -36,7 +36,7 @@ def test_a_short_secret_is_refused_and_nothing_is_sent(root: Path, size: int) ->
 def test_a_32_byte_secret_is_used(root: Path) -> None:
     (root / ".dmops").mkdir()
     (root / ".dmops" / "secret.key").write_bytes(b"k" * 32)
-    assert message.load_secret(load_workspace(root), create=True) == b"k" * 32
+    assert secret.load_secret(load_workspace(root), create=True) == b"k" * 32
 
 
 @pytest.mark.parametrize("failing", ["fsync", "link"])
@@ -48,10 +48,10 @@ def test_a_crash_while_creating_the_secret_leaves_no_key(root: Path, monkeypatch
 
     monkeypatch.setattr(os, failing, fail)
     with pytest.raises(IOFailure, match="cannot create the token secret: No space left on device"):
-        message.load_secret(load_workspace(root), create=True)
+        secret.load_secret(load_workspace(root), create=True)
     monkeypatch.undo()
     assert sorted(p.name for p in (root / ".dmops").iterdir()) == []  # no key, no staging file
-    key = message.load_secret(load_workspace(root), create=True)
+    key = secret.load_secret(load_workspace(root), create=True)
     assert len(key) == 32 and (root / ".dmops" / "secret.key").read_bytes() == key
     assert (root / ".dmops" / "secret.key").stat().st_mode & 0o777 == 0o600
 
@@ -62,4 +62,4 @@ def test_a_symlinked_secret_is_not_followed(root: Path, tmp_path: Path) -> None:
     (root / ".dmops").mkdir()
     (root / ".dmops" / "secret.key").symlink_to(outside)
     with pytest.raises(IOFailure, match="cannot read the token secret"):
-        message.load_secret(load_workspace(root), create=True)
+        secret.load_secret(load_workspace(root), create=True)

@@ -1,0 +1,631 @@
+"""``dmops forget``: erase people from everything dmops keeps (SPEC §12).
+
+A person is named by contact id or by address. Their addresses are the ones given and the ones the
+contact list holds for their ids; their ids are the ones given, the contacts the list holds with one of
+those addresses, and the contacts of ledger messages sent to one of them.
+
+``forget`` then, under the send and delivery locks:
+
+1. writes ``forget.pending.json`` (owner-only) naming them: until it is gone, ``plan``, ``send`` and
+   ``deliver`` refuse to run, and ``dmops forget`` with no arguments finishes the erasure;
+2. rewrites every outbox run that holds one of their messages without those lines (the manifest's count
+   and SHA-256 follow; see :func:`_rewrite_run` for the order of renames) and drops incomplete runs;
+3. rewrites the delivery journals with the detail (the server's reply, which may quote the address) of
+   their messages dropped;
+4. copies the ledger into a new file — their contact id replaced by a pseudonym (``erased-`` and 16 hex
+   digits of a keyed hash), the address hash of their messages and the URL of their events dropped, their
+   suppressions replaced by tombstones — adds the tombstones (HMAC-SHA256 under the workspace secret of
+   ``contact_id:<id>``, ``email:<address>``, ``phone:<E.164>``, ``dm:<handle>``; never the value) and one
+   audit line per person (time, pseudonym, counts, reason), and renames it over the ledger: a copy, not
+   an update in place, so that no old page of the file still holds them;
+5. deletes the contacts snapshots (a cache of the contact list) and the pending file.
+
+Every step is idempotent, so a rerun after kill -9 completes the erasure. Report totals do not change:
+every row is kept, only who it was about is replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from dmops import ledger
+from dmops.addresses import normalise_phone
+from dmops.db import connect, quote_ident
+from dmops.durable import fsync_dir, publish, refuse_links, staging_path, write_atomic
+from dmops.errors import ConfigError, DataError, DmopsError, IOFailure, MissingInputError, TemporaryFailure
+from dmops.outbox import MANIFEST, MESSAGES, complete_runs, remove_incomplete
+from dmops.pii import mask_id
+from dmops.runlock import DELIVER_LOCK_FILE, RunLock
+from dmops.sql import query
+from dmops.sqlrender import hmac_pads
+from dmops.tabular import read_source
+from dmops.workspace import Workspace
+
+PENDING = "forget.pending.json"
+PSEUDONYM = "erased-"
+_REWRITING = ".erasing"  # suffix of a run's new messages and manifest before they are renamed into place
+
+
+@dataclass
+class People:
+    """Who is being erased: contact ids and normalised addresses."""
+
+    ids: set[str] = field(default_factory=set)
+    emails: set[str] = field(default_factory=set)
+    phones: set[str] = field(default_factory=set)
+    handles: set[str] = field(default_factory=set)
+
+    def addresses(self) -> set[str]:
+        return self.emails | self.phones | self.handles
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {k: sorted(getattr(self, k)) for k in ("ids", "emails", "phones", "handles")}
+
+    @classmethod
+    def from_json(cls, data: dict[str, list[str]]) -> People:
+        return cls(*(set(data.get(k, [])) for k in ("ids", "emails", "phones", "handles")))
+
+    def merge(self, other: People) -> None:
+        for name in ("ids", "emails", "phones", "handles"):
+            getattr(self, name).update(getattr(other, name))
+
+
+@dataclass(frozen=True)
+class Appearance:
+    file: Path
+    line: int
+    shown: str  # masked
+
+
+@dataclass
+class ForgetResult:
+    ids: int = 0
+    addresses: int = 0
+    outbox_lines: int = 0
+    journal_lines: int = 0
+    entries: int = 0
+    events: int = 0
+    suppressions: int = 0
+    tombstones: int = 0
+    snapshots: int = 0
+    still_in: list[Appearance] = field(default_factory=list)
+
+
+def pseudonym(secret: bytes, contact_id: str) -> str:
+    return PSEUDONYM + hmac.new(secret, f"contact_id:{contact_id}".encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def subject_key(secret: bytes, kind: str, value: str) -> str:
+    """A tombstone: HMAC-SHA256 of ``kind:value`` under the workspace secret, hex."""
+    return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def subject_key_sql(kind: str, value: str) -> str:
+    """SQL: :func:`subject_key` of a SQL expression, with parameters ``$ipad`` and ``$opad``."""
+    inner = f"unhex(sha256($ipad::BLOB || encode('{kind}:' || {value})))"
+    return f"sha256($opad::BLOB || {inner})"
+
+
+def pending_path(ws: Workspace) -> Path:
+    return ws.state_dir / PENDING
+
+
+def check_not_pending(ws: Workspace) -> None:
+    """Refuse (exit 75) while an erasure is unfinished: the person it names is not protected yet."""
+    if pending_path(ws).is_file():
+        raise TemporaryFailure(
+            "an erasure was interrupted",
+            file=pending_path(ws),
+            hint="run `dmops forget` (no arguments) to finish it",
+        )
+
+
+# --- who -------------------------------------------------------------------------------------------------
+
+
+def _classify(address: str, region: str | None) -> tuple[str, str]:
+    text = address.strip(" \t")
+    if "@" in text:
+        return "emails", text.lower()
+    phone = normalise_phone(text, region)
+    if phone is not None:
+        return "phones", phone
+    return "handles", text
+
+
+def named(ids: Sequence[str], addresses: Sequence[str], file: Path | None, ws: Workspace) -> People:
+    """The people the command line names (ids, addresses, and a file of either)."""
+    people = People()
+    region = ws.config.phone_region
+    for contact_id in ids:
+        if contact_id.strip():
+            people.ids.add(contact_id.strip())
+    for address in addresses:
+        if address.strip():
+            kind, value = _classify(address, region)
+            getattr(people, kind).add(value)
+    if file is not None:
+        if not file.is_file():
+            raise MissingInputError("file not found", file=file)
+        if file.suffix.lower() in (".csv", ".xlsx", ".parquet"):
+            con = connect()
+            try:
+                names = {n.lower(): n for n in read_source(con, file, "_dm_forget", "forget").names}
+                if "contact_id" not in names and "address" not in names:
+                    raise DataError("the file needs a contact_id or an address column", file=file, line=1)
+                for key in ("contact_id", "address"):
+                    if key in names:
+                        rows = con.execute(
+                            f"SELECT DISTINCT trim(CAST({quote_ident(names[key])} AS VARCHAR)) FROM _dm_forget"
+                            f" WHERE nullif(trim(CAST({quote_ident(names[key])} AS VARCHAR)), '') IS NOT NULL"
+                        ).fetchall()
+                        values = [str(r[0]) for r in rows]
+                        if key == "contact_id":
+                            people.ids.update(values)
+                        else:
+                            for value in values:
+                                kind, normal = _classify(value, region)
+                                getattr(people, kind).add(normal)
+            finally:
+                con.close()
+        else:
+            try:
+                text = file.read_text(encoding="utf-8-sig")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise DataError(f"cannot read the file ({type(exc).__name__})", file=file) from None
+            people.ids.update(line.strip() for line in text.splitlines() if line.strip())
+    return people
+
+
+def _widen(con: duckdb.DuckDBPyConnection, people: People, has_contacts: bool, has_ledger: bool) -> None:
+    """Add the addresses the contact list holds for their ids, the ids it holds for their addresses, and
+    the contacts of ledger messages sent to their addresses."""
+    params = {
+        "ids": sorted(people.ids),
+        "emails": sorted(people.emails),
+        "phones": sorted(people.phones),
+        "handles": sorted(people.handles),
+    }
+    if has_contacts:
+        rows = con.execute(
+            """SELECT contact_id, email_key, phone, dm_handle FROM contact_channels
+               WHERE list_contains($ids, contact_id) OR list_contains($emails, email_key)
+                  OR list_contains($phones, phone) OR list_contains($handles, dm_handle)""",
+            params,
+        ).fetchall()
+        for contact_id, email, phone, handle in rows:
+            people.ids.add(str(contact_id))
+            people.emails.update([email] if email else [])
+            people.phones.update([phone] if phone else [])
+            people.handles.update([handle] if handle else [])
+    if has_ledger:
+        hashes = [hashlib.sha256(a.encode()).hexdigest() for a in people.addresses()]
+        rows = con.execute(
+            f"SELECT DISTINCT contact_id FROM {ledger.ALIAS}.entries WHERE list_contains($h, address_sha256)",
+            {"h": hashes},
+        ).fetchall()
+        people.ids.update(str(r[0]) for r in rows if not str(r[0]).startswith(PSEUDONYM))
+
+
+# --- outbox ----------------------------------------------------------------------------------------------
+
+
+def _line_matches(message: dict[str, Any], people: People) -> bool:
+    if str(message.get("contact_id")) in people.ids:
+        return True
+    to = str(message.get("to") or "").strip(" \t")
+    return to.lower() in people.emails or to in people.phones or to in people.handles
+
+
+def _needles(people: People) -> list[bytes]:
+    """Byte strings one of which a line about them must hold (a fast filter before parsing it)."""
+    values = people.ids | people.phones | people.handles
+    found = [json.dumps(v, ensure_ascii=False)[1:-1].encode() for v in values]
+    # emails compare case-insensitively: the filter runs on the lower-cased line
+    found += [json.dumps(v, ensure_ascii=False)[1:-1].encode() for v in people.emails]
+    return [n for n in found if n]
+
+
+def _finish_rename(run: Path) -> None:
+    """Complete an interrupted rewrite of ``run``: the new messages are renamed first, then the manifest.
+    New messages still beside the old ones: the renames had not begun, so the new files are dropped (the
+    rewrite is done again); only the new manifest left: it is renamed into place."""
+    messages, manifest = run / (MESSAGES + _REWRITING), run / (MANIFEST + _REWRITING)
+    if messages.exists():
+        messages.unlink()
+        manifest.unlink(missing_ok=True)
+    elif manifest.exists():
+        os.replace(manifest, run / MANIFEST)
+        fsync_dir(run)
+
+
+def _rewrite_run(run: Path, people: People, message_ids: set[str]) -> tuple[int, tuple[int, str] | None]:
+    """Drop their lines from one run: (lines dropped, (count, sha256) of the new file or None)."""
+    _finish_rename(run)
+    needles = _needles(people)
+    kept = hashlib.sha256()
+    count = dropped = 0
+    target = run / (MESSAGES + _REWRITING)
+    try:
+        with (run / MESSAGES).open("rb") as source:
+            out = None
+            for line in source:
+                lowered = line.lower()
+                if any(n.lower() in lowered for n in needles) and _line_matches(json.loads(line), people):
+                    dropped += 1
+                    message_ids.add(str(json.loads(line).get("message_id")))
+                    if out is None:  # the first line about them: the kept lines so far are copied
+                        out = _start_copy(run, target, source.tell() - len(line), kept)
+                    continue
+                if out is not None:
+                    out.write(line)
+                    kept.update(line)
+                count += 1
+            if out is None:
+                return 0, None
+            out.flush()
+            os.fsync(out.fileno())
+            out.close()
+        manifest = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
+        manifest.update(count=count, sha256=kept.hexdigest())
+        with (run / (MANIFEST + _REWRITING)).open("w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, ensure_ascii=False, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        fsync_dir(run)
+        os.replace(target, run / MESSAGES)
+        os.replace(run / (MANIFEST + _REWRITING), run / MANIFEST)
+        fsync_dir(run)
+    except OSError as exc:
+        raise IOFailure(f"cannot rewrite the outbox run: {exc.strerror}", file=run) from None
+    return dropped, (count, manifest["sha256"])
+
+
+def _start_copy(run: Path, target: Path, upto: int, digest: Any) -> Any:
+    """Open the new messages file holding the first ``upto`` bytes of the old one."""
+    out = target.open("wb")
+    with (run / MESSAGES).open("rb") as again:
+        remaining = upto
+        while remaining > 0:
+            chunk = again.read(min(remaining, 1 << 22))
+            if not chunk:
+                break
+            out.write(chunk)
+            digest.update(chunk)
+            remaining -= len(chunk)
+    return out
+
+
+def _outbox(
+    ws: Workspace, people: People, message_ids: set[str]
+) -> tuple[int, dict[tuple[str, str, str], tuple[int, str]]]:
+    dropped = 0
+    changed: dict[tuple[str, str, str], tuple[int, str]] = {}
+    root = ws.outbox_dir
+    if not root.is_dir():
+        return 0, changed
+    refuse_links(root, ws.root)
+    for campaign in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
+        for occurrence in sorted(p for p in campaign.iterdir() if p.is_dir() and not p.is_symlink()):
+            remove_incomplete(occurrence)  # a killed send's hidden run may hold them
+            for run in complete_runs(occurrence):
+                n, new = _rewrite_run(run, people, message_ids)
+                dropped += n
+                if new is not None:
+                    changed[(campaign.name, occurrence.name, run.name)] = new
+    return dropped, changed
+
+
+# --- delivery journals -----------------------------------------------------------------------------------
+
+
+def _journals(ws: Workspace, message_ids: set[str]) -> int:
+    """Drop the detail (a server's reply may quote the address) of their messages' journal lines."""
+    scrubbed = 0
+    for journal in ledger.delivery_journals(ws):
+        lines = journal.read_bytes().splitlines(keepends=True)
+        out: list[bytes] = []
+        changed = 0
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                out.append(line)
+                continue
+            if str(record.get("message_id")) in message_ids and record.get("detail") is not None:
+                record["detail"] = None
+                line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+                changed += 1
+            out.append(line)
+        if changed:
+            staging = staging_path(journal)
+            try:
+                staging.write_bytes(b"".join(out))
+                os.chmod(staging, 0o600)
+                publish(staging, journal, result=False)
+            except OSError as exc:
+                staging.unlink(missing_ok=True)
+                raise IOFailure(f"cannot rewrite the delivery journal: {exc.strerror}", file=journal) from None
+            scrubbed += changed
+    return scrubbed
+
+
+# --- ledger ----------------------------------------------------------------------------------------------
+
+
+_TABLES = (
+    "meta",
+    "entries",
+    "runs",
+    "decisions",
+    "events",
+    "message_events",
+    "suppressions",
+    "erasures",
+    "erasure_log",
+)
+
+
+def _ledger(
+    ws: Workspace,
+    people: People,
+    secret: bytes,
+    runs: dict[tuple[str, str, str], tuple[int, str]],
+    outbox_lines: int,
+    reason: str | None,
+    now: datetime,
+) -> tuple[int, int, int, int]:
+    """Write the ledger anew without them; (entries, events, suppressions, tombstones)."""
+    path = ledger.ledger_path(ws)
+    ledger.open_for_writing(ws).close()  # created, upgraded and checkpointed: no write-ahead log is left
+    staging = staging_path(path)
+    for leftover in (staging, staging.with_name(staging.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    ipad, opad = hmac_pads(secret)
+    tombstones = (
+        [subject_key(secret, "contact_id", i) for i in people.ids]
+        + [subject_key(secret, "email", e) for e in people.emails]
+        + [subject_key(secret, "phone", p) for p in people.phones]
+        + [subject_key(secret, "dm", h) for h in people.handles]
+    )
+    hashes = sorted(hashlib.sha256(a.encode()).hexdigest() for a in people.addresses())
+    con = connect()
+    try:
+        con.execute("ATTACH $p AS old (READ_ONLY)", {"p": str(path)})
+        con.execute("ATTACH $p AS new", {"p": str(staging)})
+        con.execute("USE new")
+        con.execute(query("ledger_schema"))
+        con.execute("USE memory")
+        con.execute(
+            "CREATE TEMP TABLE _dm_who AS SELECT unnest($ids::VARCHAR[]) AS contact_id", {"ids": sorted(people.ids)}
+        )
+        con.execute(
+            f"""CREATE TEMP TABLE _dm_pseudonyms AS
+                SELECT contact_id, '{PSEUDONYM}' || substr({subject_key_sql("contact_id", "contact_id")}, 1, 16) AS alias
+                FROM _dm_who""",
+            {"ipad": ipad, "opad": opad},
+        )
+        params = {"h": hashes}
+        entries = con.execute(
+            "SELECT count(*) FROM old.entries WHERE contact_id IN (SELECT contact_id FROM _dm_who)"
+            " OR list_contains($h, address_sha256)",
+            params,
+        ).fetchall()[0][0]
+        events = con.execute(
+            "SELECT count(*) FROM old.events WHERE contact_id IN (SELECT contact_id FROM _dm_who)"
+        ).fetchall()[0][0]
+        emails, phones, handles = sorted(people.emails), sorted(people.phones), sorted(people.handles)
+        gone = """contact_id IN (SELECT contact_id FROM _dm_who)
+                  OR list_contains($emails, lower(trim(address))) OR list_contains($phones, trim(address))
+                  OR list_contains($handles, trim(address))"""
+        suppressions = con.execute(
+            f"SELECT count(*) FROM old.suppressions WHERE {gone}",
+            {"emails": emails, "phones": phones, "handles": handles},
+        ).fetchall()[0][0]
+        old_tables = {
+            r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'old'").fetchall()
+        }
+        con.execute("BEGIN")
+        con.execute("INSERT INTO new.meta SELECT * FROM old.meta")
+        con.execute(
+            """INSERT INTO new.entries
+               SELECT e.campaign_id, e.occurrence, coalesce(p.alias, e.contact_id), e.kind, e.channel, e.purpose,
+                      e.variant, e.planned_at, e.message_id, e.run_id, e.recorded_at,
+                      CASE WHEN p.alias IS NULL AND NOT list_contains($h, e.address_sha256) THEN e.address_sha256 END
+               FROM old.entries e LEFT JOIN _dm_pseudonyms p USING (contact_id)""",
+            params,
+        )
+        con.execute(
+            """CREATE TEMP TABLE _dm_runs AS
+               SELECT * FROM (VALUES (NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::BIGINT, NULL::VARCHAR))
+               t(campaign_id, occurrence, run, count, sha256) WHERE false"""
+        )
+        if runs:
+            con.executemany("INSERT INTO _dm_runs VALUES (?, ?, ?, ?, ?)", [(*k, c, s) for k, (c, s) in runs.items()])
+        con.execute(
+            """INSERT INTO new.runs
+               SELECT r.campaign_id, r.occurrence, r.run, coalesce(n.count, r.count), coalesce(n.sha256, r.sha256),
+                      r.recorded_at
+               FROM old.runs r LEFT JOIN _dm_runs n USING (campaign_id, occurrence, run)"""
+        )
+        con.execute("INSERT INTO new.decisions SELECT * FROM old.decisions")
+        con.execute(
+            """INSERT INTO new.events
+               SELECT ev.event_key, ev.event, ev.ts, ev.message_id, coalesce(p.alias, ev.contact_id), ev.campaign_id,
+                      ev.revenue, ev.bounce_type, CASE WHEN p.alias IS NULL THEN ev.url END, ev.source, ev.imported_at
+               FROM old.events ev LEFT JOIN _dm_pseudonyms p USING (contact_id)"""
+        )
+        con.execute("INSERT INTO new.message_events SELECT * FROM old.message_events")
+        con.execute(
+            f"INSERT INTO new.suppressions SELECT * FROM old.suppressions WHERE NOT ({gone})",
+            {"emails": emails, "phones": phones, "handles": handles},
+        )
+        for table in ("erasures", "erasure_log"):
+            if table in old_tables:
+                con.execute(f"INSERT INTO new.{table} SELECT * FROM old.{table}")
+        added = con.execute(
+            """INSERT INTO new.erasures
+               SELECT DISTINCT subject, $now FROM unnest($keys::VARCHAR[]) t(subject)
+               WHERE subject NOT IN (SELECT subject FROM new.erasures)""",
+            {"keys": tombstones, "now": now},
+        ).fetchall()[0][0]
+        con.execute(
+            """INSERT INTO new.erasure_log
+               SELECT $now, alias, $entries, $events, $outbox, $reason FROM _dm_pseudonyms ORDER BY alias""",
+            {"now": now, "entries": entries, "events": events, "outbox": outbox_lines, "reason": reason},
+        )
+        con.execute("COMMIT")
+        con.execute("CHECKPOINT new")
+        con.execute("DETACH new")
+        con.execute("DETACH old")
+    except duckdb.Error as exc:
+        con.close()
+        staging.unlink(missing_ok=True)
+        raise IOFailure(f"cannot rewrite the ledger ({type(exc).__name__})", file=path) from None
+    finally:
+        con.close()
+    try:
+        os.chmod(staging, 0o600)
+        publish(staging, path, result=False)
+    except OSError as exc:
+        raise IOFailure(f"cannot replace the ledger: {exc.strerror}", file=path) from None
+    return int(entries), int(events), int(suppressions), int(added)
+
+
+# --- where they still are --------------------------------------------------------------------------------
+
+
+def _appearances(ws: Workspace, people: People) -> list[Appearance]:
+    """The lines of the workspace's contact and suppression files that still hold one of their ids or
+    addresses (any cell, trimmed; emails case-insensitively; phones by their digits)."""
+    needles = sorted(people.ids | people.emails | people.handles)
+    digits = sorted({p.lstrip("+") for p in people.phones})
+    found: list[Appearance] = []
+    for path in (ws.contacts_path, *ws.suppression_paths):
+        if not path.is_file():
+            continue
+        con = connect()
+        try:
+            source = ws.config.contacts_source if path == ws.contacts_path else None
+            names = read_source(
+                con,
+                path,
+                "_dm_look",
+                "contacts" if source else "suppression",
+                encoding=source.encoding if source else "utf-8",
+                sheet=source.sheet if source else None,
+            ).names
+            cells = ", ".join(f"nullif(trim(CAST({quote_ident(n)} AS VARCHAR)), '')" for n in names)
+            digits_of = "regexp_replace(c, '[^0-9]', '', 'g')"
+            rows = con.execute(
+                f"""SELECT _dm_line, list_filter([{cells}], lambda c: c IS NOT NULL AND (
+                           list_contains($n, c) OR list_contains($n, lower(c))
+                           OR (length({digits_of}) >= 7
+                               AND len(list_filter($d, lambda d: ends_with(d, {digits_of}))) > 0)))
+                    FROM _dm_look ORDER BY _dm_line""",
+                {"n": needles, "d": digits or [""]},
+            ).fetchall()
+        except (DmopsError, duckdb.Error):  # unreadable: forget has done its work; nothing to point at
+            rows = []
+        finally:
+            con.close()
+        for line, hits in rows:
+            if hits:
+                found.append(Appearance(path, int(line), ", ".join(mask_id(str(h)) for h in hits)))
+    return found
+
+
+# --- the command -----------------------------------------------------------------------------------------
+
+
+def _read_pending(ws: Workspace) -> People | None:
+    path = pending_path(ws)
+    if not path.is_file():
+        return None
+    try:
+        return People.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise IOFailure(f"cannot read the interrupted erasure ({type(exc).__name__})", file=path) from None
+
+
+def forget(
+    ws: Workspace,
+    ids: Sequence[str] = (),
+    addresses: Sequence[str] = (),
+    file: Path | None = None,
+    *,
+    reason: str | None,
+    now: datetime,
+) -> ForgetResult:
+    """Erase the people named (and finish an interrupted erasure); what was done."""
+    from dmops.contacts import load_contacts
+    from dmops.secret import load_secret
+
+    people = named(ids, addresses, file, ws)
+    with RunLock(ws.state_dir), RunLock(ws.state_dir, DELIVER_LOCK_FILE, "dmops deliver"):
+        earlier = _read_pending(ws)
+        if earlier is not None:
+            people.merge(earlier)
+        if not (people.ids or people.addresses()):
+            raise ConfigError("name someone to forget: contact ids, --address or --file")
+        secret = load_secret(ws, create=True)
+        con = connect()
+        try:
+            try:
+                load_contacts(con, ws)
+                has_contacts = True
+            except (MissingInputError, DataError, ConfigError):
+                has_contacts = False  # the list is gone or broken: the state is erased all the same
+            has_ledger = ledger.attach(con, ws)
+            _widen(con, people, has_contacts, has_ledger)
+            message_ids = (
+                {
+                    str(r[0])
+                    for r in con.execute(
+                        f"SELECT message_id FROM {ledger.ALIAS}.entries WHERE message_id IS NOT NULL"
+                        " AND list_contains($ids, contact_id)",
+                        {"ids": sorted(people.ids)},
+                    ).fetchall()
+                }
+                if has_ledger
+                else set()
+            )
+        finally:
+            con.close()
+        write_atomic(pending_path(ws), json.dumps(people.to_json(), ensure_ascii=False), result=False)
+        os.chmod(pending_path(ws), 0o600)
+        result = ForgetResult(ids=len(people.ids), addresses=len(people.addresses()))
+        result.outbox_lines, runs = _outbox(ws, people, message_ids)
+        result.journal_lines = _journals(ws, message_ids)
+        result.entries, result.events, result.suppressions, result.tombstones = _ledger(
+            ws, people, secret, runs, result.outbox_lines, reason, now
+        )
+        snapshots = ws.state_dir / "snapshots"
+        if snapshots.is_dir():
+            result.snapshots = sum(1 for p in snapshots.iterdir() if p.is_file())
+            shutil.rmtree(snapshots)
+        pending_path(ws).unlink()
+        fsync_dir(ws.state_dir)
+    result.still_in = _appearances(ws, people)
+    return result
+
+
+def has_tombstones(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the attached ledger holds tombstones (a ledger written before them has no such table)."""
+    has = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = $db AND table_name = 'erasures'",
+        {"db": ledger.ALIAS},
+    ).fetchall()[0][0]
+    return bool(has) and bool(con.execute(f"SELECT count(*) FROM {ledger.ALIAS}.erasures").fetchall()[0][0])

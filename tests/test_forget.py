@@ -1,0 +1,308 @@
+"""``dmops forget`` (SPEC §12): a person erased from everything dmops keeps, and kept out of every later plan."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from dmops.ledger import DeliveryJournal
+from dmops.outbox import verified_messages
+from dmops.workspace import load_workspace
+
+WORKSPACE = """\
+version: 1
+timezone: Asia/Shanghai
+contacts: contacts.csv
+consent: {email: email_opt_in, sms: sms_opt_in}
+phone_region: CN
+suppressions: [optouts.csv]
+"""
+
+# The person to erase: every one of these strings is theirs alone.
+PERSON = {
+    "id": "zq-erin-7731",
+    "name": "Zebulonia",
+    "email": "Erin.Erasable@Example.org",
+    "phone": "+8613912345678",
+}
+SECRETS = [PERSON["id"], PERSON["name"], "erin.erasable@example.org", "Erin.Erasable", "13912345678"]
+
+
+def contacts(extra: str = "") -> str:
+    rows = ["contact_id,first_name,email,phone,email_opt_in,sms_opt_in,tier"]
+    rows.append(f"{PERSON['id']},{PERSON['name']},{PERSON['email']},{PERSON['phone']},yes,yes,gold")
+    rows += [f"keep-{i:04d},Kept{i},kept{i}@example.com,+86139000{i:05d},yes,yes,gold" for i in range(1, 40)]
+    return "\n".join(rows) + "\n" + extra
+
+
+MARKETING = """\
+id: hello
+name: Hello
+channel: email
+sender: {from: "Shop <news@shop.example.com>"}
+unsubscribe_url: "https://shop.example.com/u/{{ unsubscribe_token }}"
+variants:
+  - id: a
+    subject: "Hi {{ first_name }}"
+    text: "Hello {{ first_name }}, your address is {{ email }}. Unsubscribe: {{ unsubscribe_url }}"
+holdout: 0.2
+"""
+
+NOTICE = """\
+id: notice
+name: Notice
+channel: sms
+purpose: transactional
+variants:
+  - id: a
+    text: "{{ first_name }}: your order shipped"
+"""
+
+AT = "2026-12-01T10:00"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    files = {
+        "dmops.yaml": WORKSPACE,
+        "contacts.csv": contacts(),
+        "optouts.csv": "contact_id,address\nkeep-0003,\n",
+        "campaigns/hello.yaml": MARKETING,
+        "campaigns/notice.yaml": NOTICE,
+    }
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+def message_of(root: Path, contact_id: str) -> dict[str, Any]:
+    for path in sorted((root / "outbox").rglob("messages.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            message = json.loads(line)
+            if message["contact_id"] == contact_id and message["campaign_id"] == "hello":
+                return message
+    raise AssertionError(f"no message for {contact_id}")
+
+
+def busy_workspace(root: Path, cli: Callable[..., Any]) -> None:
+    """Two sends, events about the person (a click whose URL holds their address, a conversion, an
+    unsubscribe that suppresses them) and a delivery journal line quoting their address."""
+    assert cli("-w", root, "send", "hello", "--at", AT).exit_code == 0
+    assert cli("-w", root, "send", "notice", "--at", AT).exit_code == 0
+    theirs = message_of(root, PERSON["id"])["message_id"]
+    other = message_of(root, "keep-0001")["message_id"]
+    (root / "events.csv").write_text(
+        "event,ts,message_id,contact_id,revenue,url\n"
+        f"open,2026-12-01 11:00,{theirs},,,\n"
+        f"click,2026-12-01 11:01,{theirs},,,https://shop.example.com/?who=erin.erasable@example.org\n"
+        f"conversion,2026-12-01 12:00,,{PERSON['id']},99.5,\n"
+        f"unsubscribe,2026-12-01 12:30,{theirs},,,\n"
+        f"open,2026-12-01 11:00,{other},,,\n"
+        f"conversion,2026-12-01 12:00,,keep-0001,10,\n",
+        encoding="utf-8",
+    )
+    assert cli("-w", root, "events", "import", root / "events.csv").exit_code == 0
+    journal = DeliveryJournal(load_workspace(root))
+    for message_id, detail in ((theirs, "550 5.1.1 <erin.erasable@example.org>: no such user"), (other, "250 ok")):
+        journal.append(
+            {
+                "message_id": message_id,
+                "campaign_id": "hello",
+                "channel": "email",
+                "transport": "mail",
+                "state": "bounced" if message_id == theirs else "accepted",
+                "at": datetime(2026, 12, 1, 3, tzinfo=UTC),
+                "detail": detail,
+            },
+            sync=True,
+        )
+    journal.close()
+
+
+def found_anywhere(root: Path, needles: list[str], *, skip: tuple[str, ...] = ()) -> list[str]:
+    """Files of the workspace (the ledger checkpointed first) holding one of ``needles``, case-insensitive."""
+    ledger = root / ".dmops" / "ledger.duckdb"
+    if ledger.exists():
+        con = duckdb.connect(str(ledger))
+        con.execute("CHECKPOINT")
+        con.close()
+    hits = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.name in skip:
+            continue
+        data = path.read_bytes().lower()
+        hits += [f"{path.relative_to(root)}: {n}" for n in needles if n.lower().encode() in data]
+    return hits
+
+
+def report(root: Path, cli: Callable[..., Any]) -> dict[str, Any]:
+    result = cli("-w", root, "report", "hello", "--format", "json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_forget_erases_them_from_everything_and_keeps_every_report_number(root: Path, cli: Callable[..., Any]) -> None:
+    busy_workspace(root, cli)
+    assert found_anywhere(root, SECRETS, skip=("contacts.csv", "events.csv"))  # they are everywhere first
+    before = report(root, cli)
+
+    result = cli("-w", root, "forget", PERSON["id"], "--reason", "ticket 4711")
+    assert result.exit_code == 0, result.output
+    assert "1 outbox line " not in result.stdout  # two sends: one email and one SMS line
+    assert "2 outbox lines removed" in result.stdout
+    # the person is still in the user's own contact file, which forget names (masked) for cleaning
+    assert "contacts.csv:2 still holds them" in result.stderr
+    assert PERSON["email"] not in result.output and PERSON["id"] not in result.output
+
+    assert found_anywhere(root, SECRETS, skip=("contacts.csv", "events.csv")) == []
+    assert report(root, cli) == before  # every total, rate and interval
+    for run in (root / "outbox").rglob("manifest.json"):
+        verified_messages(run.parent)  # each rewritten run matches its manifest
+    con = duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True)
+    audit = con.execute("SELECT pseudonym, entries, events, outbox_lines, reason FROM erasure_log").fetchall()
+    tombstones = con.execute("SELECT count(*) FROM erasures").fetchall()[0][0]
+    suppressed = con.execute("SELECT count(*) FROM suppressions WHERE contact_id LIKE 'zq-%'").fetchall()[0][0]
+    con.close()
+    assert len(audit) == 1 and audit[0][0].startswith("erased-") and audit[0][3:] == (2, "ticket 4711")
+    assert tombstones == 3  # the id, the email, the phone
+    assert suppressed == 0  # their unsubscribe became the tombstone
+    journal = next((root / ".dmops" / "deliveries").glob("run-*.jsonl")).read_text(encoding="utf-8")
+    assert "250 ok" in journal  # someone else's line is untouched
+
+    # a rerun finds nothing more to do and adds no tombstone
+    again = cli("-w", root, "forget", PERSON["id"])
+    assert again.exit_code == 0 and "0 outbox lines removed" in again.stdout and "0 new tombstones" in again.stdout
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        pytest.param(f"{PERSON['id']},Z,fresh@example.net,+8613700001111,yes,yes,gold", id="same id, new addresses"),
+        pytest.param(
+            "new-0099,Z, ERIN.erasable@example.ORG ,+8613700002222,yes,yes,gold", id="new id, the email in capitals"
+        ),
+        pytest.param(
+            "new-0098,Z,other@example.net,139 1234 5678,yes,yes,gold", id="new id, the phone written nationally"
+        ),
+    ],
+)
+def test_the_erased_stay_out_of_every_plan(root: Path, cli: Callable[..., Any], row: str) -> None:
+    assert cli("-w", root, "forget", PERSON["id"]).exit_code == 0
+    (root / "contacts.csv").write_text(contacts().split("\n", 2)[0] + "\n" + row + "\n", encoding="utf-8")
+    contact = row.split(",")[0]
+    for campaign in ("hello", "notice"):  # marketing and transactional alike
+        planned = cli("-w", root, "plan", campaign, "--at", AT, "--format", "json")
+        assert planned.exit_code == 0, planned.output
+        assert json.loads(planned.stdout)["excluded"]["suppressed"] == 1, campaign
+    explained = cli("-w", root, "plan", "hello", "--at", AT, "--explain", contact)
+    assert "erased on 20" in explained.stdout
+    assert "ERIN" not in explained.stdout and "13912345678" not in explained.stdout
+
+
+def test_forget_by_address_finds_the_contact(root: Path, cli: Callable[..., Any]) -> None:
+    assert cli("-w", root, "send", "hello", "--at", AT).exit_code == 0
+    result = cli("-w", root, "forget", "--address", " erin.ERASABLE@example.org ")
+    assert result.exit_code == 0, result.output
+    assert "forgot 1 contact id " in result.stdout and "1 outbox line removed" in result.stdout
+    assert found_anywhere(root, SECRETS, skip=("contacts.csv",)) == []
+
+
+def test_forget_from_a_file(root: Path, cli: Callable[..., Any]) -> None:
+    assert cli("-w", root, "send", "hello", "--at", AT).exit_code == 0
+    (root / "gone.csv").write_text(f"contact_id,address\n{PERSON['id']},\n,kept1@example.com\n", encoding="utf-8")
+    result = cli("-w", root, "forget", "--file", root / "gone.csv")
+    assert result.exit_code == 0, result.output
+    assert "forgot 2 contact ids" in result.stdout
+    assert found_anywhere(root, [*SECRETS, "kept1@example.com", "keep-0001,"], skip=("contacts.csv", "gone.csv")) == []
+
+
+def test_an_interrupted_erasure_blocks_plans_until_it_is_finished(root: Path, cli: Callable[..., Any]) -> None:
+    assert cli("-w", root, "send", "hello", "--at", AT).exit_code == 0
+    (root / ".dmops" / "forget.pending.json").write_text(
+        json.dumps({"ids": [PERSON["id"]], "emails": [], "phones": [], "handles": []}), encoding="utf-8"
+    )
+    blocked = cli("-w", root, "plan", "hello", "--at", AT)
+    assert blocked.exit_code == 75 and "dmops forget" in blocked.stderr
+    finished = cli("-w", root, "forget")
+    assert finished.exit_code == 0, finished.output
+    assert not (root / ".dmops" / "forget.pending.json").exists()
+    assert cli("-w", root, "plan", "hello", "--at", AT).exit_code == 0
+    assert found_anywhere(root, SECRETS, skip=("contacts.csv",)) == []
+
+
+def test_forget_without_anyone_named_is_a_usage_error(root: Path, cli: Callable[..., Any]) -> None:
+    result = cli("-w", root, "forget")
+    assert result.exit_code == 78 and "name someone" in result.stderr
+
+
+def test_kill_9_during_forget_of_1000_people_then_a_rerun_leaves_nothing_half_done(tmp_path: Path) -> None:
+    people = 1000
+    rows = ["contact_id,first_name,email,phone,email_opt_in,sms_opt_in,tier"]
+    rows += [f"gone-{i:05d},Gone{i},gone{i}@erased.example,,yes,no,gold" for i in range(people)]
+    rows += [f"stay-{i:05d},Stay{i},stay{i}@kept.example,,yes,no,gold" for i in range(200)]
+    files = {
+        "dmops.yaml": WORKSPACE.replace("suppressions: [optouts.csv]\n", ""),
+        "contacts.csv": "\n".join(rows) + "\n",
+        "campaigns/hello.yaml": MARKETING,
+        "gone.txt": "\n".join(f"gone-{i:05d}" for i in range(people)) + "\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    dmops = [sys.executable, "-m", "dmops", "-w", str(tmp_path)]
+    env = {**os.environ, "NO_COLOR": "1"}
+    subprocess.run([*dmops, "send", "hello", "--at", AT], check=True, capture_output=True, env=env)
+    before = subprocess.run([*dmops, "report", "hello", "--format", "json"], capture_output=True, env=env).stdout
+    started = time.monotonic()
+    subprocess.run([*dmops, "forget", "--file", str(tmp_path / "gone.txt")], check=True, capture_output=True, env=env)
+    whole = time.monotonic() - started
+    # that erasure ran whole; now half of the others are erased on a fresh copy, killed at moments after
+    # the erasure proper began (the pending file written), then the same command is run again
+    interrupted = 0
+    for attempt, delay in enumerate((0.0, 0.05, 0.2)):
+        shutil_copy = tmp_path.parent / f"kill{attempt}"
+        subprocess.run(["rm", "-rf", str(shutil_copy)], check=True)
+        subprocess.run(["cp", "-a", str(tmp_path), str(shutil_copy)], check=True)
+        (shutil_copy / "gone.txt").write_text(
+            "\n".join(f"stay-{i:05d}" for i in range(0, 200, 2)) + "\n", encoding="utf-8"
+        )
+        copy = [sys.executable, "-m", "dmops", "-w", str(shutil_copy)]
+        proc = subprocess.Popen(
+            [*copy, "forget", "--file", str(shutil_copy / "gone.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        pending = shutil_copy / ".dmops" / "forget.pending.json"
+        while not pending.exists() and proc.poll() is None:  # the erasure proper has begun
+            time.sleep(0.002)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        interrupted += (shutil_copy / ".dmops" / "forget.pending.json").exists()
+        rerun = subprocess.run(
+            [*copy, "forget", "--file", str(shutil_copy / "gone.txt")], capture_output=True, text=True, env=env
+        )
+        assert rerun.returncode == 0, rerun.stderr
+        erased = [f"stay{i}@kept.example\n" for i in range(0, 200, 2)] + ["gone1@erased.example"]
+        hits = found_anywhere(shutil_copy, [e.strip() for e in erased], skip=("contacts.csv",))
+        assert hits == [], hits[:5]
+        for run in (shutil_copy / "outbox").rglob("manifest.json"):
+            verified_messages(run.parent)
+        after = subprocess.run([*copy, "report", "hello", "--format", "json"], capture_output=True, env=env).stdout
+        assert json.loads(after) == json.loads(before)
+        assert not (shutil_copy / ".dmops" / "forget.pending.json").exists()
+    assert interrupted >= 2, f"killed mid-erasure only {interrupted} of 3 times (forget took {whole:.2f} s)"
