@@ -843,6 +843,30 @@ def forget_command(
         )
 
 
+@app.command("gc")
+def gc_command(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")] = False,
+    at: AtOption = None,
+) -> None:
+    """Delete outbox runs and events older than `retention` in dmops.yaml (SPEC §12)."""
+    from dmops.gc import gc
+
+    options: Options = ctx.obj
+    ws = _workspace(ctx)
+    options.interrupted = "gc stopped: what it deleted is gone, the rest is kept; run it again"
+    result = gc(ws, resolve_at(at, options.now(), zone(ws.config.timezone)), dry_run=dry_run)
+    retention = ws.config.retention
+    verb = "would delete" if dry_run else "deleted"
+    parts = []
+    if retention.outbox:
+        messages = sum(n for _, n in result.runs)
+        parts.append(f"{len(result.runs):,} outbox runs ({messages:,} messages) older than {retention.outbox}")
+    if retention.events:
+        parts.append(f"{result.events:,} events older than {retention.events}")
+    _console().print(f"gc {verb} " + " and ".join(parts) + ("; nothing was changed" if dry_run else ""))
+
+
 @app.command("lint")
 def lint_command(
     ctx: typer.Context,

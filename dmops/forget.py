@@ -27,7 +27,6 @@ every row is kept, only who it was about is replaced.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
 import shutil
@@ -44,16 +43,15 @@ from dmops.addresses import normalise_phone
 from dmops.db import connect, quote_ident
 from dmops.durable import fsync_dir, publish, refuse_links, staging_path, write_atomic
 from dmops.errors import ConfigError, DataError, DmopsError, IOFailure, MissingInputError, TemporaryFailure
-from dmops.outbox import MANIFEST, MESSAGES, complete_runs, remove_incomplete
+from dmops.outbox import MANIFEST, MESSAGES, complete_runs, purge_retired, remove_incomplete
 from dmops.pii import mask_id
 from dmops.runlock import DELIVER_LOCK_FILE, RunLock
-from dmops.sql import query
+from dmops.secret import PSEUDONYM
 from dmops.sqlrender import hmac_pads
 from dmops.tabular import read_source
 from dmops.workspace import Workspace
 
 PENDING = "forget.pending.json"
-PSEUDONYM = "erased-"
 _REWRITING = ".erasing"  # suffix of a run's new messages and manifest before they are renamed into place
 
 
@@ -100,21 +98,6 @@ class ForgetResult:
     tombstones: int = 0
     snapshots: int = 0
     still_in: list[Appearance] = field(default_factory=list)
-
-
-def pseudonym(secret: bytes, contact_id: str) -> str:
-    return PSEUDONYM + hmac.new(secret, f"contact_id:{contact_id}".encode(), hashlib.sha256).hexdigest()[:16]
-
-
-def subject_key(secret: bytes, kind: str, value: str) -> str:
-    """A tombstone: HMAC-SHA256 of ``kind:value`` under the workspace secret, hex."""
-    return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
-
-
-def subject_key_sql(kind: str, value: str) -> str:
-    """SQL: :func:`subject_key` of a SQL expression, with parameters ``$ipad`` and ``$opad``."""
-    inner = f"unhex(sha256($ipad::BLOB || encode('{kind}:' || {value})))"
-    return f"sha256($opad::BLOB || {inner})"
 
 
 def pending_path(ws: Workspace) -> Path:
@@ -320,6 +303,7 @@ def _outbox(
     for campaign in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
         for occurrence in sorted(p for p in campaign.iterdir() if p.is_dir() and not p.is_symlink()):
             remove_incomplete(occurrence)  # a killed send's hidden run may hold them
+            purge_retired(occurrence)  # and so may a run a killed gc had not emptied yet
             for run in complete_runs(occurrence):
                 n, new = _rewrite_run(run, people, message_ids)
                 dropped += n
@@ -363,145 +347,6 @@ def _journals(ws: Workspace, message_ids: set[str]) -> int:
 
 
 # --- ledger ----------------------------------------------------------------------------------------------
-
-
-_TABLES = (
-    "meta",
-    "entries",
-    "runs",
-    "decisions",
-    "events",
-    "message_events",
-    "suppressions",
-    "erasures",
-    "erasure_log",
-)
-
-
-def _ledger(
-    ws: Workspace,
-    people: People,
-    secret: bytes,
-    runs: dict[tuple[str, str, str], tuple[int, str]],
-    outbox_lines: int,
-    reason: str | None,
-    now: datetime,
-) -> tuple[int, int, int, int]:
-    """Write the ledger anew without them; (entries, events, suppressions, tombstones)."""
-    path = ledger.ledger_path(ws)
-    ledger.open_for_writing(ws).close()  # created, upgraded and checkpointed: no write-ahead log is left
-    staging = staging_path(path)
-    for leftover in (staging, staging.with_name(staging.name + ".wal")):
-        leftover.unlink(missing_ok=True)
-    ipad, opad = hmac_pads(secret)
-    tombstones = (
-        [subject_key(secret, "contact_id", i) for i in people.ids]
-        + [subject_key(secret, "email", e) for e in people.emails]
-        + [subject_key(secret, "phone", p) for p in people.phones]
-        + [subject_key(secret, "dm", h) for h in people.handles]
-    )
-    hashes = sorted(hashlib.sha256(a.encode()).hexdigest() for a in people.addresses())
-    con = connect()
-    try:
-        con.execute("ATTACH $p AS old (READ_ONLY)", {"p": str(path)})
-        con.execute("ATTACH $p AS new", {"p": str(staging)})
-        con.execute("USE new")
-        con.execute(query("ledger_schema"))
-        con.execute("USE memory")
-        con.execute(
-            "CREATE TEMP TABLE _dm_who AS SELECT unnest($ids::VARCHAR[]) AS contact_id", {"ids": sorted(people.ids)}
-        )
-        con.execute(
-            f"""CREATE TEMP TABLE _dm_pseudonyms AS
-                SELECT contact_id, '{PSEUDONYM}' || substr({subject_key_sql("contact_id", "contact_id")}, 1, 16) AS alias
-                FROM _dm_who""",
-            {"ipad": ipad, "opad": opad},
-        )
-        params = {"h": hashes}
-        entries = con.execute(
-            "SELECT count(*) FROM old.entries WHERE contact_id IN (SELECT contact_id FROM _dm_who)"
-            " OR list_contains($h, address_sha256)",
-            params,
-        ).fetchall()[0][0]
-        events = con.execute(
-            "SELECT count(*) FROM old.events WHERE contact_id IN (SELECT contact_id FROM _dm_who)"
-        ).fetchall()[0][0]
-        emails, phones, handles = sorted(people.emails), sorted(people.phones), sorted(people.handles)
-        gone = """contact_id IN (SELECT contact_id FROM _dm_who)
-                  OR list_contains($emails, lower(trim(address))) OR list_contains($phones, trim(address))
-                  OR list_contains($handles, trim(address))"""
-        suppressions = con.execute(
-            f"SELECT count(*) FROM old.suppressions WHERE {gone}",
-            {"emails": emails, "phones": phones, "handles": handles},
-        ).fetchall()[0][0]
-        old_tables = {
-            r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'old'").fetchall()
-        }
-        con.execute("BEGIN")
-        con.execute("INSERT INTO new.meta SELECT * FROM old.meta")
-        con.execute(
-            """INSERT INTO new.entries
-               SELECT e.campaign_id, e.occurrence, coalesce(p.alias, e.contact_id), e.kind, e.channel, e.purpose,
-                      e.variant, e.planned_at, e.message_id, e.run_id, e.recorded_at,
-                      CASE WHEN p.alias IS NULL AND NOT list_contains($h, e.address_sha256) THEN e.address_sha256 END
-               FROM old.entries e LEFT JOIN _dm_pseudonyms p USING (contact_id)""",
-            params,
-        )
-        con.execute(
-            """CREATE TEMP TABLE _dm_runs AS
-               SELECT * FROM (VALUES (NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::BIGINT, NULL::VARCHAR))
-               t(campaign_id, occurrence, run, count, sha256) WHERE false"""
-        )
-        if runs:
-            con.executemany("INSERT INTO _dm_runs VALUES (?, ?, ?, ?, ?)", [(*k, c, s) for k, (c, s) in runs.items()])
-        con.execute(
-            """INSERT INTO new.runs
-               SELECT r.campaign_id, r.occurrence, r.run, coalesce(n.count, r.count), coalesce(n.sha256, r.sha256),
-                      r.recorded_at
-               FROM old.runs r LEFT JOIN _dm_runs n USING (campaign_id, occurrence, run)"""
-        )
-        con.execute("INSERT INTO new.decisions SELECT * FROM old.decisions")
-        con.execute(
-            """INSERT INTO new.events
-               SELECT ev.event_key, ev.event, ev.ts, ev.message_id, coalesce(p.alias, ev.contact_id), ev.campaign_id,
-                      ev.revenue, ev.bounce_type, CASE WHEN p.alias IS NULL THEN ev.url END, ev.source, ev.imported_at
-               FROM old.events ev LEFT JOIN _dm_pseudonyms p USING (contact_id)"""
-        )
-        con.execute("INSERT INTO new.message_events SELECT * FROM old.message_events")
-        con.execute(
-            f"INSERT INTO new.suppressions SELECT * FROM old.suppressions WHERE NOT ({gone})",
-            {"emails": emails, "phones": phones, "handles": handles},
-        )
-        for table in ("erasures", "erasure_log"):
-            if table in old_tables:
-                con.execute(f"INSERT INTO new.{table} SELECT * FROM old.{table}")
-        added = con.execute(
-            """INSERT INTO new.erasures
-               SELECT DISTINCT subject, $now FROM unnest($keys::VARCHAR[]) t(subject)
-               WHERE subject NOT IN (SELECT subject FROM new.erasures)""",
-            {"keys": tombstones, "now": now},
-        ).fetchall()[0][0]
-        con.execute(
-            """INSERT INTO new.erasure_log
-               SELECT $now, alias, $entries, $events, $outbox, $reason FROM _dm_pseudonyms ORDER BY alias""",
-            {"now": now, "entries": entries, "events": events, "outbox": outbox_lines, "reason": reason},
-        )
-        con.execute("COMMIT")
-        con.execute("CHECKPOINT new")
-        con.execute("DETACH new")
-        con.execute("DETACH old")
-    except duckdb.Error as exc:
-        con.close()
-        staging.unlink(missing_ok=True)
-        raise IOFailure(f"cannot rewrite the ledger ({type(exc).__name__})", file=path) from None
-    finally:
-        con.close()
-    try:
-        os.chmod(staging, 0o600)
-        publish(staging, path, result=False)
-    except OSError as exc:
-        raise IOFailure(f"cannot replace the ledger: {exc.strerror}", file=path) from None
-    return int(entries), int(events), int(suppressions), int(added)
 
 
 # --- where they still are --------------------------------------------------------------------------------
@@ -571,7 +416,7 @@ def forget(
 ) -> ForgetResult:
     """Erase the people named (and finish an interrupted erasure); what was done."""
     from dmops.contacts import load_contacts
-    from dmops.secret import load_secret
+    from dmops.secret import load_secret, subject_key
 
     people = named(ids, addresses, file, ws)
     with RunLock(ws.state_dir), RunLock(ws.state_dir, DELIVER_LOCK_FILE, "dmops deliver"):
@@ -609,9 +454,23 @@ def forget(
         result = ForgetResult(ids=len(people.ids), addresses=len(people.addresses()))
         result.outbox_lines, runs = _outbox(ws, people, message_ids)
         result.journal_lines = _journals(ws, message_ids)
-        result.entries, result.events, result.suppressions, result.tombstones = _ledger(
-            ws, people, secret, runs, result.outbox_lines, reason, now
+        who = ledger.Erasure(
+            ids=sorted(people.ids),
+            emails=sorted(people.emails),
+            phones=sorted(people.phones),
+            handles=sorted(people.handles),
+            tombstones=sorted(
+                [subject_key(secret, "contact_id", i) for i in people.ids]
+                + [subject_key(secret, "email", e) for e in people.emails]
+                + [subject_key(secret, "phone", p) for p in people.phones]
+                + [subject_key(secret, "dm", h) for h in people.handles]
+            ),
+            pads=hmac_pads(secret),
+            runs=runs,
+            outbox_lines=result.outbox_lines,
+            reason=reason,
         )
+        result.entries, result.events, result.suppressions, result.tombstones = ledger.erase(ws, who, now)
         snapshots = ws.state_dir / "snapshots"
         if snapshots.is_dir():
             result.snapshots = sum(1 for p in snapshots.iterdir() if p.is_file())

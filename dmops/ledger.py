@@ -28,6 +28,7 @@ creates (``ledger_entries``, ``ledger_events``, ``ledger_suppressions``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -39,7 +40,7 @@ from typing import Any
 import duckdb
 
 from dmops.db import bound, connect, execute_script
-from dmops.durable import fsync_dir, refuse_links
+from dmops.durable import fsync_dir, publish, refuse_links, staging_path
 from dmops.errors import IOFailure, TemporaryFailure
 from dmops.interrupts import committed
 from dmops.outbox import message_id_sql
@@ -116,10 +117,11 @@ def open_for_writing(ws: Workspace) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def fold_events(con: duckdb.DuckDBPyConnection) -> None:
-    """Fold every row of ``events`` into ``message_events`` on a connection to the ledger file itself (for
-    tools that write events directly, such as the benchmarks' seeding)."""
-    con.execute(_FOLD_EVENTS.format(target="", source="events"))
+def fold_events(con: duckdb.DuckDBPyConnection, source: str = "events") -> None:
+    """Fold the rows of ``source`` (every event by default; trusted SQL) into ``message_events``, on a
+    connection to the ledger file itself (tools that write events directly, such as the benchmarks'
+    seeding, and ``dmops gc``)."""
+    con.execute(_FOLD_EVENTS.format(target="", source=source))
 
 
 def record(ws: Workspace, entries: Iterable[Entry]) -> int:
@@ -374,6 +376,165 @@ def add_events(con: duckdb.DuckDBPyConnection, *, source: str, now: datetime) ->
     committed()
     con.execute("COMMIT")
     return imported, suppressed
+
+
+def delete_events_before(ws: Workspace, cutoff: datetime) -> int:
+    """``dmops gc``: delete the events older than ``cutoff`` (naive UTC) in one transaction, each affected
+    message's folded row recomputed from the events left; the number deleted."""
+    con = open_for_writing(ws)
+    try:
+        count = int(con.execute("SELECT count(*) FROM events WHERE ts < $c", {"c": cutoff}).fetchall()[0][0])
+        if not count:
+            return 0
+        con.execute("BEGIN")
+        con.execute(
+            "CREATE TEMP TABLE _dm_touched AS"
+            " SELECT DISTINCT message_id FROM events WHERE ts < $c AND message_id IS NOT NULL",
+            {"c": cutoff},
+        )
+        con.execute("DELETE FROM events WHERE ts < $c", {"c": cutoff})
+        con.execute("DELETE FROM message_events WHERE message_id IN (SELECT message_id FROM _dm_touched)")
+        fold_events(con, "(SELECT * FROM events WHERE message_id IN (SELECT message_id FROM _dm_touched))")
+        con.execute("COMMIT")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    return count
+
+
+# --- Erasure (SPEC §12) ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """Who ``dmops forget`` erases, as the ledger needs it (SPEC §12)."""
+
+    ids: list[str]  # contact ids
+    emails: list[str]  # normalised addresses
+    phones: list[str]
+    handles: list[str]
+    tombstones: list[str]  # keyed hashes of the ids and addresses (dmops.secret.subject_key)
+    pads: tuple[bytes, bytes]  # the secret's HMAC pads: the pseudonyms are computed in SQL
+    runs: dict[tuple[str, str, str], tuple[int, str]]  # (campaign, occurrence, run) -> new count and sha256
+    outbox_lines: int
+    reason: str | None
+
+
+def erase(ws: Workspace, who: Erasure, now: datetime) -> tuple[int, int, int, int]:
+    """Write the ledger anew without them, and rename it over the old file, so that no page of it still
+    holds them: their contact id becomes a pseudonym, their messages' address hashes and their events' URLs
+    are dropped, their suppressions become tombstones, and an audit line per person is added.
+    (entries, events, suppressions, tombstones added)."""
+    from dmops.secret import PSEUDONYM, subject_key_sql
+
+    path = ledger_path(ws)
+    open_for_writing(ws).close()  # created, upgraded and checkpointed: no write-ahead log is left
+    staging = staging_path(path)
+    for leftover in (staging, staging.with_name(staging.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    ipad, opad = who.pads
+    hashes = sorted(hashlib.sha256(a.encode()).hexdigest() for a in (*who.emails, *who.phones, *who.handles))
+    con = connect()
+    try:
+        con.execute("ATTACH $p AS old (READ_ONLY)", {"p": str(path)})
+        con.execute("ATTACH $p AS new", {"p": str(staging)})
+        con.execute("USE new")
+        con.execute(query("ledger_schema"))
+        con.execute("USE memory")
+        con.execute("CREATE TEMP TABLE _dm_who AS SELECT unnest($ids::VARCHAR[]) AS contact_id", {"ids": who.ids})
+        con.execute(
+            f"""CREATE TEMP TABLE _dm_pseudonyms AS
+                SELECT contact_id, '{PSEUDONYM}' || substr({subject_key_sql("contact_id", "contact_id")}, 1, 16) AS alias
+                FROM _dm_who""",
+            {"ipad": ipad, "opad": opad},
+        )
+        params = {"h": hashes}
+        entries = con.execute(
+            "SELECT count(*) FROM old.entries WHERE contact_id IN (SELECT contact_id FROM _dm_who)"
+            " OR list_contains($h, address_sha256)",
+            params,
+        ).fetchall()[0][0]
+        events = con.execute(
+            "SELECT count(*) FROM old.events WHERE contact_id IN (SELECT contact_id FROM _dm_who)"
+        ).fetchall()[0][0]
+        emails, phones, handles = who.emails, who.phones, who.handles
+        gone = """contact_id IN (SELECT contact_id FROM _dm_who)
+                  OR list_contains($emails, lower(trim(address))) OR list_contains($phones, trim(address))
+                  OR list_contains($handles, trim(address))"""
+        suppressions = con.execute(
+            f"SELECT count(*) FROM old.suppressions WHERE {gone}",
+            {"emails": emails, "phones": phones, "handles": handles},
+        ).fetchall()[0][0]
+        old_tables = {
+            r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'old'").fetchall()
+        }
+        con.execute("BEGIN")
+        con.execute("INSERT INTO new.meta SELECT * FROM old.meta")
+        con.execute(
+            """INSERT INTO new.entries
+               SELECT e.campaign_id, e.occurrence, coalesce(p.alias, e.contact_id), e.kind, e.channel, e.purpose,
+                      e.variant, e.planned_at, e.message_id, e.run_id, e.recorded_at,
+                      CASE WHEN p.alias IS NULL AND NOT list_contains($h, e.address_sha256) THEN e.address_sha256 END
+               FROM old.entries e LEFT JOIN _dm_pseudonyms p USING (contact_id)""",
+            params,
+        )
+        con.execute(
+            """CREATE TEMP TABLE _dm_runs AS
+               SELECT * FROM (VALUES (NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::BIGINT, NULL::VARCHAR))
+               t(campaign_id, occurrence, run, count, sha256) WHERE false"""
+        )
+        if who.runs:
+            con.executemany(
+                "INSERT INTO _dm_runs VALUES (?, ?, ?, ?, ?)", [(*k, c, s) for k, (c, s) in who.runs.items()]
+            )
+        con.execute(
+            """INSERT INTO new.runs
+               SELECT r.campaign_id, r.occurrence, r.run, coalesce(n.count, r.count), coalesce(n.sha256, r.sha256),
+                      r.recorded_at
+               FROM old.runs r LEFT JOIN _dm_runs n USING (campaign_id, occurrence, run)"""
+        )
+        con.execute("INSERT INTO new.decisions SELECT * FROM old.decisions")
+        con.execute(
+            """INSERT INTO new.events
+               SELECT ev.event_key, ev.event, ev.ts, ev.message_id, coalesce(p.alias, ev.contact_id), ev.campaign_id,
+                      ev.revenue, ev.bounce_type, CASE WHEN p.alias IS NULL THEN ev.url END, ev.source, ev.imported_at
+               FROM old.events ev LEFT JOIN _dm_pseudonyms p USING (contact_id)"""
+        )
+        con.execute("INSERT INTO new.message_events SELECT * FROM old.message_events")
+        con.execute(
+            f"INSERT INTO new.suppressions SELECT * FROM old.suppressions WHERE NOT ({gone})",
+            {"emails": emails, "phones": phones, "handles": handles},
+        )
+        for table in ("erasures", "erasure_log"):
+            if table in old_tables:
+                con.execute(f"INSERT INTO new.{table} SELECT * FROM old.{table}")
+        added = con.execute(
+            """INSERT INTO new.erasures
+               SELECT DISTINCT subject, $now FROM unnest($keys::VARCHAR[]) t(subject)
+               WHERE subject NOT IN (SELECT subject FROM new.erasures)""",
+            {"keys": who.tombstones, "now": now},
+        ).fetchall()[0][0]
+        con.execute(
+            """INSERT INTO new.erasure_log
+               SELECT $now, alias, $entries, $events, $outbox, $reason FROM _dm_pseudonyms ORDER BY alias""",
+            {"now": now, "entries": entries, "events": events, "outbox": who.outbox_lines, "reason": who.reason},
+        )
+        con.execute("COMMIT")
+        con.execute("CHECKPOINT new")
+        con.execute("DETACH new")
+        con.execute("DETACH old")
+    except duckdb.Error as exc:
+        con.close()
+        staging.unlink(missing_ok=True)
+        raise IOFailure(f"cannot rewrite the ledger ({type(exc).__name__})", file=path) from None
+    finally:
+        con.close()
+    try:
+        os.chmod(staging, 0o600)
+        publish(staging, path, result=False)
+    except OSError as exc:
+        raise IOFailure(f"cannot replace the ledger: {exc.strerror}", file=path) from None
+    return int(entries), int(events), int(suppressions), int(added)
 
 
 # --- Delivery states (SPEC §11) ---------------------------------------------------------------------------

@@ -31,6 +31,9 @@ MESSAGES = "messages.jsonl"
 MANIFEST = "manifest.json"
 _RUN = re.compile(r"^run-(\d{4,})\Z")
 _TMP = re.compile(r"^\.run-(\d{4,})\.tmp\Z")
+# A run ``dmops gc`` deleted: renamed out of view, emptied, and kept as an empty folder so that its number
+# is never given to a later run (the ledger still records a run by that name).
+_GONE = re.compile(r"^\.run-(\d{4,})\.gone\Z")
 
 
 def message_id(campaign_id: str, occurrence: str, contact_id: str) -> str:
@@ -67,11 +70,34 @@ def remove_incomplete(folder: Path) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
+def retire(run: Path) -> None:
+    """Delete a complete run: renamed out of view first (atomic), then emptied; the empty hidden folder
+    keeps its number taken. A kill between the two leaves a hidden folder :func:`purge_retired` empties."""
+    gone = run.with_name(f".{run.name}.gone")
+    os.rename(run, gone)
+    fsync_dir(run.parent)
+    purge_retired(run.parent)
+
+
+def purge_retired(folder: Path) -> None:
+    """Empty the retired runs of an occurrence folder (what a killed :func:`retire` left)."""
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if _GONE.match(path.name) and path.is_dir() and not path.is_symlink():
+            for inside in path.iterdir():
+                if inside.is_dir() and not inside.is_symlink():
+                    shutil.rmtree(inside)
+                else:
+                    inside.unlink()
+            fsync_dir(path)
+
+
 def _next_run(folder: Path) -> str:
     numbers = [0]
     if folder.is_dir():
         for path in folder.iterdir():
-            match = _RUN.match(path.name) or _TMP.match(path.name)
+            match = _RUN.match(path.name) or _TMP.match(path.name) or _GONE.match(path.name)
             if match:
                 numbers.append(int(match.group(1)))
     return f"run-{max(numbers) + 1:04d}"

@@ -4,6 +4,8 @@ importing message rendering)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -60,3 +62,24 @@ def _read_secret(path: Path) -> bytes | None:
             "creates a new one (unsubscribe links already sent would stop working)",
         )
     return key
+
+
+# --- keyed hashes of personal data (SPEC §12): tombstones and pseudonyms --------------------------------
+
+PSEUDONYM = "erased-"
+
+
+def pseudonym(secret: bytes, contact_id: str) -> str:
+    return PSEUDONYM + hmac.new(secret, f"contact_id:{contact_id}".encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def subject_key(secret: bytes, kind: str, value: str) -> str:
+    """A tombstone: HMAC-SHA256 of ``kind:value`` under the workspace secret, hex."""
+    return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def subject_key_sql(kind: str, value: str) -> str:
+    """SQL: :func:`subject_key` of a SQL expression, with parameters ``$ipad`` and ``$opad`` (the HMAC key
+    pads of the secret: :func:`dmops.sqlrender.hmac_pads`)."""
+    inner = f"unhex(sha256($ipad::BLOB || encode('{kind}:' || {value})))"
+    return f"sha256($opad::BLOB || {inner})"

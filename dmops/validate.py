@@ -14,7 +14,7 @@ from dmops.campaign import Campaign, campaign_files, find_campaign_file, load_ca
 from dmops.contacts import ContactsInfo, address_quality, load_contacts
 from dmops.db import connect
 from dmops.deliver import unset_credentials
-from dmops.errors import ConfigError, DmopsError, ExitCode, ProblemsFound
+from dmops.errors import ConfigError, DmopsError, ExitCode, IOFailure, ProblemsFound
 from dmops.suppressions import missing_files
 from dmops.workspace import Workspace, load_workspace
 
@@ -36,6 +36,31 @@ class ValidationReport:
 
     def add(self, exc: DmopsError) -> None:
         self.errors.extend(exc.problems if isinstance(exc, ProblemsFound) else [exc])
+
+
+def exposed(ws: Workspace) -> list[DmopsError]:
+    """A warning per folder (the state folder, the outbox) that others can read or enter, or that holds a
+    file or folder they can: dmops creates them owner-only (SPEC §12), a copy or an archive may not be."""
+    import stat
+
+    found: list[DmopsError] = []
+    for folder in (ws.state_dir, ws.outbox_dir):
+        if not folder.is_dir():
+            continue
+        paths = [folder, *folder.rglob("*")]
+        open_to_others = [p for p in paths if not p.is_symlink() and stat.S_IMODE(p.lstat().st_mode) & 0o077]
+        if open_to_others:
+            first = open_to_others[0]
+            found.append(
+                IOFailure(
+                    f"{len(open_to_others):,} files or folders here can be read by other users "
+                    f"(first: {first.relative_to(ws.root) if first.is_relative_to(ws.root) else first}, "
+                    f"mode {stat.S_IMODE(first.lstat().st_mode):o})",
+                    file=folder,
+                    hint=f"they hold personal data: chmod -R go-rwx {folder.name}",
+                )
+            )
+    return found
 
 
 def _check_campaign(
@@ -80,6 +105,7 @@ def validate(root: Path, names: Sequence[str] = ()) -> ValidationReport:
         return report
     report.errors.extend(missing_files(ws))
     report.warnings.extend(unset_credentials(ws, os.environ))  # deliver refuses then; a CI gate may lack them
+    report.warnings.extend(exposed(ws))
     quiet = ws.config.quiet_hours
     if quiet is not None and quiet.start == quiet.end:
         report.warnings.append(

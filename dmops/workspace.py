@@ -314,6 +314,14 @@ Transport = Annotated[
 ]
 
 
+class Retention(Strict):
+    """How long dmops keeps outbox runs and events (SPEC §12); ``dmops gc`` deletes what is older.
+    Unset: kept for ever."""
+
+    outbox: Duration | None = None
+    events: Duration | None = None
+
+
 class WorkspaceConfig(Strict):
     """The schema of ``dmops.yaml``."""
 
@@ -337,6 +345,7 @@ class WorkspaceConfig(Strict):
     lint: LintConfig = LintConfig()
     transports: dict[str, Transport] = {}  # SPEC §11: what delivers the outbox
     channels: dict[Channel, str] = {}  # channel -> a transport's name
+    retention: Retention = Retention()  # SPEC §12: dmops gc
 
     def consent_column(self, channel: str) -> str | None:
         """The contacts column holding ``channel``'s consent, or None when none is configured."""

@@ -67,9 +67,9 @@ def test_no_import_cycle_in_the_package() -> None:
     assert cycles(import_graph()) == []
 
 
-LEDGER_WRITE = re.compile(
-    r"\b(INSERT\s+(OR\s+\w+\s+)?INTO|DELETE\s+FROM|UPDATE)\s+(\{ledger\.ALIAS\}\.|dm_ledger\.)?"
-    r"(entries|runs|events|suppressions|meta)\b",
+LEDGER_WRITE = re.compile(  # a ledger table written, in any attached database (old., new., dm_ledger.)
+    r"\b(INSERT\s+(OR\s+\w+\s+)?INTO|DELETE\s+FROM|UPDATE)\s+(\{ledger\.ALIAS\}\.|\w+\.)?"
+    r"(entries|runs|events|message_events|decisions|suppressions|erasures|erasure_log|meta)\b",
     re.IGNORECASE,
 )
 
@@ -82,6 +82,7 @@ def test_only_the_ledger_module_writes_ledger_tables() -> None:
     }
     assert writers == set()
     assert LEDGER_WRITE.search('f"INSERT INTO {ledger.ALIAS}.entries SELECT"')  # the pattern sees the old spelling
+    assert LEDGER_WRITE.search('"INSERT INTO new.erasures SELECT"')  # and a copy of the ledger being written
 
 
 def test_one_helper_quotes_text_into_sql() -> None:
