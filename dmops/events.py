@@ -113,6 +113,33 @@ def _stage(con: duckdb.DuckDBPyConnection, ws: Workspace, path: Path) -> None:
         {"tz": ws.config.timezone},
     )
     con.execute("DROP TABLE _dm_ev_raw")
+    _pseudonymise_erased(con, ws)
+
+
+def _pseudonymise_erased(con: duckdb.DuckDBPyConnection, ws: Workspace) -> None:
+    """Rows about a contact ``dmops forget`` erased (SPEC §12) are kept under the pseudonym their other rows
+    carry, without the URL: a provider's export that still names them brings neither back. (Their key is
+    already computed, so the same row imported before the erasure still counts as a duplicate.)"""
+    from dmops.forget import has_tombstones
+    from dmops.secret import PSEUDONYM, load_secret, subject_key_sql
+    from dmops.sqlrender import hmac_pads
+
+    if not has_tombstones(con):
+        return
+    ipad, opad = hmac_pads(load_secret(ws, create=False))
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _dm_erased AS
+            SELECT i.contact_id, '{PSEUDONYM}' || substr(i.subject, 1, 16) AS alias
+            FROM (SELECT contact_id, {subject_key_sql("contact_id", "contact_id")} AS subject
+                  FROM (SELECT DISTINCT contact_id FROM _dm_ev WHERE contact_id IS NOT NULL)) i
+            JOIN {ledger.ALIAS}.erasures e USING (subject)""",
+        {"ipad": ipad, "opad": opad},
+    )
+    con.execute(
+        """UPDATE _dm_ev SET contact_id = x.alias FROM _dm_erased x WHERE _dm_ev.contact_id = x.contact_id;
+           UPDATE _dm_ev SET url = NULL WHERE starts_with(coalesce(contact_id, message_contact), $prefix)""",
+        {"prefix": PSEUDONYM},
+    )
 
 
 def _problems(con: duckdb.DuckDBPyConnection, path: Path) -> list[DmopsError]:

@@ -306,3 +306,30 @@ def test_kill_9_during_forget_of_1000_people_then_a_rerun_leaves_nothing_half_do
         assert json.loads(after) == json.loads(before)
         assert not (shutil_copy / ".dmops" / "forget.pending.json").exists()
     assert interrupted >= 2, f"killed mid-erasure only {interrupted} of 3 times (forget took {whole:.2f} s)"
+
+
+def test_events_about_an_erased_contact_come_back_under_the_pseudonym(root: Path, cli: Callable[..., Any]) -> None:
+    assert cli("-w", root, "send", "hello", "--at", AT).exit_code == 0
+    theirs = message_of(root, PERSON["id"])["message_id"]
+    assert cli("-w", root, "forget", PERSON["id"]).exit_code == 0
+    # the provider's next export still names them, by message and by contact id
+    (root / "late.csv").write_text(
+        "event,ts,message_id,contact_id,revenue,url\n"
+        f"click,2026-12-02 11:01,{theirs},{PERSON['id']},,https://shop.example.com/?who=erin.erasable@example.org\n"
+        f"conversion,2026-12-02 12:00,,{PERSON['id']},42,\n",
+        encoding="utf-8",
+    )
+    result = cli("-w", root, "events", "import", root / "late.csv")
+    assert result.exit_code == 0, result.output
+    assert "2 imported" in result.stdout
+    assert found_anywhere(root, SECRETS, skip=("contacts.csv", "late.csv")) == []
+    con = duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True)
+    rows = con.execute("SELECT event, contact_id, url, revenue FROM events ORDER BY event").fetchall()
+    alias = con.execute("SELECT DISTINCT contact_id FROM entries WHERE contact_id LIKE 'erased-%'").fetchall()
+    con.close()
+    assert [(e, c, u, r) for e, c, u, r in rows] == [
+        ("click", alias[0][0], None, 0.0),
+        ("conversion", alias[0][0], None, 42.0),
+    ]
+    # imported again: the same rows, already there
+    assert "0 imported, 2 already there" in cli("-w", root, "events", "import", root / "late.csv").stdout
