@@ -26,6 +26,7 @@ from dmops.plan import Check, PlanSummary, explain, iso_z, run_plan
 from dmops.scaffold import init_workspace
 from dmops.schedule import resolve_at
 from dmops.sql import REASONS
+from dmops.tabular import row_word
 from dmops.timeutil import zone
 from dmops.validate import ValidationReport, validate
 from dmops.workspace import Workspace, find_workspace, load_workspace
@@ -837,9 +838,11 @@ def forget_command(
         f"{n(result.tombstones, 'new tombstone')}, {n(result.journal_lines, 'delivery journal line')} cleared"
     )
     for seen in result.still_in:
+        shown = seen.file.relative_to(ws.root) if seen.file.is_relative_to(ws.root) else seen.file
+        where = f"{shown}:{seen.line}" if row_word(seen.file) == "line" else f"{shown} row {seen.line}"
         _console(stderr=True).print(
-            f"[yellow]warning:[/yellow] {escape(str(seen.file.relative_to(ws.root) if seen.file.is_relative_to(ws.root) else seen.file))}:{seen.line} still holds them "
-            f"({escape(seen.shown)}): remove the line at its source"
+            f"[yellow]warning:[/yellow] {escape(where)} still holds them ({escape(seen.shown)}): "
+            f"remove the {row_word(seen.file)} at its source"
         )
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -204,20 +205,26 @@ def _widen(con: duckdb.DuckDBPyConnection, people: People, has_contacts: bool, h
 # --- outbox ----------------------------------------------------------------------------------------------
 
 
-def _line_matches(message: dict[str, Any], people: People) -> bool:
-    if str(message.get("contact_id")) in people.ids:
+# An outbox line is compact JSON written by dmops (outbox.encode): its top-level "contact_id" and "to" come
+# before any text, and a quote inside a string value is always escaped, so these find the keys themselves.
+_CONTACT_FIELD = re.compile(rb'"contact_id":"((?:[^"\\]|\\.)*)"')
+_TO_FIELD = re.compile(rb'"to":"((?:[^"\\]|\\.)*)"')
+
+
+def _field(pattern: re.Pattern[bytes], line: bytes) -> str:
+    found = pattern.search(line)
+    if found is None:
+        return ""
+    raw = found.group(1)
+    return str(json.loads(b'"' + raw + b'"')) if b"\\" in raw else raw.decode()
+
+
+def _line_matches(line: bytes, people: People) -> bool:
+    """Whether an outbox line is a message to one of them (by contact id, or by its address)."""
+    if _field(_CONTACT_FIELD, line) in people.ids:
         return True
-    to = str(message.get("to") or "").strip(" \t")
+    to = _field(_TO_FIELD, line).strip(" \t")
     return to.lower() in people.emails or to in people.phones or to in people.handles
-
-
-def _needles(people: People) -> list[bytes]:
-    """Byte strings one of which a line about them must hold (a fast filter before parsing it)."""
-    values = people.ids | people.phones | people.handles
-    found = [json.dumps(v, ensure_ascii=False)[1:-1].encode() for v in values]
-    # emails compare case-insensitively: the filter runs on the lower-cased line
-    found += [json.dumps(v, ensure_ascii=False)[1:-1].encode() for v in people.emails]
-    return [n for n in found if n]
 
 
 def _finish_rename(run: Path) -> None:
@@ -236,7 +243,6 @@ def _finish_rename(run: Path) -> None:
 def _rewrite_run(run: Path, people: People, message_ids: set[str]) -> tuple[int, tuple[int, str] | None]:
     """Drop their lines from one run: (lines dropped, (count, sha256) of the new file or None)."""
     _finish_rename(run)
-    needles = _needles(people)
     kept = hashlib.sha256()
     count = dropped = 0
     target = run / (MESSAGES + _REWRITING)
@@ -244,8 +250,7 @@ def _rewrite_run(run: Path, people: People, message_ids: set[str]) -> tuple[int,
         with (run / MESSAGES).open("rb") as source:
             out = None
             for line in source:
-                lowered = line.lower()
-                if any(n.lower() in lowered for n in needles) and _line_matches(json.loads(line), people):
+                if _line_matches(line, people):
                     dropped += 1
                     message_ids.add(str(json.loads(line).get("message_id")))
                     if out is None:  # the first line about them: the kept lines so far are copied
@@ -352,11 +357,27 @@ def _journals(ws: Workspace, message_ids: set[str]) -> int:
 # --- where they still are --------------------------------------------------------------------------------
 
 
+def _phone_digits(phones: set[str]) -> list[str]:
+    """The digit strings a file may write each phone as: E.164 without +, the national number, and it with
+    a trunk 0."""
+    import phonenumbers
+
+    found: set[str] = set()
+    for phone in phones:
+        found.add(phone.lstrip("+"))
+        try:
+            national = str(phonenumbers.parse(phone, None).national_number)
+        except phonenumbers.NumberParseException:
+            continue
+        found.update({national, "0" + national})
+    return sorted(d for d in found if len(d) >= 7)
+
+
 def _appearances(ws: Workspace, people: People) -> list[Appearance]:
     """The lines of the workspace's contact and suppression files that still hold one of their ids or
     addresses (any cell, trimmed; emails case-insensitively; phones by their digits)."""
     needles = sorted(people.ids | people.emails | people.handles)
-    digits = sorted({p.lstrip("+") for p in people.phones})
+    digits = _phone_digits(people.phones)
     found: list[Appearance] = []
     for path in (ws.contacts_path, *ws.suppression_paths):
         if not path.is_file():
@@ -372,23 +393,28 @@ def _appearances(ws: Workspace, people: People) -> list[Appearance]:
                 encoding=source.encoding if source else "utf-8",
                 sheet=source.sheet if source else None,
             ).names
-            cells = ", ".join(f"nullif(trim(CAST({quote_ident(n)} AS VARCHAR)), '')" for n in names)
-            digits_of = "regexp_replace(c, '[^0-9]', '', 'g')"
+            cells = [f"nullif(trim(CAST({quote_ident(n)} AS VARCHAR)), '')" for n in names]
+            matches = " OR ".join(
+                f"list_contains($n, {c}) OR list_contains($n, lower({c}))"
+                f" OR list_contains($d, regexp_replace({c}, '[^0-9]', '', 'g'))"
+                for c in cells
+            )
             rows = con.execute(
-                f"""SELECT _dm_line, list_filter([{cells}], lambda c: c IS NOT NULL AND (
-                           list_contains($n, c) OR list_contains($n, lower(c))
-                           OR (length({digits_of}) >= 7
-                               AND len(list_filter($d, lambda d: ends_with(d, {digits_of}))) > 0)))
-                    FROM _dm_look ORDER BY _dm_line""",
-                {"n": needles, "d": digits or [""]},
+                f"SELECT _dm_line, [{', '.join(cells)}] FROM _dm_look WHERE {matches} ORDER BY _dm_line",
+                {"n": needles or ["\x00"], "d": digits or ["-"]},  # never a trimmed cell, never digits
             ).fetchall()
         except (DmopsError, duckdb.Error):  # unreadable: forget has done its work; nothing to point at
             rows = []
         finally:
             con.close()
-        for line, hits in rows:
-            if hits:
-                found.append(Appearance(path, int(line), ", ".join(mask_id(str(h)) for h in hits)))
+        wanted, phone_digits = set(needles), set(digits)
+        for line, values in rows:
+            hits = [
+                v
+                for v in values
+                if v is not None and (v in wanted or v.lower() in wanted or re.sub(r"[^0-9]", "", v) in phone_digits)
+            ]
+            found.append(Appearance(path, int(line), ", ".join(mask_id(str(h)) for h in hits)))
     return found
 
 

@@ -337,3 +337,20 @@ def test_events_about_an_erased_contact_come_back_under_the_pseudonym(root: Path
     ]
     # imported again: the same rows, already there
     assert "0 imported, 2 already there" in cli("-w", root, "events", "import", root / "late.csv").stdout
+
+
+def test_where_they_still_are_names_only_their_lines(root: Path, cli: Callable[..., Any]) -> None:
+    (root / "optouts.csv").write_text(
+        "contact_id,address\nkeep-0003,\n,erin.erasable@EXAMPLE.org\n,139-1234-5678\n", encoding="utf-8"
+    )
+    result = cli("-w", root, "forget", "--address", "erin.erasable@example.org")  # no phone named: none matched
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if "still holds them" in line]
+    # the contact's row (by its id, email and phone: the contact list gives the phone) and both opt-out rows
+    assert [w.split(" still")[0] for w in warnings] == [
+        "warning: contacts.csv:2",
+        "warning: optouts.csv:3",
+        "warning: optouts.csv:4",
+    ]
+    by_address_only = cli("-w", root, "forget", "--address", "nobody@example.net")
+    assert "still holds them" not in by_address_only.stderr  # a cell without digits is not a phone match
