@@ -206,14 +206,19 @@ class RunWriter:
 
 
 def read_run(run: Path) -> Iterator[dict[str, Any]]:
-    """The messages of a complete run, after checking its manifest (count and sha256)."""
-    path = verified_messages(run)
+    """The messages of a complete run, after checking them against its manifest (count and sha256); the
+    file is read once."""
+    manifest = manifest_of(run)
     try:
-        data = path.read_bytes()
+        data = (run / MESSAGES).read_bytes()
     except OSError as exc:
         raise IOFailure(f"cannot read outbox run ({type(exc).__name__})", file=run) from None
+    _check(run, manifest, hashlib.sha256(data).hexdigest(), data.count(b"\n"))
     for line in data.splitlines():
         yield json.loads(line)
+
+
+CHUNK = 1 << 22  # how much of a messages file is read at a time when only its digest is needed
 
 
 def verified_messages(run: Path) -> Path:
@@ -224,16 +229,20 @@ def verified_messages(run: Path) -> Path:
     lines = 0
     try:
         with (run / MESSAGES).open("rb") as handle:
-            while chunk := handle.read(1 << 22):
+            while chunk := handle.read(CHUNK):
                 digest.update(chunk)
                 lines += chunk.count(b"\n")
     except OSError as exc:
         raise IOFailure(f"cannot read outbox run ({type(exc).__name__})", file=run) from None
-    if digest.hexdigest() != manifest["sha256"] or lines != manifest["count"]:
+    _check(run, manifest, digest.hexdigest(), lines)
+    return run / MESSAGES
+
+
+def _check(run: Path, manifest: dict[str, Any], sha256: str, lines: int) -> None:
+    if sha256 != manifest["sha256"] or lines != manifest["count"]:
         raise IOFailure(
             "outbox run does not match its manifest", file=run, hint="the file was changed after dmops wrote it"
         )
-    return run / MESSAGES
 
 
 def manifest_of(run: Path) -> dict[str, Any]:

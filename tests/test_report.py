@@ -269,6 +269,24 @@ def test_report_formats(cli, root: Path, tmp_path: Path) -> None:
     page = out.read_text()
     assert page.startswith("<!doctype html>") and "<svg" in page and "http://" not in page.replace("https://", "")
     assert "unique opened messages / delivered" in page
+    # an email campaign's page shows its open rate, in the summary and as a funnel step
+    assert "<span>open rate</span>" in page and "<td>opened</td>" in page
+
+
+def test_an_sms_campaigns_page_shows_no_opens(cli, root: Path, tmp_path: Path) -> None:
+    sms = (
+        CAMPAIGN.replace("channel: email", "channel: sms")
+        .replace('sender: {from: "Shop <news@shop.example.com>"}\n', "")
+        .replace("subject: S, ", "")
+        .replace("open_rate: 0.5, ", "")
+    )
+    write(root, {"campaigns/promo.yaml": sms})
+    out = tmp_path / "sms.html"
+    result = cli("-w", root, "report", "promo", "--format", "html", "--out", out)
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert "<span>click rate</span>" in page and "<td>clicked</td>" in page
+    assert "<span>open rate</span>" not in page and "<td>opened</td>" not in page  # an SMS has no open tracking
 
 
 def test_retention_cohorts(cli, root: Path) -> None:

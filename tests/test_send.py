@@ -336,6 +336,51 @@ def test_an_open_event_for_an_sms_is_imported_with_a_warning(cli, root: Path) ->
     assert again.exit_code == 0 and again.stderr == ""
 
 
+def _click_on_an_sms(cli, root: Path, text: str, files: dict[str, str] | None = None) -> object:
+    """Send an SMS campaign whose text is ``text``, then import a click on one of its messages."""
+    sms = (
+        'id: sms\nname: SMS\nchannel: sms\nunsubscribe_url: "https://shop.example.com/u/{{ unsubscribe_token }}"\n'
+        f'variants:\n  - {{id: a, text: "{text}"}}\n'
+    )
+    write(root, {"campaigns/sms.yaml": sms, **(files or {})})
+    assert cli("-w", root, "send", "sms", "--at", "2026-11-30T12:00").exit_code == 0
+    first = outbox_messages(root, "sms")[0]["message_id"]
+    (root / "ev.csv").write_text(f"event,ts,message_id\nclick,2026-12-01T03:01:00Z,{first}\n", encoding="utf-8")
+    return cli("-w", root, "events", "import", root / "ev.csv")
+
+
+@pytest.mark.parametrize(
+    ("text", "files"),
+    [
+        pytest.param(
+            "Deals today. Opt out: {{ unsubscribe_url }}", None, id="the unsubscribe_url, no http in the text"
+        ),
+        pytest.param(
+            "templates/sale.txt",
+            {"templates/sale.txt": "Deals: https://shop.example.com/sale Reply STOP to opt out"},
+            id="a template file",
+        ),
+    ],
+)
+def test_a_click_on_an_sms_with_a_link_is_imported_without_a_warning(cli, root: Path, text: str, files) -> None:
+    result = _click_on_an_sms(cli, root, text, files)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+
+
+def test_a_click_on_an_sms_whose_campaign_is_gone_is_imported_without_a_warning(cli, root: Path) -> None:
+    """Whether its text held a link cannot be told once the campaign file is gone: nothing is said."""
+    sms = 'id: sms\nname: SMS\nchannel: sms\nvariants:\n  - {id: a, text: "Sale today. Reply STOP to opt out"}\n'
+    write(root, {"campaigns/sms.yaml": sms})
+    assert cli("-w", root, "send", "sms", "--at", "2026-11-30T12:00").exit_code == 0
+    first = outbox_messages(root, "sms")[0]["message_id"]
+    (root / "campaigns" / "sms.yaml").unlink()
+    (root / "ev.csv").write_text(f"event,ts,message_id\nclick,2026-12-01T03:01:00Z,{first}\n", encoding="utf-8")
+    result = cli("-w", root, "events", "import", root / "ev.csv")
+    assert result.exit_code == 0, result.output
+    assert "1 imported" in result.stdout and result.stderr == ""
+
+
 # --- the emergency stop and the lock -------------------------------------------------------------------------
 
 
@@ -737,3 +782,22 @@ def test_a_click_on_an_sms_with_a_link_is_no_surprise(cli, root: Path) -> None:
     (root / "ev.csv").write_text(f"event,ts,message_id\nclick,2026-12-01T03:01:00Z,{first}\n", encoding="utf-8")
     result = cli("-w", root, "events", "import", root / "ev.csv")
     assert result.exit_code == 0 and result.stderr == ""
+
+
+def test_a_run_larger_than_one_read_is_checked_whole(tmp_path: Path) -> None:
+    """verified_messages reads in chunks: a run of several chunks is counted and hashed across all of them."""
+    from dmops.outbox import CHUNK, RunWriter, verified_messages
+
+    writer = RunWriter.start(tmp_path / "outbox" / "promo" / "once", tmp_path)
+    line = b'{"message_id":"m","text":"' + b"x" * 1000 + b'"}\n'
+    count = (3 * CHUNK) // len(line) + 7  # a little over three chunks
+    writer.write_lines(line * count, count)
+    run = writer.finish({"campaign_id": "promo"})
+    assert verified_messages(run) == run / MESSAGES  # every line counted, every chunk hashed
+    (run / MESSAGES).write_bytes(line * (count - 1) + line.replace(b"x", b"y"))  # the last chunk differs
+    with pytest.raises(IOFailure, match="does not match its manifest"):
+        verified_messages(run)
+    (run / MESSAGES).unlink()
+    with pytest.raises(IOFailure) as caught:
+        verified_messages(run)
+    assert caught.value.message == "cannot read outbox run (FileNotFoundError)" and caught.value.location.file == run
