@@ -72,7 +72,7 @@ def seed_events(ledger: Path, count: int) -> None:
     )
     con.execute(
         f"""INSERT INTO events
-            SELECT 'k' || i, (['delivered','open','open','click','delivered','open','conversion','bounce','open',
+            SELECT CAST(i AS UHUGEINT), (['delivered','open','open','click','delivered','open','conversion','bounce','open',
                                'delivered'])[CAST(1 + i % 10 AS BIGINT)],
                    m.planned_at + to_seconds(CAST(hash(i) % 172800 AS BIGINT)),
                    CASE WHEN i % 10 = 6 THEN NULL ELSE m.message_id END, m.contact_id,

@@ -2,7 +2,7 @@
 
 Import is atomic (one bad row: nothing is imported, and every bad row is
 listed by line) and idempotent: a row whose ``event_id`` — or, without one,
-whose whole content — is already stored adds nothing, so the same file twice,
+whose values as stored — is already stored adds nothing, so the same file twice,
 or overlapping exports, import once. Naive timestamps are in the workspace
 timezone; everything is stored in UTC. Unsubscribes suppress the message's
 channel (every channel when only a contact id is given); complaints and hard
@@ -86,15 +86,23 @@ def _stage(con: duckdb.DuckDBPyConnection, ws: Workspace, path: Path) -> None:
         return f"nullif(trim(CAST({quote_ident(present[name])} AS VARCHAR)), '')"
 
     # One pass: each row normalised to text, its instant (an explicit offset is that instant; a naive time
-    # is read in the workspace timezone), the ledger message it names, and its deduplication key: the
-    # event_id when given, else a hash of the whole row.
+    # is read in the workspace timezone), the ledger message it names, and its deduplication key (the
+    # event_id when given, else the values the row stores: ledger.event_key_sql).
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _dm_ev AS
             SELECT *,
-                   coalesce('id:' || event_id,
-                            'row:' || sha256(concat_ws(chr(31), event, strftime(ts, '%Y-%m-%dT%H:%M:%S.%f'),
-                                                       message_id, coalesce(contact_id, message_contact),
-                                                       revenue_text, bounce_type, url))) AS event_key
+                   {
+            ledger.event_key_sql(
+                "event_id",
+                "event",
+                "ts",
+                "message_id",
+                "coalesce(contact_id, message_contact)",
+                "coalesce(TRY_CAST(revenue_text AS DOUBLE), 0)",
+                "CASE WHEN event = 'bounce' THEN coalesce(bounce_type, 'hard') END",
+                "url",
+            )
+        } AS event_key
             FROM (
                 SELECT e.*,
                        CASE WHEN regexp_matches(e.ts_text, '(Z|z|[+-][0-9]{{2}}(:?[0-9]{{2}})?)$')

@@ -48,7 +48,7 @@ from dmops.sql import address_key_sql, query
 from dmops.workspace import Workspace
 
 LEDGER_FILE = "ledger.duckdb"
-SCHEMA_VERSION = "3"  # 2: entries.address_sha256; 3: message_events
+SCHEMA_VERSION = "4"  # 2: entries.address_sha256; 3: message_events; 4: 128-bit event keys
 # Fold the events of table {source} into {target}message_events (one row per message; flags only ever turn true).
 _FOLD_EVENTS = """
 INSERT INTO {target}message_events
@@ -60,6 +60,29 @@ ON CONFLICT (message_id) DO UPDATE SET
     unsubscribed = unsubscribed OR excluded.unsubscribed, complained = complained OR excluded.complained
 """
 ALIAS = "dm_ledger"
+
+
+def event_key_sql(
+    event_id: str, event: str, ts: str, message_id: str, contact_id: str, revenue: str, bounce_type: str, url: str
+) -> str:
+    """SQL: an event's deduplication key (``events.event_key``) over SQL expressions for its values as
+    stored (``ts`` a UTC TIMESTAMP, ``revenue`` a DOUBLE): the 128-bit MD5 of ``id:`` and its event_id when
+    it has one, else of the JSON array of its stored values. Rows that store the same values are one event,
+    however their text was written (``10`` and ``10.0``, a time with or without its offset)."""
+    row = (
+        f"to_json([{event}, strftime({ts}, '%Y-%m-%dT%H:%M:%S.%f'), {message_id}, {contact_id},"
+        f" CAST({revenue} AS VARCHAR), {bounce_type}, {url}])"
+    )
+    return f"coalesce(md5_number('id:' || {event_id}), md5_number({row}))"
+
+
+# Schema 4: the keys of schema 3 (``id:<event_id>``, or ``row:`` and the SHA-256 of the row's text) become
+# 128-bit numbers; an id key keeps its meaning exactly, a row key is computed again from the stored values.
+_KEYS_AS_NUMBERS = f"""
+ALTER TABLE events ALTER event_key SET DATA TYPE UHUGEINT USING
+    CASE WHEN starts_with(event_key, 'id:') THEN md5_number(event_key)
+         ELSE {event_key_sql("NULL", "event", "ts", "message_id", "contact_id", "revenue", "bounce_type", "url")} END
+"""
 
 
 @dataclass(frozen=True)
@@ -107,13 +130,17 @@ def open_for_writing(ws: Workspace) -> duckdb.DuckDBPyConnection:
         raise IOFailure(f"cannot create the state folder: {exc.strerror}", file=path.parent) from None
     con.execute(query("ledger_schema"))
     stored = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+    text_keys = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database() AND table_name = 'events'"
+        " AND column_name = 'event_key' AND data_type = 'VARCHAR'"
+    ).fetchall()[0][0]
+    con.execute("BEGIN")
     if stored and stored[0][0] in ("1", "2"):  # written before message_events: fold the events once
-        con.execute("BEGIN")
         fold_events(con)
-        con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', $v)", {"v": SCHEMA_VERSION})
-        con.execute("COMMIT")
-    else:
-        con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', $v)", {"v": SCHEMA_VERSION})
+    if text_keys:  # written before schema 4
+        con.execute(_KEYS_AS_NUMBERS)
+    con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', $v)", {"v": SCHEMA_VERSION})
+    con.execute("COMMIT")
     return con
 
 

@@ -28,7 +28,7 @@ def add_events(root: Path, events: list[tuple[str, str | None, str | None, datet
     con = ledger.open_for_writing(load_workspace(root))
     con.executemany(
         "INSERT INTO events VALUES (?, ?, ?, ?, ?, NULL, 0, NULL, NULL, 'test', NULL)",
-        [(f"k{n}", event, ts, message, contact) for n, (event, contact, message, ts) in enumerate(events)],
+        [(n, event, ts, message, contact) for n, (event, contact, message, ts) in enumerate(events)],
     )
     con.close()
 

@@ -120,7 +120,7 @@ def test_events_split_over_imports_fold_into_the_same_counts_and_an_old_ledger_r
     assert cli("-w", root, "events", "import", root / "none.csv").exit_code == 0  # opens it for writing
     with duckdb.connect(str(ledger_file), read_only=True) as con:
         assert con.execute("SELECT * FROM message_events ORDER BY message_id").fetchall() == folded
-        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [("3",)]
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [("4",)]
     assert report(cli, root) == whole
 
 
@@ -164,6 +164,42 @@ def test_event_id_dedupes_rows_that_differ(cli, root: Path) -> None:
     )
     cli("-w", root, "events", "import", root / "a.csv")
     assert "1 imported, 1 already there" in cli("-w", root, "events", "import", root / "b.csv").output
+
+
+def test_rows_that_store_the_same_values_are_one_event(cli, root: Path) -> None:
+    header = "event,ts,message_id,contact_id,revenue,bounce_type\n"
+    write(
+        root,
+        {
+            "a.csv": header + "conversion,2026-12-03T02:00:00Z,,c1,10,\nbounce,2026-12-01T02:01:00Z,m2,,,\n",
+            # the same instant in Shanghai, 10.0 for 10, a bounce's default type written out
+            "b.csv": header + "conversion,2026-12-03 10:00:00,,c1,10.0,\nbounce,2026-12-01T10:01:00+08:00,m2,,,hard\n",
+        },
+    )
+    assert "2 imported" in cli("-w", root, "events", "import", root / "a.csv").stdout
+    assert "0 imported, 2 already there" in cli("-w", root, "events", "import", root / "b.csv").stdout
+
+
+def test_a_ledger_with_text_event_keys_is_upgraded_and_still_deduplicates(cli, root: Path) -> None:
+    """Schema 3 kept keys as text (``id:`` and the event_id, or ``row:`` and a SHA-256 of the row's text);
+    schema 4 keeps 128-bit numbers. An id key keeps its meaning; a row key is computed from the stored values."""
+    header = "event,ts,message_id,event_id\n"
+    write(root, {"ev.csv": header + "open,2026-12-01T03:00:00Z,m1,e-1\nclick,2026-12-01T03:01:00Z,m1,\n"})
+    assert "2 imported" in cli("-w", root, "events", "import", root / "ev.csv").stdout
+    ledger_file = root / ".dmops" / "ledger.duckdb"
+    with duckdb.connect(str(ledger_file)) as con:
+        keys = con.execute("SELECT event, event_key FROM events ORDER BY event").fetchall()
+        # what schema 3 stored: the event_id's key as text, the other a hash of its text
+        con.execute(
+            "ALTER TABLE events ALTER event_key SET DATA TYPE VARCHAR USING"
+            " CASE WHEN event = 'open' THEN 'id:e-1' ELSE 'row:' || sha256('a row of text') END"
+        )
+        con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    again = cli("-w", root, "events", "import", root / "ev.csv")  # opens it for writing: upgraded first
+    assert "0 imported, 2 already there" in again.stdout
+    with duckdb.connect(str(ledger_file), read_only=True) as con:
+        assert con.execute("SELECT event, event_key FROM events ORDER BY event").fetchall() == keys
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [("4",)]
 
 
 def test_bad_rows_are_listed_and_nothing_is_imported(cli, root: Path) -> None:

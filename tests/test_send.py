@@ -752,7 +752,7 @@ def test_a_nested_state_folder_is_created_and_records_the_schema_version(cli, ro
     assert cli("-w", root, "send", "promo", "--at", "2026-11-30T12:00").exit_code == 0
     con = duckdb.connect(str(root / "var" / "lib" / "dmops" / "ledger.duckdb"), read_only=True)
     try:
-        assert con.execute("SELECT * FROM meta").fetchall() == [("schema_version", "3")]
+        assert con.execute("SELECT * FROM meta").fetchall() == [("schema_version", "4")]
         assert con.execute("SELECT count(*) FROM entries WHERE kind = 'message'").fetchall()[0][0] > 0
     finally:
         con.close()

@@ -43,7 +43,7 @@ def add_events(root: Path, events: list[tuple[str, str, datetime, float]]) -> No
     con = ledger.open_for_writing(load_workspace(root))
     con.executemany(
         "INSERT INTO events VALUES (?, ?, ?, NULL, ?, NULL, ?, NULL, NULL, 'test', NULL)",
-        [(f"k{n}", event, ts, contact, revenue) for n, (contact, event, ts, revenue) in enumerate(events)],
+        [(n, event, ts, contact, revenue) for n, (contact, event, ts, revenue) in enumerate(events)],
     )
     con.close()
 

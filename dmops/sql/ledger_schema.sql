@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS decisions (  -- the plan's funnel at each send: how m
     recorded_at TIMESTAMP NOT NULL     -- UTC; a report reads each occurrence's latest send
 );
 CREATE TABLE IF NOT EXISTS events (
-    event_key   VARCHAR NOT NULL,      -- event_id when given, else a hash of the whole row: deduplication
+    event_key   UHUGEINT NOT NULL,     -- deduplication: ledger.event_key_sql (MD5 of the event_id, else of the row)
     event       VARCHAR NOT NULL,      -- delivered | bounce | open | click | unsubscribe | complaint | conversion
     ts          TIMESTAMP NOT NULL,    -- UTC
     message_id  VARCHAR,
