@@ -32,6 +32,7 @@ from dmops import expressions, ledger, traits
 from dmops.campaign import Campaign, Cell, key_path
 from dmops.contacts import CHANNEL_ADDRESS, load_contacts
 from dmops.db import bound, connect, lock_down, quote_ident, quote_literal
+from dmops.dialect import hash15_sql
 from dmops.durable import free_staging_path, publish, staging_path
 from dmops.errors import ConfigError, DataError, DmopsError, OutputError, UsageError
 from dmops.schedule import ZoneTime, occurrence_key, zone_time
@@ -174,7 +175,7 @@ def _select_base(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campai
                c._dm_email_key AS email_key, c._dm_phone AS phone_key, c._dm_dm_handle AS dm_key,
                coalesce(c._dm_tz, $ws) AS zone, c._dm_tz IS NULL AS zone_fallback,
                s.base_at, s.planned_at, s.local_text,
-               CAST('0x' || substr(md5($cid || ':' || c.contact_id), 1, 15) AS UBIGINT) AS h
+               {hash15_sql("$cid || ':' || c.contact_id")} AS h
         FROM (SELECT {inner} FROM contacts CROSS JOIN _dm_run WHERE coalesce(({where}), false)) c
         JOIN _dm_schedule s ON s.zone = coalesce(c._dm_tz, $ws)
     """
