@@ -482,7 +482,7 @@ def test_a_ledger_written_before_addresses_were_kept_still_plans_and_is_upgraded
     assert [row[2] for row in _decisions(root)] == ["no_consent", "", "duplicate_address", "already_sent"]
     assert run(root, "send", "promo", "--at", "2026-11-30T12:00")[0] == 0
     with duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True) as con:
-        assert con.execute("SELECT value FROM meta").fetchall() == [("3",)]
+        assert con.execute("SELECT value FROM meta").fetchall() == [(ledger.SCHEMA_VERSION,)]
         assert con.execute("SELECT contact_id, address_sha256 IS NULL FROM entries ORDER BY 1").fetchall() == [
             ("B7", False),
             ("D4", True),
