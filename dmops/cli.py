@@ -487,8 +487,10 @@ def outbox_export_command(
 ) -> None:
     """Write outbox email messages as .eml files a mail client opens."""
     from dmops.export import export_eml
+    from dmops.forget import check_not_pending
 
     ws = _workspace(ctx)
+    check_not_pending(ws)  # an unfinished erasure: its person's messages may still be in the outbox
     count = export_eml(ws.outbox_dir, eml, campaign)
     _console().print(f"wrote {count:,} .eml files to {escape(str(eml))}")
 

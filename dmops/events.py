@@ -129,12 +129,12 @@ def _pseudonymise_erased(con: duckdb.DuckDBPyConnection, ws: Workspace) -> None:
     carry, without the URL: a provider's export that still names them brings neither back. (Their key is
     already computed, so the same row imported before the erasure still counts as a duplicate.)"""
     from dmops.forget import has_tombstones
-    from dmops.secret import PSEUDONYM, load_secret, subject_key_sql
+    from dmops.secret import PSEUDONYM, subject_key_sql, tombstone_secret
     from dmops.sqlrender import hmac_pads
 
     if not has_tombstones(con):
         return
-    ipad, opad = hmac_pads(load_secret(ws, create=False))
+    ipad, opad = hmac_pads(tombstone_secret(ws))
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _dm_erased AS
             SELECT i.contact_id, '{PSEUDONYM}' || substr(i.subject, 1, 16) AS alias

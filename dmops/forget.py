@@ -118,10 +118,20 @@ def check_not_pending(ws: Workspace) -> None:
 # --- who -------------------------------------------------------------------------------------------------
 
 
+def _lower(text: str) -> str:
+    """Lower-cased as DuckDB's lower() does it, which made the contact list's email keys (Python's
+    str.lower differs for a few letters: a final sigma, a dotted capital I)."""
+    con = connect()
+    try:
+        return str(con.execute("SELECT lower($t)", {"t": text}).fetchall()[0][0])
+    finally:
+        con.close()
+
+
 def _classify(address: str, region: str | None) -> tuple[str, str]:
     text = address.strip(" \t")
     if "@" in text:
-        return "emails", text.lower()
+        return "emails", _lower(text)
     phone = normalise_phone(text, region)
     if phone is not None:
         return "phones", phone
@@ -219,12 +229,14 @@ def _field(pattern: re.Pattern[bytes], line: bytes) -> str:
     return str(json.loads(b'"' + raw + b'"')) if b"\\" in raw else raw.decode()
 
 
-def _line_matches(line: bytes, people: People) -> bool:
+def _line_matches(line: bytes, people: People, folded: set[str]) -> bool:
     """Whether an outbox line is a message to one of them (by contact id, or by its address)."""
     if _field(_CONTACT_FIELD, line) in people.ids:
         return True
     to = _field(_TO_FIELD, line).strip(" \t")
-    return to.lower() in people.emails or to in people.phones or to in people.handles
+    if to in people.phones or to in people.handles:
+        return True
+    return "@" in to and (to.lower() in people.emails or to.casefold() in folded)  # folded: their emails, casefold()
 
 
 def _finish_rename(run: Path) -> None:
@@ -243,6 +255,7 @@ def _finish_rename(run: Path) -> None:
 def _rewrite_run(run: Path, people: People, message_ids: set[str]) -> tuple[int, tuple[int, str] | None]:
     """Drop their lines from one run: (lines dropped, (count, sha256) of the new file or None)."""
     _finish_rename(run)
+    folded = {e.casefold() for e in people.emails}
     kept = hashlib.sha256()
     count = dropped = 0
     target = run / (MESSAGES + _REWRITING)
@@ -250,7 +263,7 @@ def _rewrite_run(run: Path, people: People, message_ids: set[str]) -> tuple[int,
         with (run / MESSAGES).open("rb") as source:
             out = None
             for line in source:
-                if _line_matches(line, people):
+                if _line_matches(line, people, folded):
                     dropped += 1
                     message_ids.add(str(json.loads(line).get("message_id")))
                     if out is None:  # the first line about them: the kept lines so far are copied
@@ -323,6 +336,9 @@ def _outbox(
 def _journals(ws: Workspace, message_ids: set[str]) -> int:
     """Drop the detail (a server's reply may quote the address) of their messages' journal lines."""
     scrubbed = 0
+    folder = ledger.delivery_dir(ws)
+    for leftover in folder.glob(".run-*.jsonl.*.tmp") if folder.is_dir() else []:  # a killed rewrite's copy
+        leftover.unlink()
     for journal in ledger.delivery_journals(ws):
         lines = journal.read_bytes().splitlines(keepends=True)
         out: list[bytes] = []
@@ -421,14 +437,37 @@ def _appearances(ws: Workspace, people: People) -> list[Appearance]:
 # --- the command -----------------------------------------------------------------------------------------
 
 
-def _read_pending(ws: Workspace) -> People | None:
+def _read_pending(ws: Workspace) -> tuple[People, dict[str, Any]] | None:
+    """The interrupted erasure: who, and what it had recorded (reason, start, outbox lines removed)."""
     path = pending_path(ws)
     if not path.is_file():
         return None
     try:
-        return People.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return People.from_json(data), data
+    except (OSError, ValueError, TypeError) as exc:
         raise IOFailure(f"cannot read the interrupted erasure ({type(exc).__name__})", file=path) from None
+
+
+def _write_pending(ws: Workspace, people: People, state: dict[str, Any]) -> None:
+    write_atomic(pending_path(ws), json.dumps({**people.to_json(), **state}, ensure_ascii=False), result=False)
+    os.chmod(pending_path(ws), 0o600)
+
+
+def _all_runs(ws: Workspace) -> dict[tuple[str, str, str], tuple[int, str]]:
+    """(campaign, occurrence, run) -> the count and sha256 its manifest holds now, for every complete run."""
+    from dmops.outbox import manifest_of
+
+    found: dict[tuple[str, str, str], tuple[int, str]] = {}
+    root = ws.outbox_dir
+    if not root.is_dir():
+        return found
+    for campaign in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
+        for occurrence in sorted(p for p in campaign.iterdir() if p.is_dir() and not p.is_symlink()):
+            for run in complete_runs(occurrence):
+                manifest = manifest_of(run)
+                found[(campaign.name, occurrence.name, run.name)] = (int(manifest["count"]), str(manifest["sha256"]))
+    return found
 
 
 def forget(
@@ -447,8 +486,11 @@ def forget(
     people = named(ids, addresses, file, ws)
     with RunLock(ws.state_dir), RunLock(ws.state_dir, DELIVER_LOCK_FILE, "dmops deliver"):
         earlier = _read_pending(ws)
-        if earlier is not None:
-            people.merge(earlier)
+        state: dict[str, Any] = {"reason": reason, "started_at": now.isoformat(), "outbox_lines": 0}
+        if earlier is not None:  # finish it: same start, its reason unless a new one is given, its counts
+            people.merge(earlier[0])
+            state.update({k: earlier[1][k] for k in ("started_at", "outbox_lines") if k in earlier[1]})
+            state["reason"] = reason if reason is not None else earlier[1].get("reason")
         if not (people.ids or people.addresses()):
             raise ConfigError("name someone to forget: contact ids, --address or --file")
         secret = load_secret(ws, create=True)
@@ -475,10 +517,13 @@ def forget(
             )
         finally:
             con.close()
-        write_atomic(pending_path(ws), json.dumps(people.to_json(), ensure_ascii=False), result=False)
-        os.chmod(pending_path(ws), 0o600)
+        for leftover in ws.state_dir.glob(f".{PENDING}.*.tmp"):  # a killed write of the pending file
+            leftover.unlink()
+        _write_pending(ws, people, state)
         result = ForgetResult(ids=len(people.ids), addresses=len(people.addresses()))
-        result.outbox_lines, runs = _outbox(ws, people, message_ids)
+        result.outbox_lines, _ = _outbox(ws, people, message_ids)
+        state["outbox_lines"] += result.outbox_lines
+        _write_pending(ws, people, state)  # a rerun after a kill still counts the lines removed now
         result.journal_lines = _journals(ws, message_ids)
         who = ledger.Erasure(
             ids=sorted(people.ids),
@@ -492,11 +537,12 @@ def forget(
                 + [subject_key(secret, "dm", h) for h in people.handles]
             ),
             pads=hmac_pads(secret),
-            runs=runs,
-            outbox_lines=result.outbox_lines,
-            reason=reason,
+            runs=_all_runs(ws),  # every run as its manifest says now, rewritten by this attempt or an earlier one
+            outbox_lines=int(state["outbox_lines"]),
+            reason=state["reason"],
         )
-        result.entries, result.events, result.suppressions, result.tombstones = ledger.erase(ws, who, now)
+        started = datetime.fromisoformat(str(state["started_at"]))
+        result.entries, result.events, result.suppressions, result.tombstones = ledger.erase(ws, who, started)
         snapshots = ws.state_dir / "snapshots"
         if snapshots.is_dir():
             result.snapshots = sum(1 for p in snapshots.iterdir() if p.is_file())

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -450,19 +451,23 @@ class Erasure:
 def erase(ws: Workspace, who: Erasure, now: datetime) -> tuple[int, int, int, int]:
     """Write the ledger anew without them, and rename it over the old file, so that no page of it still
     holds them: their contact id becomes a pseudonym, their messages' address hashes and their events' URLs
-    are dropped, their suppressions become tombstones, and an audit line per person is added.
+    are dropped, their suppressions become tombstones, and an audit line per person is added, dated ``now``
+    (when the erasure began: a rerun that finishes it adds no second line).
     (entries, events, suppressions, tombstones added)."""
     from dmops.secret import PSEUDONYM, subject_key_sql
 
     path = ledger_path(ws)
     open_for_writing(ws).close()  # created, upgraded and checkpointed: no write-ahead log is left
     staging = staging_path(path)
-    for leftover in (staging, staging.with_name(staging.name + ".wal")):
-        leftover.unlink(missing_ok=True)
+    for leftover in path.parent.glob(f".{path.name}.*.tmp*"):  # an earlier, killed copy (any process's)
+        leftover.unlink()
+    spill = path.parent / ".erase-spill"  # where DuckDB spills a copy larger than memory: in the state folder
+    shutil.rmtree(spill, ignore_errors=True)
     ipad, opad = who.pads
     hashes = sorted(hashlib.sha256(a.encode()).hexdigest() for a in (*who.emails, *who.phones, *who.handles))
     con = connect()
     try:
+        con.execute("SET temp_directory = $d", {"d": str(spill)})
         con.execute("ATTACH $p AS old (READ_ONLY)", {"p": str(path)})
         con.execute("ATTACH $p AS new", {"p": str(staging)})
         con.execute("USE new")
@@ -541,9 +546,10 @@ def erase(ws: Workspace, who: Erasure, now: datetime) -> tuple[int, int, int, in
                WHERE subject NOT IN (SELECT subject FROM new.erasures)""",
             {"keys": who.tombstones, "now": now},
         ).fetchall()[0][0]
-        con.execute(
+        con.execute(  # one line per person and erasure: a rerun that finishes it adds none
             """INSERT INTO new.erasure_log
-               SELECT $now, alias, $entries, $events, $outbox, $reason FROM _dm_pseudonyms ORDER BY alias""",
+               SELECT $now, alias, $entries, $events, $outbox, $reason FROM _dm_pseudonyms
+               WHERE alias NOT IN (SELECT pseudonym FROM new.erasure_log WHERE erased_at = $now) ORDER BY alias""",
             {"now": now, "entries": entries, "events": events, "outbox": who.outbox_lines, "reason": who.reason},
         )
         con.execute("COMMIT")
@@ -561,6 +567,8 @@ def erase(ws: Workspace, who: Erasure, now: datetime) -> tuple[int, int, int, in
         publish(staging, path, result=False)
     except OSError as exc:
         raise IOFailure(f"cannot replace the ledger: {exc.strerror}", file=path) from None
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
     return int(entries), int(events), int(suppressions), int(added)
 
 

@@ -83,3 +83,16 @@ def subject_key_sql(kind: str, value: str) -> str:
     pads of the secret: :func:`dmops.sqlrender.hmac_pads`)."""
     inner = f"unhex(sha256($ipad::BLOB || encode('{kind}:' || {value})))"
     return f"sha256($opad::BLOB || {inner})"
+
+
+def tombstone_secret(ws: Workspace) -> bytes:
+    """The secret that keys the erasure tombstones, which exist: without it no tombstone could match and
+    every erased person would be planned again, so its absence is refused (78), never replaced."""
+    key = _read_secret(ws.state_dir / SECRET_FILE)
+    if key is None:
+        raise ConfigError(
+            "the workspace secret is missing, and the erasure tombstones need it",
+            file=ws.state_dir / SECRET_FILE,
+            hint="restore it from a backup: without it, erased people would be messaged again",
+        )
+    return key

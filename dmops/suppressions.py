@@ -95,12 +95,12 @@ def _tombstones(con: duckdb.DuckDBPyConnection, ws: Workspace) -> None:
     their normalised addresses — as suppressions of every channel, reason ``erasure``."""
     from dmops.forget import has_tombstones
     from dmops.ledger import ALIAS
-    from dmops.secret import load_secret, subject_key_sql
+    from dmops.secret import subject_key_sql, tombstone_secret
     from dmops.sqlrender import hmac_pads
 
     if not has_tombstones(con):
         return
-    ipad, opad = hmac_pads(load_secret(ws, create=False))
+    ipad, opad = hmac_pads(tombstone_secret(ws))
     keys = " UNION ALL ".join(
         f"SELECT contact_id, {subject_key_sql(kind, column)} AS subject FROM contact_channels"
         f" WHERE {column} IS NOT NULL"

@@ -354,3 +354,65 @@ def test_where_they_still_are_names_only_their_lines(root: Path, cli: Callable[.
     ]
     by_address_only = cli("-w", root, "forget", "--address", "nobody@example.net")
     assert "still holds them" not in by_address_only.stderr  # a cell without digits is not a phone match
+
+
+def test_without_the_secret_the_tombstones_are_not_ignored(root: Path, cli: Callable[..., Any]) -> None:
+    assert cli("-w", root, "send", "hello", "--at", AT).exit_code == 0
+    assert cli("-w", root, "forget", PERSON["id"]).exit_code == 0
+    (root / ".dmops" / "secret.key").unlink()  # lost, or deleted on a wrong hint
+    for args in (["plan", "hello", "--at", AT], ["send", "notice", "--at", AT]):
+        result = cli("-w", root, *args)
+        assert result.exit_code == 78, result.output
+        assert "the workspace secret is missing, and the erasure tombstones need it" in result.stderr
+    assert not (root / ".dmops" / "secret.key").exists()  # never replaced by a new one
+    assert not (root / "outbox" / "notice").exists()
+
+
+def test_an_outbox_export_waits_for_an_unfinished_erasure(root: Path, cli: Callable[..., Any], tmp_path: Path) -> None:
+    assert cli("-w", root, "send", "hello", "--at", AT).exit_code == 0
+    (root / ".dmops" / "forget.pending.json").write_text(json.dumps({"ids": [PERSON["id"]]}), encoding="utf-8")
+    result = cli("-w", root, "outbox", "export", "--eml", tmp_path / "eml")
+    assert result.exit_code == 75 and not (tmp_path / "eml").exists()
+
+
+def test_finishing_an_interrupted_erasure_counts_it_once(root: Path, cli: Callable[..., Any]) -> None:
+    """Killed after the outbox was rewritten (and with a half-written ledger copy left): the rerun records
+    the run's new count, the lines removed before the kill and the reason once, and leaves no copy."""
+    from dmops import forget
+
+    assert cli("-w", root, "send", "hello", "--at", AT).exit_code == 0
+    ws = load_workspace(root)
+    people = forget.People(ids={PERSON["id"]}, emails={"erin.erasable@example.org"})
+    state = {"reason": "ticket 9", "started_at": "2026-12-02T08:00:00", "outbox_lines": 0}
+    forget._write_pending(ws, people, state)
+    state["outbox_lines"], _ = forget._outbox(ws, people, set())
+    forget._write_pending(ws, people, state)
+    stale = root / ".dmops" / ".ledger.duckdb.99999.tmp"
+    stale.write_bytes(b"a half copy holding erin.erasable@example.org")
+    assert state["outbox_lines"] == 1
+
+    finished = cli("-w", root, "forget")
+    assert finished.exit_code == 0, finished.output
+    assert not stale.exists()
+    manifest = json.loads(next((root / "outbox" / "hello").rglob("manifest.json")).read_text())
+    con = duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True)
+    runs = con.execute("SELECT count, sha256 FROM runs WHERE campaign_id = 'hello'").fetchall()
+    audit = con.execute("SELECT erased_at, outbox_lines, reason FROM erasure_log").fetchall()
+    con.close()
+    assert runs == [(manifest["count"], manifest["sha256"])]
+    assert audit == [(datetime(2026, 12, 2, 8, 0), 1, "ticket 9")]
+    assert found_anywhere(root, SECRETS, skip=("contacts.csv",)) == []
+
+    # killed again after the new ledger was in place, before the pending file went: nothing is added
+    forget._write_pending(ws, people, state)
+    assert cli("-w", root, "forget").exit_code == 0
+    con = duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM erasure_log").fetchall() == [(1,)]
+    con.close()
+
+
+def test_an_address_is_lower_cased_as_the_contact_list_is(root: Path, cli: Callable[..., Any]) -> None:
+    (root / "contacts.csv").write_text(contacts("greek-0001,Sigma,ΣΑΣ@example.org,,yes,yes,gold\n"), encoding="utf-8")
+    result = cli("-w", root, "forget", "--address", "ΣΑΣ@Example.ORG")
+    assert result.exit_code == 0, result.output
+    assert "forgot 1 contact id " in result.stdout  # greek-0001, found by its email key

@@ -110,12 +110,27 @@ def test_a_dry_run_writes_nothing(root: Path, cli: Callable[..., Any]) -> None:
 
 
 def test_a_run_being_written_is_never_touched(root: Path, cli: Callable[..., Any]) -> None:
+    """A send writes its run under the run lock, which gc takes too: while a send holds it, gc exits 75
+    and touches nothing. A hidden run with no send holding the lock is what a killed send left: gc removes
+    it (it holds whole messages), as the next send would."""
+    from tests.test_send import HOLD_LOCK, _holder
+
     assert cli("-w", root, "send", "hello", "--at", AT).exit_code == 0
     hidden = occurrence(root) / ".run-0002.tmp"
     hidden.mkdir()
     (hidden / "messages.jsonl").write_text("{}\n", encoding="utf-8")
-    assert cli("-w", root, "gc", "--at", "2028-01-01T00:00:00Z").exit_code == 0
-    assert (hidden / "messages.jsonl").read_text(encoding="utf-8") == "{}\n"
+    before = tree(root)
+    holder = _holder(HOLD_LOCK, root / ".dmops")
+    try:
+        busy = cli("-w", root, "gc", "--at", "2028-01-01T00:00:00Z")
+        assert busy.exit_code == 75 and f"pid {holder.pid}" in busy.output
+        assert {k: v for k, v in tree(root).items() if not k.endswith(".lock")} == {
+            k: v for k, v in before.items() if not k.endswith(".lock")
+        }
+    finally:
+        holder.communicate("")
+    assert cli("-w", root, "gc", "--at", "2026-12-02T00:00:00Z").exit_code == 0  # nothing old enough yet
+    assert not hidden.exists() and (occurrence(root) / "run-0001").is_dir()
 
 
 def test_a_killed_gc_is_finished_by_the_next(root: Path, cli: Callable[..., Any]) -> None:
