@@ -125,28 +125,43 @@ def _stage(con: duckdb.DuckDBPyConnection, ws: Workspace, path: Path) -> None:
 
 
 def _pseudonymise_erased(con: duckdb.DuckDBPyConnection, ws: Workspace) -> None:
-    """Rows about a contact ``dmops forget`` erased (SPEC §12) are kept under the pseudonym their other rows
-    carry, without the URL: a provider's export that still names them brings neither back. (Their key is
-    already computed, so the same row imported before the erasure still counts as a duplicate.)"""
+    """Rows about a person ``dmops forget`` erased (SPEC §12) — by their contact id, or by the id of one of
+    their messages, which the erasure keyed — are kept as the erasure keeps theirs: under the pseudonym and
+    the keyed message id, with a keyed key and no URL. A provider's later export brings neither back, and a
+    row imported before the erasure still counts as already there (its key, computed from the same values,
+    is keyed the same way)."""
     from dmops.forget import has_tombstones
-    from dmops.secret import PSEUDONYM, subject_key_sql, tombstone_secret
+    from dmops.secret import PSEUDONYM, keyed_event_key_sql, message_alias_sql, subject_key_sql, tombstone_secret
     from dmops.sqlrender import hmac_pads
 
     if not has_tombstones(con):
         return
     ipad, opad = hmac_pads(tombstone_secret(ws))
+    pads = {"ipad": ipad, "opad": opad}
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _dm_erased AS
             SELECT i.contact_id, '{PSEUDONYM}' || substr(i.subject, 1, 16) AS alias
             FROM (SELECT contact_id, {subject_key_sql("contact_id", "contact_id")} AS subject
                   FROM (SELECT DISTINCT contact_id FROM _dm_ev WHERE contact_id IS NOT NULL)) i
             JOIN {ledger.ALIAS}.erasures e USING (subject)""",
-        {"ipad": ipad, "opad": opad},
+        pads,
     )
     con.execute(
-        """UPDATE _dm_ev SET contact_id = x.alias FROM _dm_erased x WHERE _dm_ev.contact_id = x.contact_id;
-           UPDATE _dm_ev SET url = NULL WHERE starts_with(coalesce(contact_id, message_contact), $prefix)""",
-        {"prefix": PSEUDONYM},
+        f"""CREATE OR REPLACE TEMP TABLE _dm_erased_messages AS
+            SELECT u.message_id, m.message_id AS alias, m.contact_id, m.campaign_id, m.channel
+            FROM (SELECT message_id, {message_alias_sql("message_id")} AS alias
+                  FROM (SELECT DISTINCT message_id FROM _dm_ev WHERE message_id IS NOT NULL AND NOT known)) u
+            JOIN ledger_entries m ON m.kind = 'message' AND m.message_id = u.alias""",
+        pads,
+    )
+    con.execute(
+        f"""UPDATE _dm_ev SET contact_id = x.alias FROM _dm_erased x WHERE _dm_ev.contact_id = x.contact_id;
+            UPDATE _dm_ev SET message_id = x.alias, known = true, message_contact = x.contact_id,
+                              campaign_id = x.campaign_id, channel = x.channel
+            FROM _dm_erased_messages x WHERE _dm_ev.message_id = x.message_id AND NOT _dm_ev.known;
+            UPDATE _dm_ev SET event_key = {keyed_event_key_sql("event_key")}, url = NULL
+            WHERE starts_with(coalesce(contact_id, message_contact), $prefix)""",
+        {**pads, "prefix": PSEUDONYM},
     )
 
 

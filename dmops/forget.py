@@ -47,7 +47,7 @@ from dmops.errors import ConfigError, DataError, DmopsError, IOFailure, MissingI
 from dmops.outbox import MANIFEST, MESSAGES, complete_runs, purge_retired, remove_incomplete
 from dmops.pii import mask_id
 from dmops.runlock import DELIVER_LOCK_FILE, RunLock
-from dmops.secret import PSEUDONYM
+from dmops.secret import PSEUDONYM, message_alias
 from dmops.sqlrender import hmac_pads
 from dmops.tabular import read_source
 from dmops.workspace import Workspace
@@ -333,8 +333,9 @@ def _outbox(
 # --- delivery journals -----------------------------------------------------------------------------------
 
 
-def _journals(ws: Workspace, message_ids: set[str]) -> int:
-    """Drop the detail (a server's reply may quote the address) of their messages' journal lines."""
+def _journals(ws: Workspace, message_ids: set[str], secret: bytes) -> int:
+    """Their messages' journal lines: the message id keyed as in the ledger, the detail (a server's reply
+    may quote the address) dropped."""
     scrubbed = 0
     folder = ledger.delivery_dir(ws)
     for leftover in folder.glob(".run-*.jsonl.*.tmp") if folder.is_dir() else []:  # a killed rewrite's copy
@@ -349,7 +350,8 @@ def _journals(ws: Workspace, message_ids: set[str]) -> int:
             except ValueError:
                 out.append(line)
                 continue
-            if str(record.get("message_id")) in message_ids and record.get("detail") is not None:
+            if str(record.get("message_id")) in message_ids:  # the id keyed, the server's reply dropped
+                record["message_id"] = message_alias(secret, str(record["message_id"]))
                 record["detail"] = None
                 line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
                 changed += 1
@@ -524,7 +526,7 @@ def forget(
         result.outbox_lines, _ = _outbox(ws, people, message_ids)
         state["outbox_lines"] += result.outbox_lines
         _write_pending(ws, people, state)  # a rerun after a kill still counts the lines removed now
-        result.journal_lines = _journals(ws, message_ids)
+        result.journal_lines = _journals(ws, message_ids, secret)
         who = ledger.Erasure(
             ids=sorted(people.ids),
             emails=sorted(people.emails),

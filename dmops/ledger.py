@@ -68,10 +68,12 @@ def event_key_sql(
 ) -> str:
     """SQL: an event's deduplication key (``events.event_key``) over SQL expressions for its values as
     stored (``ts`` a UTC TIMESTAMP, ``revenue`` a DOUBLE): the 128-bit MD5 of ``id:`` and its event_id when
-    it has one, else of the JSON array of its stored values. Rows that store the same values are one event,
-    however their text was written (``10`` and ``10.0``, a time with or without its offset)."""
+    it has one, else of the JSON array of its stored values — the contact only when there is no message,
+    whose contact it is. Rows that store the same values are one event, however their text was written
+    (``10`` and ``10.0``, a time with or without its offset)."""
     row = (
-        f"to_json([{event}, strftime({ts}, '%Y-%m-%dT%H:%M:%S.%f'), {message_id}, {contact_id},"
+        f"to_json([{event}, strftime({ts}, '%Y-%m-%dT%H:%M:%S.%f'), {message_id},"
+        f" CASE WHEN {message_id} IS NULL THEN {contact_id} END,"
         f" CAST({revenue} AS VARCHAR), {bounce_type}, {url}])"
     )
     return f"coalesce(md5_number('id:' || {event_id}), md5_number({row}))"
@@ -454,7 +456,7 @@ def erase(ws: Workspace, who: Erasure, now: datetime) -> tuple[int, int, int, in
     are dropped, their suppressions become tombstones, and an audit line per person is added, dated ``now``
     (when the erasure began: a rerun that finishes it adds no second line).
     (entries, events, suppressions, tombstones added)."""
-    from dmops.secret import PSEUDONYM, subject_key_sql
+    from dmops.secret import PSEUDONYM, keyed_event_key_sql, message_alias_sql, subject_key_sql
 
     path = ledger_path(ws)
     open_for_writing(ws).close()  # created, upgraded and checkpointed: no write-ahead log is left
@@ -478,6 +480,12 @@ def erase(ws: Workspace, who: Erasure, now: datetime) -> tuple[int, int, int, in
             f"""CREATE TEMP TABLE _dm_pseudonyms AS
                 SELECT contact_id, '{PSEUDONYM}' || substr({subject_key_sql("contact_id", "contact_id")}, 1, 16) AS alias
                 FROM _dm_who""",
+            {"ipad": ipad, "opad": opad},
+        )
+        con.execute(  # their messages' ids become keyed aliases: the plain id is a hash of their contact id
+            f"""CREATE TEMP TABLE _dm_their_messages AS
+                SELECT DISTINCT message_id, {message_alias_sql("message_id")} AS message_alias
+                FROM old.entries WHERE message_id IS NOT NULL AND contact_id IN (SELECT contact_id FROM _dm_who)""",
             {"ipad": ipad, "opad": opad},
         )
         params = {"h": hashes}
@@ -505,9 +513,10 @@ def erase(ws: Workspace, who: Erasure, now: datetime) -> tuple[int, int, int, in
         con.execute(
             """INSERT INTO new.entries
                SELECT e.campaign_id, e.occurrence, coalesce(p.alias, e.contact_id), e.kind, e.channel, e.purpose,
-                      e.variant, e.planned_at, e.message_id, e.run_id, e.recorded_at,
+                      e.variant, e.planned_at, coalesce(m.message_alias, e.message_id), e.run_id, e.recorded_at,
                       CASE WHEN p.alias IS NULL AND NOT list_contains($h, e.address_sha256) THEN e.address_sha256 END
-               FROM old.entries e LEFT JOIN _dm_pseudonyms p USING (contact_id)""",
+               FROM old.entries e LEFT JOIN _dm_pseudonyms p USING (contact_id)
+               LEFT JOIN _dm_their_messages m USING (message_id)""",
             params,
         )
         con.execute(
@@ -526,13 +535,22 @@ def erase(ws: Workspace, who: Erasure, now: datetime) -> tuple[int, int, int, in
                FROM old.runs r LEFT JOIN _dm_runs n USING (campaign_id, occurrence, run)"""
         )
         con.execute("INSERT INTO new.decisions SELECT * FROM old.decisions")
-        con.execute(
-            """INSERT INTO new.events
-               SELECT ev.event_key, ev.event, ev.ts, ev.message_id, coalesce(p.alias, ev.contact_id), ev.campaign_id,
-                      ev.revenue, ev.bounce_type, CASE WHEN p.alias IS NULL THEN ev.url END, ev.source, ev.imported_at
-               FROM old.events ev LEFT JOIN _dm_pseudonyms p USING (contact_id)"""
+        con.execute(  # their events: keyed keys and message ids, the pseudonym, no URL
+            f"""INSERT INTO new.events
+                SELECT CASE WHEN p.alias IS NULL AND m.message_alias IS NULL THEN ev.event_key
+                            ELSE {keyed_event_key_sql("ev.event_key")} END,
+                       ev.event, ev.ts, coalesce(m.message_alias, ev.message_id), coalesce(p.alias, ev.contact_id),
+                       ev.campaign_id, ev.revenue, ev.bounce_type,
+                       CASE WHEN p.alias IS NULL AND m.message_alias IS NULL THEN ev.url END, ev.source, ev.imported_at
+                FROM old.events ev LEFT JOIN _dm_pseudonyms p USING (contact_id)
+                LEFT JOIN _dm_their_messages m USING (message_id)""",
+            {"ipad": ipad, "opad": opad},
         )
-        con.execute("INSERT INTO new.message_events SELECT * FROM old.message_events")
+        con.execute(
+            """INSERT INTO new.message_events
+               SELECT coalesce(m.message_alias, me.message_id), me.* EXCLUDE (message_id)
+               FROM old.message_events me LEFT JOIN _dm_their_messages m USING (message_id)"""
+        )
         con.execute(
             f"INSERT INTO new.suppressions SELECT * FROM old.suppressions WHERE NOT ({gone})",
             {"emails": emails, "phones": phones, "handles": handles},

@@ -96,3 +96,20 @@ def tombstone_secret(ws: Workspace) -> bytes:
             hint="restore it from a backup: without it, erased people would be messaged again",
         )
     return key
+
+
+def message_alias_sql(message_id: str) -> str:
+    """SQL: what an erased person's message id becomes (32 hex digits of a keyed hash: the plain id is a hash
+    of the campaign, the occurrence and the contact id, so it would give the id back to a guess)."""
+    return f"substr({subject_key_sql('message_id', message_id)}, 1, 32)"
+
+
+def message_alias(secret: bytes, message_id: str) -> str:
+    """:func:`message_alias_sql` in Python."""
+    return subject_key(secret, "message_id", message_id)[:32]
+
+
+def keyed_event_key_sql(event_key: str) -> str:
+    """SQL: what an erased person's event key becomes: a keyed hash of it, 128 bits (the plain key is a hash
+    of the row's values)."""
+    return f"CAST('0x' || substr({subject_key_sql('event_key', f'CAST({event_key} AS VARCHAR)')}, 1, 32) AS UHUGEINT)"

@@ -158,6 +158,19 @@ def test_forget_erases_them_from_everything_and_keeps_every_report_number(root: 
     busy_workspace(root, cli)
     assert found_anywhere(root, SECRETS, skip=("contacts.csv", "events.csv"))  # they are everywhere first
     before = report(root, cli)
+    # their message ids and event keys are plain hashes of their contact id: a guess would give it back
+    theirs = [
+        json.loads(line)["message_id"]
+        for path in (root / "outbox").rglob("messages.jsonl")
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if json.loads(line)["contact_id"] == PERSON["id"]
+    ]
+    con = duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True)
+    their_keys = {
+        r[0] for r in con.execute("SELECT event_key FROM events WHERE contact_id = $c", {"c": PERSON["id"]}).fetchall()
+    }
+    con.close()
+    assert len(theirs) == 2 and len(their_keys) == 4
 
     result = cli("-w", root, "forget", PERSON["id"], "--reason", "ticket 4711")
     assert result.exit_code == 0, result.output
@@ -167,11 +180,12 @@ def test_forget_erases_them_from_everything_and_keeps_every_report_number(root: 
     assert "contacts.csv:2 still holds them" in result.stderr
     assert PERSON["email"] not in result.output and PERSON["id"] not in result.output
 
-    assert found_anywhere(root, SECRETS, skip=("contacts.csv", "events.csv")) == []
+    assert found_anywhere(root, [*SECRETS, *theirs], skip=("contacts.csv", "events.csv")) == []
     assert report(root, cli) == before  # every total, rate and interval
     for run in (root / "outbox").rglob("manifest.json"):
         verified_messages(run.parent)  # each rewritten run matches its manifest
     con = duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True)
+    assert not their_keys & {r[0] for r in con.execute("SELECT event_key FROM events").fetchall()}
     audit = con.execute("SELECT pseudonym, entries, events, outbox_lines, reason FROM erasure_log").fetchall()
     tombstones = con.execute("SELECT count(*) FROM erasures").fetchall()[0][0]
     suppressed = con.execute("SELECT count(*) FROM suppressions WHERE contact_id LIKE 'zq-%'").fetchall()[0][0]
@@ -181,6 +195,13 @@ def test_forget_erases_them_from_everything_and_keeps_every_report_number(root: 
     assert suppressed == 0  # their unsubscribe became the tombstone
     journal = next((root / ".dmops" / "deliveries").glob("run-*.jsonl")).read_text(encoding="utf-8")
     assert "250 ok" in journal  # someone else's line is untouched
+
+    # the events file imported before the erasure, imported again: the rows about them are recognised by
+    # their message's keyed id, and every row is already there
+    again = cli("-w", root, "events", "import", root / "events.csv")
+    assert again.exit_code == 0, again.output
+    assert "0 imported, 6 already there" in again.stdout
+    assert found_anywhere(root, [*SECRETS, *theirs], skip=("contacts.csv", "events.csv")) == []
 
     # a rerun finds nothing more to do and adds no tombstone
     again = cli("-w", root, "forget", PERSON["id"])
