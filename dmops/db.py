@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
+import tempfile
 from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -16,9 +21,29 @@ DEFAULT_MEMORY_LIMIT = "4GB"
 NO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
 
+@cache
+def spill_directory() -> str:
+    """Where an in-memory connection spills what does not fit in memory (contact rows: personal data).
+    DuckDB's default is ``.tmp`` in the working directory, wherever the user happens to be; this is a folder
+    of the system's temporary directory that only this user can enter — ``dmops-<uid>``, or, when that name
+    is taken by anything else (another user's folder, a link), a new private folder."""
+    shared = Path(tempfile.gettempdir()) / f"dmops-{os.getuid()}"
+    try:
+        shared.mkdir(mode=0o700, exist_ok=True)
+        info = shared.lstat()
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) == 0o700:
+            return str(shared)
+    except OSError:
+        pass
+    return tempfile.mkdtemp(prefix="dmops-")  # 0700
+
+
 def connect(database: str = ":memory:", *, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
-    """An in-process DuckDB connection with an explicit memory limit and no extension autoloading."""
+    """An in-process DuckDB connection with an explicit memory limit, no extension autoloading, and (in
+    memory) its spill files in :func:`spill_directory`."""
     con = duckdb.connect(database, config=dict(NO_EXTENSIONS))
+    if database == ":memory:":
+        con.execute("SET temp_directory = $d", {"d": spill_directory()})
     con.execute(f"SET memory_limit = '{memory_limit}'")  # a setting, not data: no parameter binding for SET
     con.execute("SET preserve_insertion_order = true")
     return con
