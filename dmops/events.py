@@ -19,6 +19,7 @@ import duckdb
 
 from dmops import ledger
 from dmops.db import connect, quote_ident, quote_list
+from dmops.dialect import local_to_utc_sql, overlap_join_sql, overlaps_table
 from dmops.errors import DataError, DmopsError, MissingInputError
 from dmops.runlock import RunLock
 from dmops.tabular import MAX_LISTED, raise_all, read_table
@@ -86,8 +87,9 @@ def _stage(con: duckdb.DuckDBPyConnection, ws: Workspace, path: Path) -> None:
         return f"nullif(trim(CAST({quote_ident(present[name])} AS VARCHAR)), '')"
 
     # One pass: each row normalised to text, its instant (an explicit offset is that instant; a naive time
-    # is read in the workspace timezone), the ledger message it names, and its deduplication key (the
+    # is read in the workspace timezone, by SPEC §6's rule for gaps and overlaps), the ledger message it names, and its deduplication key (the
     # event_id when given, else the values the row stores: ledger.event_key_sql).
+    overlaps_table(con, ws.config.timezone)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _dm_ev AS
             SELECT *,
@@ -107,7 +109,7 @@ def _stage(con: duckdb.DuckDBPyConnection, ws: Workspace, path: Path) -> None:
                 SELECT e.*,
                        CASE WHEN regexp_matches(e.ts_text, '(Z|z|[+-][0-9]{{2}}(:?[0-9]{{2}})?)$')
                                 THEN TRY_CAST(e.ts_text AS TIMESTAMPTZ) AT TIME ZONE 'UTC'
-                            ELSE timezone($tz, TRY_CAST(e.ts_text AS TIMESTAMP)) AT TIME ZONE 'UTC' END AS ts,
+                            ELSE {local_to_utc_sql("TRY_CAST(e.ts_text AS TIMESTAMP)", "$tz")} END AS ts,
                        m.message_id IS NOT NULL AS known, m.contact_id AS message_contact, m.campaign_id, m.channel
                 FROM (
                     SELECT _dm_line AS line, lower({col("event")}) AS event, {col("ts")} AS ts_text,
@@ -117,6 +119,7 @@ def _stage(con: duckdb.DuckDBPyConnection, ws: Workspace, path: Path) -> None:
                     FROM _dm_ev_raw
                 ) e
                 LEFT JOIN ledger_entries m ON m.kind = 'message' AND m.message_id = e.message_id
+                {overlap_join_sql("TRY_CAST(e.ts_text AS TIMESTAMP)")}
             )""",
         {"tz": ws.config.timezone},
     )

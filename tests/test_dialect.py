@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
@@ -112,3 +114,59 @@ def test_generated_sql_runs_on_spark(spark) -> None:
     assert on_spark == on_duckdb
     assert to_engine(sql, "duckdb") == sql
     assert ENGINES == ("duckdb", "spark")
+
+
+ZONES = ["America/New_York", "Europe/London", "Australia/Lord_Howe", "Asia/Shanghai", "America/Sao_Paulo", "UTC"]
+
+
+def test_a_local_time_is_read_by_the_specs_rule_on_both_engines(spark) -> None:
+    """SPEC §6: a time in a DST gap moves forward by the gap, an ambiguous one takes its first occurrence
+    (schedule.local_to_utc, Python's fold=0). DuckDB's timezone() alone takes the second occurrence."""
+    from dmops.dialect import local_to_utc_sql, overlap_join_sql, overlaps, overlaps_table
+    from dmops.schedule import local_to_utc
+
+    cases: list[tuple[str, datetime]] = []
+    for zone in ZONES:
+        for start, end, _ in overlaps(zone, 2020, 2027):
+            cases += [(zone, start), (zone, start + (end - start) / 2), (zone, end - timedelta(seconds=1)), (zone, end)]
+            gap = end + timedelta(days=150)  # around the spring change: some of these fall in its gap
+            cases += [(zone, gap.replace(hour=h, minute=30)) for h in (0, 1, 2, 3)]
+        cases.append((zone, datetime(2026, 12, 1, 10, 0)))
+    expected = [local_to_utc(local, ZoneInfo(zone)).replace(tzinfo=None) for zone, local in cases]
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE local (zone VARCHAR, t TIMESTAMP)")
+    con.executemany("INSERT INTO local VALUES (?, ?)", cases)
+    on_duckdb = []
+    for zone in ZONES:  # the overlaps table is one zone's: the workspace's
+        overlaps_table(con, zone)
+        on_duckdb += con.execute(
+            f"SELECT zone, t, {local_to_utc_sql('t', 'zone')} FROM local {overlap_join_sql('t')} WHERE zone = $z",
+            {"z": zone},
+        ).fetchall()
+    plain = [r[0] for r in con.execute("SELECT timezone(zone, t) AT TIME ZONE 'UTC' FROM local").fetchall()]
+    assert sum(p != e for p, e in zip(plain, expected, strict=True)) >= 40  # the overlaps timezone() alone misreads
+    spark.createDataFrame([(z, t) for z, t in cases], "zone string, t timestamp_ntz").createOrReplaceTempView("local")
+    on_spark = spark.sql(f"SELECT {local_to_utc_sql('t', 'zone', 'spark')} FROM local").collect()
+    by_case = {(z, t): u for z, t, u in on_duckdb}
+    assert [by_case[c] for c in cases] == expected
+    assert [r[0] for r in on_spark] == expected
+
+
+def test_events_import_reads_an_ambiguous_local_time_as_its_first_occurrence(tmp_path: Path, cli) -> None:
+    """The night New York's clocks go back, 01:30 happens at 05:30 and at 06:30 UTC: the first one."""
+    from tests.test_report import CAMPAIGN, CONTACTS
+
+    root = write(
+        tmp_path / "ws",
+        {
+            "dmops.yaml": "version: 1\ntimezone: America/New_York\ncontacts: contacts.csv\n",
+            "contacts.csv": CONTACTS,
+            "campaigns/promo.yaml": CAMPAIGN,
+            "ev.csv": "event,ts,contact_id,revenue\nconversion,2026-11-01 01:30:00,c1,5\n",
+        },
+    )
+    assert cli("-w", root, "events", "import", root / "ev.csv").exit_code == 0
+    con = duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True)
+    assert con.execute("SELECT ts FROM events").fetchall()[0][0].isoformat() == "2026-11-01T05:30:00"
+    con.close()
