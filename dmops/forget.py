@@ -44,7 +44,7 @@ from dmops.addresses import normalise_phone
 from dmops.db import connect, quote_ident
 from dmops.durable import fsync_dir, publish, refuse_links, staging_path, write_atomic
 from dmops.errors import ConfigError, DataError, DmopsError, IOFailure, MissingInputError, TemporaryFailure
-from dmops.outbox import MANIFEST, MESSAGES, complete_runs, purge_retired, remove_incomplete
+from dmops.outbox import MANIFEST, MESSAGES, complete_runs, occurrence_folders, purge_retired, remove_incomplete
 from dmops.pii import mask_id
 from dmops.runlock import DELIVER_LOCK_FILE, RunLock
 from dmops.secret import PSEUDONYM, message_alias
@@ -309,25 +309,16 @@ def _start_copy(run: Path, target: Path, upto: int, digest: Any) -> Any:
     return out
 
 
-def _outbox(
-    ws: Workspace, people: People, message_ids: set[str]
-) -> tuple[int, dict[tuple[str, str, str], tuple[int, str]]]:
+def _outbox(ws: Workspace, people: People, message_ids: set[str]) -> int:
+    """Rewrite every run holding a message to them without it; the lines dropped."""
+    refuse_links(ws.outbox_dir, ws.root)
     dropped = 0
-    changed: dict[tuple[str, str, str], tuple[int, str]] = {}
-    root = ws.outbox_dir
-    if not root.is_dir():
-        return 0, changed
-    refuse_links(root, ws.root)
-    for campaign in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
-        for occurrence in sorted(p for p in campaign.iterdir() if p.is_dir() and not p.is_symlink()):
-            remove_incomplete(occurrence)  # a killed send's hidden run may hold them
-            purge_retired(occurrence)  # and so may a run a killed gc had not emptied yet
-            for run in complete_runs(occurrence):
-                n, new = _rewrite_run(run, people, message_ids)
-                dropped += n
-                if new is not None:
-                    changed[(campaign.name, occurrence.name, run.name)] = new
-    return dropped, changed
+    for occurrence in occurrence_folders(ws.outbox_dir):
+        remove_incomplete(occurrence)  # a killed send's hidden run may hold them
+        purge_retired(occurrence)  # and so may a run a killed gc had not emptied yet
+        for run in complete_runs(occurrence):
+            dropped += _rewrite_run(run, people, message_ids)[0]
+    return dropped
 
 
 # --- delivery journals -----------------------------------------------------------------------------------
@@ -461,14 +452,11 @@ def _all_runs(ws: Workspace) -> dict[tuple[str, str, str], tuple[int, str]]:
     from dmops.outbox import manifest_of
 
     found: dict[tuple[str, str, str], tuple[int, str]] = {}
-    root = ws.outbox_dir
-    if not root.is_dir():
-        return found
-    for campaign in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
-        for occurrence in sorted(p for p in campaign.iterdir() if p.is_dir() and not p.is_symlink()):
-            for run in complete_runs(occurrence):
-                manifest = manifest_of(run)
-                found[(campaign.name, occurrence.name, run.name)] = (int(manifest["count"]), str(manifest["sha256"]))
+    for occurrence in occurrence_folders(ws.outbox_dir):
+        for run in complete_runs(occurrence):
+            manifest = manifest_of(run)
+            key = (occurrence.parent.name, occurrence.name, run.name)
+            found[key] = (int(manifest["count"]), str(manifest["sha256"]))
     return found
 
 
@@ -523,7 +511,7 @@ def forget(
             leftover.unlink()
         _write_pending(ws, people, state)
         result = ForgetResult(ids=len(people.ids), addresses=len(people.addresses()))
-        result.outbox_lines, _ = _outbox(ws, people, message_ids)
+        result.outbox_lines = _outbox(ws, people, message_ids)
         state["outbox_lines"] += result.outbox_lines
         _write_pending(ws, people, state)  # a rerun after a kill still counts the lines removed now
         result.journal_lines = _journals(ws, message_ids, secret)

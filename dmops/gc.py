@@ -18,7 +18,7 @@ from pathlib import Path
 from dmops import ledger
 from dmops.db import connect
 from dmops.errors import ConfigError, IOFailure
-from dmops.outbox import complete_runs, manifest_of, purge_retired, remove_incomplete, retire
+from dmops.outbox import complete_runs, manifest_of, occurrence_folders, purge_retired, remove_incomplete, retire
 from dmops.runlock import DELIVER_LOCK_FILE, RunLock
 from dmops.timeutil import naive_utc, parse_duration
 from dmops.workspace import Workspace
@@ -41,17 +41,13 @@ def _run_at(run: Path) -> datetime:
 
 def _old_runs(ws: Workspace, cutoff: datetime, *, purge: bool) -> list[tuple[Path, int]]:
     found: list[tuple[Path, int]] = []
-    root = ws.outbox_dir
-    if not root.is_dir():
-        return found
-    for campaign in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
-        for occurrence in sorted(p for p in campaign.iterdir() if p.is_dir() and not p.is_symlink()):
-            if purge:
-                purge_retired(occurrence)  # what a killed gc left
-                remove_incomplete(occurrence)  # a killed send's hidden run: no send runs while gc holds the lock
-            for run in complete_runs(occurrence):
-                if _run_at(run) < cutoff:
-                    found.append((run, int(manifest_of(run)["count"])))
+    for occurrence in occurrence_folders(ws.outbox_dir):
+        if purge:
+            purge_retired(occurrence)  # what a killed gc left
+            remove_incomplete(occurrence)  # a killed send's hidden run: no send runs while gc holds the lock
+        for run in complete_runs(occurrence):
+            if _run_at(run) < cutoff:
+                found.append((run, int(manifest_of(run)["count"])))
     return found
 
 

@@ -55,6 +55,14 @@ def occurrence_dir(outbox_dir: Path, campaign_id: str, occurrence: str) -> Path:
     return outbox_dir / campaign_id / occurrence
 
 
+def occurrence_folders(outbox_dir: Path) -> Iterator[Path]:
+    """Every occurrence folder (``<campaign>/<occurrence>``) of the outbox, in order; links are not followed."""
+    if not outbox_dir.is_dir():
+        return
+    for campaign in sorted(p for p in outbox_dir.iterdir() if p.is_dir() and not p.is_symlink()):
+        yield from sorted(p for p in campaign.iterdir() if p.is_dir() and not p.is_symlink())
+
+
 def complete_runs(folder: Path) -> list[Path]:
     """The complete run folders of an occurrence, in order."""
     if not folder.is_dir():

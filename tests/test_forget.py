@@ -406,7 +406,7 @@ def test_finishing_an_interrupted_erasure_counts_it_once(root: Path, cli: Callab
     people = forget.People(ids={PERSON["id"]}, emails={"erin.erasable@example.org"})
     state = {"reason": "ticket 9", "started_at": "2026-12-02T08:00:00", "outbox_lines": 0}
     forget._write_pending(ws, people, state)
-    state["outbox_lines"], _ = forget._outbox(ws, people, set())
+    state["outbox_lines"] = forget._outbox(ws, people, set())
     forget._write_pending(ws, people, state)
     stale = root / ".dmops" / ".ledger.duckdb.99999.tmp"
     stale.write_bytes(b"a half copy holding erin.erasable@example.org")
