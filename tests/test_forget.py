@@ -437,3 +437,14 @@ def test_an_address_is_lower_cased_as_the_contact_list_is(root: Path, cli: Calla
     result = cli("-w", root, "forget", "--address", "ΣΑΣ@Example.ORG")
     assert result.exit_code == 0, result.output
     assert "forgot 1 contact id " in result.stdout  # greek-0001, found by its email key
+
+
+def test_each_erasure_keeps_the_earlier_ones(root: Path, cli: Callable[..., Any]) -> None:
+    assert cli("-w", root, "send", "hello", "--at", AT).exit_code == 0
+    assert cli("-w", root, "forget", PERSON["id"], "--reason", "first").exit_code == 0
+    assert cli("-w", root, "forget", "keep-0001", "--reason", "second").exit_code == 0
+    con = duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True)
+    reasons = con.execute("SELECT reason FROM erasure_log ORDER BY reason").fetchall()
+    tombstones = con.execute("SELECT count(*) FROM erasures").fetchall()[0][0]
+    con.close()
+    assert reasons == [("first",), ("second",)] and tombstones == 6  # each: the id, the email, the phone

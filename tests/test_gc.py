@@ -136,9 +136,13 @@ def test_a_run_being_written_is_never_touched(root: Path, cli: Callable[..., Any
 def test_a_killed_gc_is_finished_by_the_next(root: Path, cli: Callable[..., Any]) -> None:
     assert cli("-w", root, "send", "hello", "--at", AT).exit_code == 0
     run = occurrence(root) / "run-0001"
+    (run / "attachments").mkdir()  # a folder inside too, and a link that must be removed, not followed
+    (run / "attachments" / "a.txt").write_text("x", encoding="utf-8")
+    (run / "elsewhere").symlink_to(root / "campaigns", target_is_directory=True)
     run.rename(occurrence(root) / ".run-0001.gone")  # killed after the rename, before emptying it
     assert cli("-w", root, "gc", "--at", AT).exit_code == 0
     assert list((occurrence(root) / ".run-0001.gone").iterdir()) == []
+    assert (root / "campaigns" / "hello.yaml").is_file()  # the link's target is untouched
 
 
 def test_gc_without_a_retention_is_a_configuration_error(root: Path, cli: Callable[..., Any]) -> None:
