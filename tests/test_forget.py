@@ -452,3 +452,18 @@ def test_each_erasure_keeps_the_earlier_ones(root: Path, cli: Callable[..., Any]
     tombstones = con.execute("SELECT count(*) FROM erasures").fetchall()[0][0]
     con.close()
     assert reasons == [("first",), ("second",)] and tombstones == 6  # each: the id, the email, the phone
+
+
+def test_copies_a_killed_erasure_left_are_removed(root: Path, cli: Callable[..., Any]) -> None:
+    """A kill while a delivery journal or the pending file was being rewritten leaves its hidden copy,
+    which holds their message ids or their id and addresses: the next erasure removes it."""
+    busy_workspace(root, cli)
+    journal = next((root / ".dmops" / "deliveries").glob("run-*.jsonl"))
+    copies = [
+        journal.with_name(f".{journal.name}.99999.tmp"),
+        root / ".dmops" / ".forget.pending.json.99999.tmp",
+    ]
+    for copy in copies:
+        copy.write_text(f'{{"ids": ["{PERSON["id"]}"], "emails": ["erin.erasable@example.org"]}}\n', encoding="utf-8")
+    assert cli("-w", root, "forget", "keep-0002").exit_code == 0
+    assert [c for c in copies if c.exists()] == []
