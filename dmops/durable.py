@@ -88,8 +88,9 @@ def publish(staging: Path, final: Path, *, result: bool = True) -> None:
     fsync_dir(final.parent)
 
 
-def write_atomic(path: Path, text: str, *, result: bool = True) -> None:
-    """Replace ``path`` with ``text`` (UTF-8) atomically; the staging file is removed on failure.
+def write_atomic(path: Path, text: str | bytes, *, result: bool = True) -> None:
+    """Replace ``path`` with ``text`` (UTF-8), or with bytes as they are, atomically; the staging file is
+    removed on failure.
 
     The staging file is created new (never through a link that is already there), and the rename
     replaces a link at ``path`` itself rather than writing where it points.
@@ -97,8 +98,8 @@ def write_atomic(path: Path, text: str, *, result: bool = True) -> None:
     staging = staging_path(path)
     fd = _open_staging(staging)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8") if isinstance(text, str) else text)
         publish(staging, path, result=result)
     except BaseException:  # an OSError, or Ctrl-C: no staging file is left behind either way
         staging.unlink(missing_ok=True)

@@ -87,24 +87,22 @@ def _stage(con: duckdb.DuckDBPyConnection, ws: Workspace, path: Path) -> None:
         return f"nullif(trim(CAST({quote_ident(present[name])} AS VARCHAR)), '')"
 
     # One pass: each row normalised to text, its instant (an explicit offset is that instant; a naive time
-    # is read in the workspace timezone, by SPEC §6's rule for gaps and overlaps), the ledger message it names, and its deduplication key (the
-    # event_id when given, else the values the row stores: ledger.event_key_sql).
+    # is read in the workspace timezone, by SPEC §6's rule for gaps and overlaps), the ledger message it
+    # names, and its deduplication key (the event_id when given, else the values the row stores).
     overlaps_table(con, ws.config.timezone)
+    key = ledger.event_key_sql(
+        "event_id",
+        "event",
+        "ts",
+        "message_id",
+        "coalesce(contact_id, message_contact)",
+        "coalesce(TRY_CAST(revenue_text AS DOUBLE), 0)",
+        "CASE WHEN event = 'bounce' THEN coalesce(bounce_type, 'hard') END",
+        "url",
+    )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _dm_ev AS
-            SELECT *,
-                   {
-            ledger.event_key_sql(
-                "event_id",
-                "event",
-                "ts",
-                "message_id",
-                "coalesce(contact_id, message_contact)",
-                "coalesce(TRY_CAST(revenue_text AS DOUBLE), 0)",
-                "CASE WHEN event = 'bounce' THEN coalesce(bounce_type, 'hard') END",
-                "url",
-            )
-        } AS event_key
+            SELECT *, {key} AS event_key
             FROM (
                 SELECT e.*,
                        CASE WHEN regexp_matches(e.ts_text, '(Z|z|[+-][0-9]{{2}}(:?[0-9]{{2}})?)$')
@@ -133,17 +131,23 @@ def _pseudonymise_erased(con: duckdb.DuckDBPyConnection, ws: Workspace) -> None:
     the keyed message id, with a keyed key and no URL. A provider's later export brings neither back, and a
     row imported before the erasure still counts as already there (its key, computed from the same values,
     is keyed the same way)."""
-    from dmops.forget import has_tombstones
-    from dmops.secret import PSEUDONYM, keyed_event_key_sql, message_alias_sql, subject_key_sql, tombstone_secret
+    from dmops.secret import (
+        PSEUDONYM,
+        keyed_event_key_sql,
+        message_alias_sql,
+        pseudonym_sql,
+        subject_key_sql,
+        tombstone_secret,
+    )
     from dmops.sqlrender import hmac_pads
 
-    if not has_tombstones(con):
+    if not ledger.has_tombstones(con):
         return
     ipad, opad = hmac_pads(tombstone_secret(ws))
     pads = {"ipad": ipad, "opad": opad}
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _dm_erased AS
-            SELECT i.contact_id, '{PSEUDONYM}' || substr(i.subject, 1, 16) AS alias
+            SELECT i.contact_id, {pseudonym_sql("i.contact_id")} AS alias
             FROM (SELECT contact_id, {subject_key_sql("contact_id", "contact_id")} AS subject
                   FROM (SELECT DISTINCT contact_id FROM _dm_ev WHERE contact_id IS NOT NULL)) i
             JOIN {ledger.ALIAS}.erasures e USING (subject)""",

@@ -6,18 +6,19 @@ those addresses, and the contacts of ledger messages sent to one of them.
 
 ``forget`` then, under the send and delivery locks:
 
-1. writes ``forget.pending.json`` (owner-only) naming them: until it is gone, ``plan``, ``send`` and
-   ``deliver`` refuse to run, and ``dmops forget`` with no arguments finishes the erasure;
+1. writes ``forget.pending.json`` (owner-only) naming them: until it is gone, ``plan``, ``send``,
+   ``lint``, ``deliver`` and ``outbox export`` refuse to run, and ``dmops forget`` with no arguments
+   finishes the erasure;
 2. rewrites every outbox run that holds one of their messages without those lines (the manifest's count
    and SHA-256 follow; see :func:`_rewrite_run` for the order of renames) and drops incomplete runs;
-3. rewrites the delivery journals with the detail (the server's reply, which may quote the address) of
-   their messages dropped;
-4. copies the ledger into a new file — their contact id replaced by a pseudonym (``erased-`` and 16 hex
-   digits of a keyed hash), the address hash of their messages and the URL of their events dropped, their
-   suppressions replaced by tombstones — adds the tombstones (HMAC-SHA256 under the workspace secret of
-   ``contact_id:<id>``, ``email:<address>``, ``phone:<E.164>``, ``dm:<handle>``; never the value) and one
-   audit line per person (time, pseudonym, counts, reason), and renames it over the ledger: a copy, not
-   an update in place, so that no old page of the file still holds them;
+3. rewrites the delivery journals: their messages' lines get the keyed message id and lose the detail
+   (the server's reply, which may quote the address);
+4. copies the ledger into a new file (:func:`dmops.ledger.erase`) — their contact id, message ids and
+   event keys replaced by keyed pseudonyms, the address hash of their messages and the URL of their events
+   dropped, their suppressions replaced by tombstones — adds the tombstones (HMAC-SHA256 under the
+   workspace secret of ``contact_id:<id>``, ``email:<address>``, ``phone:<E.164>``, ``dm:<handle>``; never
+   the value) and one audit line per person (time, pseudonym, counts, reason), and renames it over the
+   ledger: a copy, not an update in place, so that no old page of the file still holds them;
 5. deletes the contacts snapshots (a cache of the contact list) and the pending file.
 
 Every step is idempotent, so a rerun after kill -9 completes the erasure. Report totals do not change:
@@ -30,7 +31,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,12 +39,22 @@ from typing import Any
 
 import duckdb
 
-from dmops import ledger
+from dmops import ledger, snapshot
 from dmops.addresses import normalise_phone
 from dmops.db import connect, quote_ident
-from dmops.durable import fsync_dir, publish, refuse_links, staging_path, write_atomic
+from dmops.durable import fsync_dir, refuse_links, write_atomic
 from dmops.errors import ConfigError, DataError, DmopsError, IOFailure, MissingInputError, TemporaryFailure
-from dmops.outbox import MANIFEST, MESSAGES, complete_runs, occurrence_folders, purge_retired, remove_incomplete
+from dmops.outbox import (
+    CHUNK,
+    MANIFEST,
+    MESSAGES,
+    complete_runs,
+    manifest_of,
+    occurrence_folders,
+    purge_retired,
+    remove_incomplete,
+    write_manifest,
+)
 from dmops.pii import mask_id
 from dmops.runlock import DELIVER_LOCK_FILE, RunLock
 from dmops.secret import PSEUDONYM, message_alias
@@ -118,37 +128,34 @@ def check_not_pending(ws: Workspace) -> None:
 # --- who -------------------------------------------------------------------------------------------------
 
 
-def _lower(text: str) -> str:
-    """Lower-cased as DuckDB's lower() does it, which made the contact list's email keys (Python's
-    str.lower differs for a few letters: a final sigma, a dotted capital I)."""
-    con = connect()
-    try:
-        return str(con.execute("SELECT lower($t)", {"t": text}).fetchall()[0][0])
-    finally:
-        con.close()
-
-
-def _classify(address: str, region: str | None) -> tuple[str, str]:
-    text = address.strip(" \t")
-    if "@" in text:
-        return "emails", _lower(text)
-    phone = normalise_phone(text, region)
-    if phone is not None:
-        return "phones", phone
-    return "handles", text
+def _add_addresses(people: People, values: Sequence[str], region: str | None) -> None:
+    """Sort addresses into emails (lower-cased as DuckDB's lower() does it, which made the contact list's
+    email keys: Python's str.lower differs for a final sigma or a dotted capital I), phones (E.164) and
+    handles."""
+    texts = [v.strip(" \t") for v in values if v.strip(" \t")]
+    emails = [t for t in texts if "@" in t]
+    if emails:
+        con = connect()
+        try:
+            people.emails.update(
+                str(r[0]) for r in con.execute("SELECT lower(e) FROM unnest($e) t(e)", {"e": emails}).fetchall()
+            )
+        finally:
+            con.close()
+    for text in texts:
+        if "@" in text:
+            continue
+        phone = normalise_phone(text, region)
+        if phone is not None:
+            people.phones.add(phone)
+        else:
+            people.handles.add(text)
 
 
 def named(ids: Sequence[str], addresses: Sequence[str], file: Path | None, ws: Workspace) -> People:
     """The people the command line names (ids, addresses, and a file of either)."""
-    people = People()
-    region = ws.config.phone_region
-    for contact_id in ids:
-        if contact_id.strip():
-            people.ids.add(contact_id.strip())
-    for address in addresses:
-        if address.strip():
-            kind, value = _classify(address, region)
-            getattr(people, kind).add(value)
+    people = People(ids={i.strip() for i in ids if i.strip()})
+    found = list(addresses)
     if file is not None:
         if not file.is_file():
             raise MissingInputError("file not found", file=file)
@@ -168,9 +175,7 @@ def named(ids: Sequence[str], addresses: Sequence[str], file: Path | None, ws: W
                         if key == "contact_id":
                             people.ids.update(values)
                         else:
-                            for value in values:
-                                kind, normal = _classify(value, region)
-                                getattr(people, kind).add(normal)
+                            found.extend(values)
             finally:
                 con.close()
         else:
@@ -179,6 +184,7 @@ def named(ids: Sequence[str], addresses: Sequence[str], file: Path | None, ws: W
             except (OSError, UnicodeDecodeError) as exc:
                 raise DataError(f"cannot read the file ({type(exc).__name__})", file=file) from None
             people.ids.update(line.strip() for line in text.splitlines() if line.strip())
+    _add_addresses(people, found, ws.config.phone_region)
     return people
 
 
@@ -252,8 +258,8 @@ def _finish_rename(run: Path) -> None:
         fsync_dir(run)
 
 
-def _rewrite_run(run: Path, people: People, message_ids: set[str]) -> tuple[int, tuple[int, str] | None]:
-    """Drop their lines from one run: (lines dropped, (count, sha256) of the new file or None)."""
+def _rewrite_run(run: Path, people: People, message_ids: set[str]) -> int:
+    """Drop their lines from one run (adding their message ids to ``message_ids``); the lines dropped."""
     _finish_rename(run)
     folded = {e.casefold() for e in people.emails}
     kept = hashlib.sha256()
@@ -274,24 +280,18 @@ def _rewrite_run(run: Path, people: People, message_ids: set[str]) -> tuple[int,
                     kept.update(line)
                 count += 1
             if out is None:
-                return 0, None
+                return 0
             out.flush()
             os.fsync(out.fileno())
             out.close()
-        manifest = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
-        manifest.update(count=count, sha256=kept.hexdigest())
-        with (run / (MANIFEST + _REWRITING)).open("w", encoding="utf-8") as handle:
-            json.dump(manifest, handle, ensure_ascii=False, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        write_manifest(run / (MANIFEST + _REWRITING), {**manifest_of(run), "count": count, "sha256": kept.hexdigest()})
         fsync_dir(run)
         os.replace(target, run / MESSAGES)
         os.replace(run / (MANIFEST + _REWRITING), run / MANIFEST)
         fsync_dir(run)
     except OSError as exc:
         raise IOFailure(f"cannot rewrite the outbox run: {exc.strerror}", file=run) from None
-    return dropped, (count, manifest["sha256"])
+    return dropped
 
 
 def _start_copy(run: Path, target: Path, upto: int, digest: Any) -> Any:
@@ -300,7 +300,7 @@ def _start_copy(run: Path, target: Path, upto: int, digest: Any) -> Any:
     with (run / MESSAGES).open("rb") as again:
         remaining = upto
         while remaining > 0:
-            chunk = again.read(min(remaining, 1 << 22))
+            chunk = again.read(min(remaining, CHUNK))
             if not chunk:
                 break
             out.write(chunk)
@@ -317,7 +317,7 @@ def _outbox(ws: Workspace, people: People, message_ids: set[str]) -> int:
         remove_incomplete(occurrence)  # a killed send's hidden run may hold them
         purge_retired(occurrence)  # and so may a run a killed gc had not emptied yet
         for run in complete_runs(occurrence):
-            dropped += _rewrite_run(run, people, message_ids)[0]
+            dropped += _rewrite_run(run, people, message_ids)
     return dropped
 
 
@@ -348,19 +348,12 @@ def _journals(ws: Workspace, message_ids: set[str], secret: bytes) -> int:
                 changed += 1
             out.append(line)
         if changed:
-            staging = staging_path(journal)
-            try:
-                staging.write_bytes(b"".join(out))
-                os.chmod(staging, 0o600)
-                publish(staging, journal, result=False)
+            try:  # the staging file is created owner-only and removed on failure
+                write_atomic(journal, b"".join(out), result=False)
             except OSError as exc:
-                staging.unlink(missing_ok=True)
                 raise IOFailure(f"cannot rewrite the delivery journal: {exc.strerror}", file=journal) from None
             scrubbed += changed
     return scrubbed
-
-
-# --- ledger ----------------------------------------------------------------------------------------------
 
 
 # --- where they still are --------------------------------------------------------------------------------
@@ -449,8 +442,6 @@ def _write_pending(ws: Workspace, people: People, state: dict[str, Any]) -> None
 
 def _all_runs(ws: Workspace) -> dict[tuple[str, str, str], tuple[int, str]]:
     """(campaign, occurrence, run) -> the count and sha256 its manifest holds now, for every complete run."""
-    from dmops.outbox import manifest_of
-
     found: dict[tuple[str, str, str], tuple[int, str]] = {}
     for occurrence in occurrence_folders(ws.outbox_dir):
         for run in complete_runs(occurrence):
@@ -533,20 +524,8 @@ def forget(
         )
         started = datetime.fromisoformat(str(state["started_at"]))
         result.entries, result.events, result.suppressions, result.tombstones = ledger.erase(ws, who, started)
-        snapshots = ws.state_dir / "snapshots"
-        if snapshots.is_dir():
-            result.snapshots = sum(1 for p in snapshots.iterdir() if p.is_file())
-            shutil.rmtree(snapshots)
+        result.snapshots = snapshot.drop_all(ws)
         pending_path(ws).unlink()
         fsync_dir(ws.state_dir)
     result.still_in = _appearances(ws, people)
     return result
-
-
-def has_tombstones(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the attached ledger holds tombstones (a ledger written before them has no such table)."""
-    has = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = $db AND table_name = 'erasures'",
-        {"db": ledger.ALIAS},
-    ).fetchall()[0][0]
-    return bool(has) and bool(con.execute(f"SELECT count(*) FROM {ledger.ALIAS}.erasures").fetchall()[0][0])

@@ -11,9 +11,11 @@ with each affected message's folded row recomputed. The ledger's messages and su
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from dmops import ledger
 from dmops.db import connect
@@ -31,8 +33,8 @@ class GcResult:
     events: int = 0
 
 
-def _run_at(run: Path) -> datetime:
-    text = str(manifest_of(run).get("at", ""))
+def _run_at(run: Path, manifest: dict[str, Any]) -> datetime:
+    text = str(manifest.get("at", ""))
     try:
         return naive_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
@@ -46,8 +48,9 @@ def _old_runs(ws: Workspace, cutoff: datetime, *, purge: bool) -> list[tuple[Pat
             purge_retired(occurrence)  # what a killed gc left
             remove_incomplete(occurrence)  # a killed send's hidden run: no send runs while gc holds the lock
         for run in complete_runs(occurrence):
-            if _run_at(run) < cutoff:
-                found.append((run, int(manifest_of(run)["count"])))
+            manifest = manifest_of(run)
+            if _run_at(run, manifest) < cutoff:
+                found.append((run, int(manifest["count"])))
     return found
 
 
@@ -61,24 +64,21 @@ def gc(ws: Workspace, at: datetime, *, dry_run: bool) -> GcResult:
             hint="add e.g. `retention: {outbox: 90d, events: 730d}` to dmops.yaml",
         )
     now = naive_utc(at)
-    if dry_run:  # reads only: no lock taken, the ledger opened read-only
-        result = GcResult(True)
+    result = GcResult(dry_run)
+    with contextlib.ExitStack() as locks:
+        if not dry_run:  # a dry run only reads: no lock taken, the ledger opened read-only
+            locks.enter_context(RunLock(ws.state_dir))
+            locks.enter_context(RunLock(ws.state_dir, DELIVER_LOCK_FILE, "dmops deliver"))
         if retention.outbox is not None:
-            result.runs = _old_runs(ws, now - parse_duration(retention.outbox), purge=False)
+            result.runs = _old_runs(ws, now - parse_duration(retention.outbox), purge=not dry_run)
+            if not dry_run:
+                for run, _ in result.runs:
+                    try:
+                        retire(run)
+                    except OSError as exc:
+                        raise IOFailure(f"cannot delete the outbox run: {exc.strerror}", file=run) from None
         if retention.events is not None:
-            result.events = _events(ws, now - parse_duration(retention.events), dry_run=True)
-        return result
-    result = GcResult(False)
-    with RunLock(ws.state_dir), RunLock(ws.state_dir, DELIVER_LOCK_FILE, "dmops deliver"):
-        if retention.outbox is not None:
-            result.runs = _old_runs(ws, now - parse_duration(retention.outbox), purge=True)
-            for run, _ in result.runs:
-                try:
-                    retire(run)
-                except OSError as exc:
-                    raise IOFailure(f"cannot delete the outbox run: {exc.strerror}", file=run) from None
-        if retention.events is not None:
-            result.events = _events(ws, now - parse_duration(retention.events), dry_run=False)
+            result.events = _events(ws, now - parse_duration(retention.events), dry_run=dry_run)
     return result
 
 

@@ -435,6 +435,15 @@ def delete_events_before(ws: Workspace, cutoff: datetime) -> int:
 # --- Erasure (SPEC §12) ------------------------------------------------------------------------------------
 
 
+def has_tombstones(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the attached ledger holds tombstones (a ledger written before them has no such table)."""
+    has = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = $db AND table_name = 'erasures'",
+        {"db": ALIAS},
+    ).fetchall()[0][0]
+    return bool(has) and bool(con.execute(f"SELECT count(*) FROM {ALIAS}.erasures").fetchall()[0][0])
+
+
 @dataclass(frozen=True)
 class Erasure:
     """Who ``dmops forget`` erases, as the ledger needs it (SPEC §12)."""
@@ -456,7 +465,7 @@ def erase(ws: Workspace, who: Erasure, now: datetime) -> tuple[int, int, int, in
     are dropped, their suppressions become tombstones, and an audit line per person is added, dated ``now``
     (when the erasure began: a rerun that finishes it adds no second line).
     (entries, events, suppressions, tombstones added)."""
-    from dmops.secret import PSEUDONYM, keyed_event_key_sql, message_alias_sql, subject_key_sql
+    from dmops.secret import keyed_event_key_sql, message_alias_sql, pseudonym_sql
 
     path = ledger_path(ws)
     open_for_writing(ws).close()  # created, upgraded and checkpointed: no write-ahead log is left
@@ -478,8 +487,7 @@ def erase(ws: Workspace, who: Erasure, now: datetime) -> tuple[int, int, int, in
         con.execute("CREATE TEMP TABLE _dm_who AS SELECT unnest($ids::VARCHAR[]) AS contact_id", {"ids": who.ids})
         con.execute(
             f"""CREATE TEMP TABLE _dm_pseudonyms AS
-                SELECT contact_id, '{PSEUDONYM}' || substr({subject_key_sql("contact_id", "contact_id")}, 1, 16) AS alias
-                FROM _dm_who""",
+                SELECT contact_id, {pseudonym_sql("contact_id")} AS alias FROM _dm_who""",
             {"ipad": ipad, "opad": opad},
         )
         con.execute(  # their messages' ids become keyed aliases: the plain id is a hash of their contact id
@@ -520,9 +528,8 @@ def erase(ws: Workspace, who: Erasure, now: datetime) -> tuple[int, int, int, in
             params,
         )
         con.execute(
-            """CREATE TEMP TABLE _dm_runs AS
-               SELECT * FROM (VALUES (NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::BIGINT, NULL::VARCHAR))
-               t(campaign_id, occurrence, run, count, sha256) WHERE false"""
+            "CREATE TEMP TABLE _dm_runs (campaign_id VARCHAR, occurrence VARCHAR, run VARCHAR, count BIGINT,"
+            " sha256 VARCHAR)"
         )
         if who.runs:
             con.executemany(

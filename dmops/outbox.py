@@ -189,11 +189,7 @@ class RunWriter:
                 "count": self.count,
                 "sha256": self._digest.hexdigest(),
             }
-            with (self.tmp / MANIFEST).open("w", encoding="utf-8") as handle:
-                json.dump(body, handle, ensure_ascii=False, indent=2, sort_keys=True)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+            write_manifest(self.tmp / MANIFEST, body)
             fsync_dir(self.tmp)
             final = self.folder / self.name
             committed()  # visible now, recorded next: a Ctrl-C no longer stops this send
@@ -211,6 +207,15 @@ class RunWriter:
             self._handle.close()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def write_manifest(path: Path, body: dict[str, Any]) -> None:
+    """Write a run's manifest (sorted, indented JSON and a newline) to ``path`` and sync it."""
+    with path.open("w", encoding="utf-8") as handle:
+        json.dump(body, handle, ensure_ascii=False, indent=2, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def read_run(run: Path) -> Iterator[dict[str, Any]]:

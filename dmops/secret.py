@@ -69,10 +69,6 @@ def _read_secret(path: Path) -> bytes | None:
 PSEUDONYM = "erased-"
 
 
-def pseudonym(secret: bytes, contact_id: str) -> str:
-    return PSEUDONYM + hmac.new(secret, f"contact_id:{contact_id}".encode(), hashlib.sha256).hexdigest()[:16]
-
-
 def subject_key(secret: bytes, kind: str, value: str) -> str:
     """A tombstone: HMAC-SHA256 of ``kind:value`` under the workspace secret, hex."""
     return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
@@ -83,6 +79,12 @@ def subject_key_sql(kind: str, value: str) -> str:
     pads of the secret: :func:`dmops.sqlrender.hmac_pads`)."""
     inner = f"unhex(sha256($ipad::BLOB || encode('{kind}:' || {value})))"
     return f"sha256($opad::BLOB || {inner})"
+
+
+def pseudonym_sql(contact_id: str) -> str:
+    """SQL: what an erased contact id becomes: ``erased-`` and 16 hex digits of the keyed hash its tombstone
+    holds (:func:`subject_key` of ``contact_id``)."""
+    return f"'{PSEUDONYM}' || substr({subject_key_sql('contact_id', contact_id)}, 1, 16)"
 
 
 def tombstone_secret(ws: Workspace) -> bytes:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -98,6 +99,16 @@ def key(ws: Workspace) -> str | None:
     except OSError:
         return None
     return hashlib.sha256(json.dumps(settings, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def drop_all(ws: Workspace) -> int:
+    """Delete every snapshot (``dmops forget``: they copy the contact list); how many files there were."""
+    folder = ws.state_dir / FOLDER
+    if not folder.is_dir():
+        return 0
+    count = sum(1 for p in folder.iterdir() if p.is_file())
+    shutil.rmtree(folder)
+    return count
 
 
 def _paths(ws: Workspace, snapshot_key: str) -> tuple[Path, Path]:

@@ -93,8 +93,7 @@ def _load_file(con: duckdb.DuckDBPyConnection, ws: Workspace, path: Path) -> Non
 def _tombstones(con: duckdb.DuckDBPyConnection, ws: Workspace) -> None:
     """The contacts an erasure tombstone (SPEC §12) matches — by the keyed hash of their id or of one of
     their normalised addresses — as suppressions of every channel, reason ``erasure``."""
-    from dmops.forget import has_tombstones
-    from dmops.ledger import ALIAS
+    from dmops.ledger import ALIAS, has_tombstones
     from dmops.secret import subject_key_sql, tombstone_secret
     from dmops.sqlrender import hmac_pads
 
