@@ -20,15 +20,9 @@ import pytest
 from dmops.ledger import DeliveryJournal
 from dmops.outbox import verified_messages
 from dmops.workspace import load_workspace
+from tests.conftest import BASIC_WORKSPACE
 
-WORKSPACE = """\
-version: 1
-timezone: Asia/Shanghai
-contacts: contacts.csv
-consent: {email: email_opt_in, sms: sms_opt_in}
-phone_region: CN
-suppressions: [optouts.csv]
-"""
+WORKSPACE = BASIC_WORKSPACE + "suppressions: [optouts.csv]\n"
 
 # The person to erase: every one of these strings is theirs alone.
 PERSON = {
