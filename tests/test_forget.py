@@ -461,3 +461,99 @@ def test_copies_a_killed_erasure_left_are_removed(root: Path, cli: Callable[...,
         copy.write_text(f'{{"ids": ["{PERSON["id"]}"], "emails": ["erin.erasable@example.org"]}}\n', encoding="utf-8")
     assert cli("-w", root, "forget", "keep-0002").exit_code == 0
     assert [c for c in copies if c.exists()] == []
+
+
+class _FailingConnection:
+    """A DuckDB connection whose statements starting with ``fail_on`` raise an I/O error (a disk gone bad)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, fail_on: str) -> None:
+        self._con, self._fail_on = con, fail_on
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql.lstrip().startswith(self._fail_on):
+            raise duckdb.IOException("write error")
+        return self._con.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
+def ledger_rows(root: Path) -> list[tuple[Any, ...]]:
+    con = duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True)
+    rows = con.execute("SELECT * FROM entries ORDER BY ALL").fetchall()
+    con.close()
+    return rows
+
+
+@pytest.mark.parametrize("fail_on", ["ATTACH $p AS new", "INSERT INTO new.events"])  # before and after it exists
+def test_a_failed_copy_of_the_ledger_leaves_it_whole_and_the_erasure_pending(
+    root: Path, cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, fail_on: str
+) -> None:
+    import dmops.ledger
+
+    assert cli("-w", root, "send", "hello", "--at", AT).exit_code == 0
+    before = ledger_rows(root)
+    real_connect = dmops.ledger.connect
+    monkeypatch.setattr(dmops.ledger, "connect", lambda *a, **k: _FailingConnection(real_connect(*a, **k), fail_on))
+    result = cli("-w", root, "forget", PERSON["id"])
+    assert result.exit_code == 74
+    assert "cannot rewrite the ledger (IOException)" in result.stderr
+    assert str(Path(".dmops") / "ledger.duckdb") in result.stderr
+    assert [p.name for p in (root / ".dmops").iterdir() if p.name.startswith(".ledger")] == []  # no staging copy
+    assert ledger_rows(root) == before
+    assert (root / ".dmops" / "forget.pending.json").exists()
+    monkeypatch.undo()
+    assert cli("-w", root, "forget").exit_code == 0  # the rerun finishes it
+    assert PERSON["id"] not in {row[2] for row in ledger_rows(root)}
+
+
+def test_a_ledger_that_cannot_be_replaced_is_named_with_the_reason(
+    root: Path, cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import dmops.ledger
+
+    assert cli("-w", root, "send", "hello", "--at", AT).exit_code == 0
+
+    def full_disk(staging: Path, final: Path, *, result: bool = True) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(dmops.ledger, "publish", full_disk)
+    result = cli("-w", root, "forget", PERSON["id"])
+    assert result.exit_code == 74
+    assert "cannot replace the ledger: No space left on device" in result.stderr
+    assert str(Path(".dmops") / "ledger.duckdb") in result.stderr
+    assert PERSON["id"] in {row[2] for row in ledger_rows(root)}
+
+
+def test_a_ctrl_c_after_the_ledger_is_replaced_still_stops_forget(
+    root: Path, cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replacing the ledger is not the erasure's end (the snapshots and the pending file follow): a Ctrl-C
+    there stops the command as anywhere before, and the pending file makes the next run finish the work."""
+    from dmops import interrupts, snapshot
+
+    assert cli("-w", root, "send", "hello", "--at", AT).exit_code == 0
+    real_drop_all = snapshot.drop_all
+
+    def ctrl_c_then_drop(ws: Any) -> int:
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100):  # the handler runs between two bytecodes of this thread
+            time.sleep(0.01)
+        return real_drop_all(ws)
+
+    monkeypatch.setattr(snapshot, "drop_all", ctrl_c_then_drop)
+    previous = signal.getsignal(signal.SIGINT)
+    interrupts.install()
+    try:
+        stopped = cli("-w", root, "forget", PERSON["id"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert stopped.exit_code == 130
+    assert (root / ".dmops" / "forget.pending.json").exists()
+    monkeypatch.undo()
+    assert cli("-w", root, "forget").exit_code == 0
+    con = duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM erasure_log").fetchall() == [(1,)]
+    con.close()
