@@ -3,7 +3,6 @@ Apache Spark (local[2], bound to loopback), starting with the hash split of SPEC
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from dmops.dialect import ENGINES, hash15_sql, to_engine
 from dmops.plan import HASH_SPACE, hash_thresholds
 from tests.planning import write
+from tests.spark_cluster import session
 
 pyspark = pytest.importorskip("pyspark", reason="pip install 'dmops[spark]'")
 
@@ -24,27 +24,12 @@ IDS = [f"{i:06d}" for i in range(0, 3000, 7)] + ["c-1", "用户42", "o'brien", "
 
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """A real local Spark session, every socket on 127.0.0.1 (left alone, Spark binds the machine's other
-    interface), no web UI, UTC."""
-    from pyspark.sql import SparkSession
-
-    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-    warehouse = tmp_path_factory.mktemp("spark")
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("dmops-tests")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.warehouse.dir", str(warehouse))
-        .config("spark.sql.shuffle.partitions", "2")
-        .getOrCreate()
-    )
+    """A real local Spark session, every socket on 127.0.0.1, no web UI, UTC."""
+    running = session("local[2]", tmp_path_factory.mktemp("spark"))
     try:
-        yield session
+        yield running
     finally:
-        session.stop()
+        running.stop()
 
 
 def both(spark, ids: list[str]) -> duckdb.DuckDBPyConnection:

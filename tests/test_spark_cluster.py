@@ -1,0 +1,108 @@
+"""The generated SQL of SPEC §13 on a real Spark standalone cluster — a master and two workers started by
+the test on loopback — gives DuckDB's answers, and nothing the cluster starts listens or connects
+anywhere but 127.0.0.1. The slow Spark runs live here and in tests/test_dialect.py."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import pytest
+
+from dmops.dialect import hash15_sql, local_to_utc_sql, overlap_join_sql, overlaps_table
+from dmops.plan import hash_thresholds
+from tests.spark_cluster import Cluster, descendants, off_loopback, session, sockets_of, standalone
+
+pytest.importorskip("pyspark", reason="pip install 'dmops[spark]'")
+
+ROWS = 200_000
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Any]]:
+    folder = tmp_path_factory.mktemp("spark-cluster")
+    with standalone(folder, workers=2, cores=1, memory="1G") as running:
+        spark = session(
+            running.master_url,
+            folder / "warehouse",
+            **{"spark.executor.memory": "512m", "spark.executor.cores": "1", "spark.cores.max": "2"},
+        )
+        try:
+            yield running, spark
+        finally:
+            spark.stop()
+
+
+def test_two_workers_run_the_job_and_everything_stays_on_loopback(cluster: tuple[Cluster, Any]) -> None:
+    running, spark = cluster
+    ids = spark.range(ROWS, numPartitions=8).selectExpr("concat('c-', CAST(id AS STRING)) AS contact_id")
+    ids.createOrReplaceTempView("ids")
+    assert spark.sql("SELECT count(DISTINCT contact_id) FROM ids").collect()[0][0] == ROWS
+    status = running.status()
+    assert status["aliveworkers"] == 2
+    (app,) = status["activeapps"]
+    assert app["cores"] == 2  # one executor on each worker
+    executors = [e for e in spark.sparkContext._jsc.sc().statusTracker().getExecutorInfos() if e.port() > 0]
+    assert len({e.host() for e in executors}) == 1 and len(executors) == 3  # the driver and two executors
+    sockets = sockets_of(descendants(os.getpid()))
+    assert len({pid for pid, *_ in sockets}) >= 4  # driver, master, two workers (and their executors)
+    assert off_loopback(sockets) == []
+
+
+def test_the_hash_split_on_the_cluster_is_duckdbs_and_the_specs(cluster: tuple[Cluster, Any]) -> None:
+    _, spark = cluster
+    ids = spark.range(ROWS, numPartitions=8).selectExpr("concat('c-', CAST(id AS STRING)) AS contact_id")
+    ids.createOrReplaceTempView("ids")
+    key = "'promo' || ':' || contact_id"
+    on_spark = dict(
+        (r[0], r[1]) for r in spark.sql(f"SELECT contact_id, {hash15_sql(key, 'spark')} FROM ids").collect()
+    )
+    con = duckdb.connect()
+    on_duckdb = dict(
+        con.execute(
+            f"SELECT contact_id, {hash15_sql(key)} FROM (SELECT 'c-' || CAST(range AS VARCHAR) AS contact_id"
+            f" FROM range({ROWS}))"
+        ).fetchall()
+    )
+    assert on_spark == on_duckdb
+    sample = [f"c-{i}" for i in range(0, ROWS, 997)]
+    assert {i: on_spark[i] for i in sample} == {
+        i: int(hashlib.md5(f"promo:{i}".encode()).hexdigest()[:15], 16) for i in sample
+    }
+    # the cells of a 10% holdout and weights 2:1, counted on the cluster, are the ones DuckDB counts
+    holdout, bounds = hash_thresholds(0.1, [2.0, 1.0])
+    cells = f"CASE WHEN h < {holdout} THEN 'holdout' WHEN h < {bounds[0]} THEN 'a' ELSE 'b' END"
+    count = f"SELECT {cells} AS cell, count(*) FROM (SELECT {{h}} AS h FROM {{ids}}) GROUP BY 1 ORDER BY 1"
+    spark_cells = [tuple(r) for r in spark.sql(count.format(h=hash15_sql(key, "spark"), ids="ids")).collect()]
+    ids_sql = f"(SELECT 'c-' || CAST(range AS VARCHAR) AS contact_id FROM range({ROWS}))"
+    assert spark_cells == con.execute(count.format(h=hash15_sql(key), ids=ids_sql)).fetchall()
+
+
+def test_local_times_on_the_cluster_follow_the_specs_rule(cluster: tuple[Cluster, Any]) -> None:
+    """Every quarter hour of 2026 in three zones with DST (gaps and overlaps) and one without."""
+    _, spark = cluster
+    zones = ["Europe/London", "America/New_York", "Australia/Sydney", "Asia/Shanghai"]
+    sql = (
+        "SELECT zone, t FROM (SELECT unnest($zones::VARCHAR[]) AS zone)"
+        " CROSS JOIN (SELECT unnest(generate_series(TIMESTAMP '2026-01-01', TIMESTAMP '2026-12-31 23:45',"
+        " INTERVAL 15 MINUTE)) AS t)"
+    )
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE local AS {sql}", {"zones": zones})
+    expected: list[tuple[str, datetime, datetime]] = []
+    for zone in zones:
+        overlaps_table(con, zone)
+        expected += con.execute(
+            f"SELECT zone, t, {local_to_utc_sql('t', 'zone')} FROM local {overlap_join_sql('t')}"
+            " WHERE zone = $zone ORDER BY zone, t",
+            {"zone": zone},
+        ).fetchall()
+    rows = con.execute("SELECT zone, t FROM local").fetchall()
+    spark.createDataFrame(rows, "zone string, t timestamp_ntz").repartition(4).createOrReplaceTempView("local")
+    on_spark = spark.sql(f"SELECT zone, t, {local_to_utc_sql('t', 'zone', 'spark')} FROM local ORDER BY zone, t")
+    assert [tuple(r) for r in on_spark.collect()] == sorted(expected)
+    assert len(expected) == 4 * 365 * 96
