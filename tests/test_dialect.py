@@ -4,7 +4,7 @@ Apache Spark (local[2], bound to loopback), starting with the hash split of SPEC
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -155,3 +155,86 @@ def test_events_import_reads_an_ambiguous_local_time_as_its_first_occurrence(tmp
     con = duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True)
     assert con.execute("SELECT ts FROM events").fetchall()[0][0].isoformat() == "2026-11-01T05:30:00"
     con.close()
+
+
+FUNNEL_WORKSPACE = {
+    "dmops.yaml": (
+        "version: 1\ntimezone: Asia/Shanghai\ncontacts: contacts.csv\nsuppressions: [optouts.csv]\n"
+        "consent: {email: email_opt_in}\ncaps:\n  - {max: 1, per: 1d}\n"
+    ),
+    "contacts.csv": "contact_id,email,email_opt_in,timezone\n"
+    + "".join(
+        f"{i},{'not-an-address' if n % 11 == 0 else f'p{n % 97}@example.com'},{'no' if n % 7 == 0 else 'yes'},"
+        f"{['Europe/London', 'America/New_York', ''][n % 3]}\n"
+        for n, i in enumerate([f"c{n:04d}" for n in range(400)] + ["=cmd", "+1", "@x", "-2", "用户"])
+    ),
+    "optouts.csv": "contact_id,address\nc0003,\n,P5@Example.com\nc0100,\n",
+    "campaigns/promo.yaml": (
+        'id: promo\nname: Promo\nchannel: email\nsender: {from: "Shop <news@shop.example.com>"}\n'
+        'unsubscribe_url: "https://shop.example.com/u/{{ unsubscribe_token }}"\nholdout: 0.15\n'
+        "send_time: '09:00'\nlocal_time: true\n"
+        "variants:\n  - {id: a, weight: 3, subject: S, text: T}\n  - {id: b, weight: 1, subject: S, text: T}\n"
+    ),
+}
+
+
+def test_the_funnels_named_queries_give_the_same_rows_on_spark(tmp_path: Path, spark, cli) -> None:
+    """plan_suppressed.sql, plan_rows.sql and plan_out.sql, run on Spark by dmops.spark over the inputs a
+    real DuckDB plan built, give DuckDB's rows, and plan_out's rows are the `--out` file's."""
+    import csv
+
+    from dmops.campaign import load_campaign
+    from dmops.plan import FORMULA_STARTS, build, prepare
+    from dmops.spark import SparkRunner
+    from dmops.sql import query
+    from dmops.workspace import load_workspace
+    from tests.planning import message, seed
+
+    root = write(tmp_path / "ws", FUNNEL_WORKSPACE)
+    seed(root, message("c0010", "2026-12-01 06:00:00"), message("c0006", "2026-11-20 00:30:00"))
+    out = tmp_path / "plan.csv"
+    assert cli("-w", root, "plan", "promo", "--at", "2026-12-01T10:00", "--out", out).exit_code == 0
+    ws = load_workspace(root)
+    campaign = load_campaign(root / "campaigns" / "promo.yaml", ws)
+    con = prepare(ws, campaign, allowed_directories=[str(tmp_path)])
+    build(con, ws, campaign, datetime(2026, 12, 1, 2, 0, tzinfo=UTC))
+    runner = SparkRunner(spark)
+    for name in ("_dm_base", "suppressions_all", "_dm_flagged"):  # the inputs, carried over as Parquet
+        path = tmp_path / f"input-{name}.parquet"  # Spark skips files named _…
+        con.execute(f"COPY (SELECT * FROM {name}) TO '{path}' (FORMAT parquet)")
+        spark.read.parquet(str(path)).createOrReplaceTempView(name)
+    params: dict[str, object] = {"channel": "email", "marketing": True}
+    runner.execute(query("plan_suppressed"), params)
+    suppressed = "SELECT contact_id FROM _dm_suppressed ORDER BY contact_id"
+    assert (
+        runner.fetchall(suppressed) == con.execute(suppressed).fetchall()
+        and len(con.execute(suppressed).fetchall()) >= 3
+    )
+    runner.execute(query("plan_rows"), {"marketing": True})
+    rows = "SELECT contact_id, reason, variant, planned_at FROM plan_rows ORDER BY contact_id"
+    assert runner.fetchall(rows) == con.execute(rows).fetchall()
+    csv_inputs = {"empty": None, "formula_starts": list(FORMULA_STARTS)}
+    on_duckdb = con.execute(query("plan_out"), csv_inputs).fetchall()
+    on_spark = runner.fetchall(query("plan_out"), csv_inputs)
+    assert on_spark == on_duckdb
+    with out.open(encoding="utf-8", newline="") as handle:
+        written = [tuple(None if v == "" else v for v in r) for r in list(csv.reader(handle))[1:]]
+    assert on_spark == written
+    reasons = {r[2] for r in on_spark}
+    assert {"invalid_address", "no_consent", "suppressed", "frequency_cap", "holdout", None} <= reasons
+    assert {"'=cmd", "'+1", "'@x", "'-2"} <= {r[0] for r in on_spark}
+    con.close()
+
+
+@pytest.mark.parametrize(
+    ("strftime", "java"),
+    [
+        ("%Y-%m-%dT%H:%M:%SZ", "yyyy-MM-dd'T'HH:mm:ss'Z'"),
+        ("%Y-%m-%d %H:%M:%S.%f", "yyyy-MM-dd HH:mm:ss.SSSSSS"),
+        ("at %H o'clock, 100%%", "'at 'HH' o''clock, 100%'"),
+    ],
+)
+def test_strftime_patterns_become_javas(strftime: str, java: str) -> None:
+    from dmops.spark import java_pattern
+
+    assert java_pattern(strftime) == java

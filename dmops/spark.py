@@ -1,0 +1,123 @@
+"""dmops's SQL run on Apache Spark (SPEC §13): the statements DuckDB runs, carried over by SQLGlot.
+
+The set work is written once, in DuckDB's dialect (the named queries of :mod:`dmops.sql` and the SQL
+built per campaign). :class:`SparkRunner` runs such a statement on a SparkSession: SQLGlot parses it as
+DuckDB's and writes it as Spark's, after the few rewrites that a transpiler cannot know are needed —
+
+- a ``$name`` input is written in as a literal of its value (a naive datetime as a ``TIMESTAMP_NTZ``: dmops's
+  instants are naive UTC on both engines);
+- ``strftime`` becomes ``date_format`` with the pattern's letters translated and everything else quoted
+  (SQLGlot leaves ``T`` and ``Z`` bare, which Java's patterns read as letters);
+- ``CREATE [OR REPLACE] TEMP TABLE t AS …`` computes the query once and keeps it as the temporary view
+  ``t`` (checkpointed, so that every later statement reads the result instead of computing it again), and
+  ``DROP TABLE``/``DROP VIEW`` drops such a view.
+
+PySpark is optional (``pip install 'dmops[spark]'``); nothing here imports it at module level.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+
+# strftime's directives (as dmops uses them) -> Java DateTimeFormatter letters
+_PATTERN = {"Y": "yyyy", "m": "MM", "d": "dd", "H": "HH", "M": "mm", "S": "ss", "f": "SSSSSS"}
+
+
+def java_pattern(strftime: str) -> str:
+    """A ``strftime`` pattern as a Spark ``date_format`` pattern: directives translated, every other
+    character quoted (``'%Y-%m-%dT%H:%M:%SZ'`` -> ``yyyy-MM-dd'T'HH:mm:ss'Z'``)."""
+    out: list[str] = []
+    literal: list[str] = []
+
+    def flush() -> None:
+        if literal:
+            text = "".join(literal)
+            plain = not any(c.isalpha() or c in "'[]{}#" for c in text)  # Java reads these as pattern syntax
+            out.append(text if plain else "'" + text.replace("'", "''") + "'")
+            literal.clear()
+
+    i = 0
+    while i < len(strftime):
+        char = strftime[i]
+        if char == "%" and i + 1 < len(strftime):
+            directive = strftime[i + 1]
+            if directive == "%":
+                literal.append("%")
+            elif directive in _PATTERN:
+                flush()
+                out.append(_PATTERN[directive])
+            else:
+                raise ValueError(f"strftime directive %{directive} has no Spark equivalent here")
+            i += 2
+            continue
+        literal.append(char)
+        i += 1
+    flush()
+    return "".join(out)
+
+
+def _literal(value: Any) -> exp.Expr:
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            raise ValueError("dmops passes instants as naive UTC datetimes")
+        return exp.cast(
+            exp.Literal.string(value.isoformat(sep=" ")), exp.DataType.build("TIMESTAMP_NTZ", dialect="spark")
+        )
+    if isinstance(value, date):
+        return exp.cast(exp.Literal.string(value.isoformat()), exp.DataType.build("DATE"))
+    if isinstance(value, list | tuple):
+        return exp.Array(expressions=[_literal(v) for v in value])
+    return exp.convert(value)
+
+
+def to_spark(statement: exp.Expr, params: dict[str, Any]) -> str:
+    """One parsed DuckDB statement, its ``$name`` inputs written in, as Spark SQL."""
+
+    def rewrite(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Placeholder) and node.name:
+            if node.name not in params:
+                raise KeyError(f"no value for ${node.name}")
+            return _literal(params[node.name])
+        if isinstance(node, exp.TimeToStr):
+            pattern = node.args["format"]
+            if not isinstance(pattern, exp.Literal):
+                raise ValueError("strftime takes a constant pattern on Spark")
+            return exp.Anonymous(
+                this="date_format", expressions=[node.this, exp.Literal.string(java_pattern(pattern.this))]
+            )
+        return node
+
+    return statement.transform(rewrite).sql(dialect="spark")
+
+
+class SparkRunner:
+    """Runs DuckDB-dialect statements on ``session`` (a ``pyspark.sql.SparkSession``)."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+        """Run every statement of ``sql``; the DataFrame of the last (None for a table it created or dropped)."""
+        result = None
+        for statement in sqlglot.parse(sql, read="duckdb"):
+            if statement is not None:
+                result = self._one(statement, params or {})
+        return result
+
+    def fetchall(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        frame = self.execute(sql, params)
+        return [tuple(row) for row in frame.collect()]
+
+    def _one(self, statement: exp.Expr, params: dict[str, Any]) -> Any:
+        if isinstance(statement, exp.Create) and statement.kind == "TABLE" and statement.expression is not None:
+            frame = self.session.sql(to_spark(statement.expression, params)).localCheckpoint()
+            frame.createOrReplaceTempView(statement.this.name)
+            return None
+        if isinstance(statement, exp.Drop) and statement.kind in ("TABLE", "VIEW"):
+            self.session.catalog.dropTempView(statement.this.name)
+            return None
+        return self.session.sql(to_spark(statement, params))
