@@ -6,7 +6,8 @@ each such gap is one function here, tested on both engines (``tests/test_dialect
 
 Filled so far:
 
-- the hash split of SPEC §4, :func:`hash15_sql`: the first 15 hex digits of an MD5 as an integer;
+- the hash split of SPEC §4, :func:`hash15_sql`: the first 15 hex digits of an MD5 as an integer (its
+  DuckDB spelling is rewritten for Spark by :func:`spark_idioms`, with ``strftime`` and ``epoch_us``);
 - a naive local time read in a time zone, :func:`local_to_utc_sql`, by SPEC §6's rule (a time in a DST
   gap moves forward by the gap, an ambiguous one takes its first occurrence): Spark's ``to_utc_timestamp``
   does that; DuckDB's ``timezone()`` takes an ambiguous time's second occurrence, which the length of the
@@ -17,10 +18,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
 import duckdb
+
+if TYPE_CHECKING:
+    from sqlglot.expressions import Expr
 
 Engine = Literal["duckdb", "spark"]
 ENGINES: tuple[Engine, ...] = ("duckdb", "spark")
@@ -38,12 +42,89 @@ def hash15_sql(key: str, engine: Engine = "duckdb") -> str:
 
 
 def to_engine(sql: str, engine: Engine) -> str:
-    """``sql`` (DuckDB's dialect, no dmops idiom left in it) in ``engine``'s dialect."""
+    """``sql`` (DuckDB's dialect) in ``engine``'s dialect: SQLGlot's transpilation, after
+    :func:`spark_idioms` on each statement."""
     if engine == "duckdb":
         return sql
     import sqlglot
 
-    return ";\n".join(sqlglot.transpile(sql, read="duckdb", write=engine))
+    return ";\n".join(spark_idioms(tree).sql(dialect="spark") for tree in sqlglot.parse(sql, read="duckdb") if tree)
+
+
+# strftime's directives (as dmops uses them) -> Java DateTimeFormatter letters
+_PATTERN = {"Y": "yyyy", "m": "MM", "d": "dd", "H": "HH", "M": "mm", "S": "ss", "f": "SSSSSS"}
+
+
+def java_pattern(strftime: str) -> str:
+    """A ``strftime`` pattern as a Spark ``date_format`` pattern: directives translated, every other
+    character quoted where Java would read it as pattern syntax (``'%Y-%m-%dT%H:%M:%SZ'`` ->
+    ``yyyy-MM-dd'T'HH:mm:ss'Z'``)."""
+    out: list[str] = []
+    literal: list[str] = []
+
+    def flush() -> None:
+        if literal:
+            text = "".join(literal)
+            plain = not any(c.isalpha() or c in "'[]{}#" for c in text)
+            out.append(text if plain else "'" + text.replace("'", "''") + "'")
+            literal.clear()
+
+    i = 0
+    while i < len(strftime):
+        char = strftime[i]
+        if char == "%" and i + 1 < len(strftime):
+            directive = strftime[i + 1]
+            if directive == "%":
+                literal.append("%")
+            elif directive in _PATTERN:
+                flush()
+                out.append(_PATTERN[directive])
+            else:
+                raise ValueError(f"strftime directive %{directive} has no Spark equivalent here")
+            i += 2
+            continue
+        literal.append(char)
+        i += 1
+    flush()
+    return "".join(out)
+
+
+def spark_idioms(tree: Expr) -> Expr:
+    """A parsed DuckDB statement with the idioms SQLGlot does not carry to Spark rewritten:
+
+    - ``strftime(t, '…')`` -> ``date_format(t, …)`` with :func:`java_pattern` (SQLGlot leaves ``T``
+      and ``Z`` bare, which Java reads as pattern letters);
+    - the hash split's ``CAST('0x' || hex AS UBIGINT)`` (:func:`hash15_sql`) -> ``CAST(conv(hex, 16, 10)
+      AS BIGINT)``: Spark has no unsigned type and no hex literal in a cast;
+    - ``epoch_us(t)`` -> ``unix_micros(CAST(t AS TIMESTAMP))``: dmops's instants are naive UTC, and a Spark
+      session that runs dmops's SQL keeps its time zone at UTC.
+    """
+    from sqlglot import exp
+
+    def rewrite(node: Expr) -> Expr:
+        if isinstance(node, exp.TimeToStr):
+            pattern = node.args["format"]
+            if not isinstance(pattern, exp.Literal):
+                raise ValueError("strftime takes a constant pattern on Spark")
+            return exp.Anonymous(
+                this="date_format", expressions=[node.this, exp.Literal.string(java_pattern(pattern.this))]
+            )
+        if (
+            isinstance(node, exp.Cast)
+            and node.to.is_type(exp.DataType.Type.UBIGINT)
+            and isinstance(node.this, exp.DPipe)
+            and isinstance(node.this.this, exp.Literal)
+            and node.this.this.this == "0x"
+        ):
+            digits = node.this.expression
+            conv = exp.Anonymous(this="conv", expressions=[digits, exp.Literal.number(16), exp.Literal.number(10)])
+            return exp.cast(conv, exp.DataType.build("BIGINT"))
+        if isinstance(node, exp.Anonymous) and str(node.this).lower() == "epoch_us":
+            (moment,) = node.expressions
+            return exp.Anonymous(this="unix_micros", expressions=[exp.cast(moment, exp.DataType.build("TIMESTAMP"))])
+        return node
+
+    return tree.transform(rewrite)
 
 
 OVERLAPS = "_dm_overlaps"  # (d, local_from, local_to, shift): the overlaps of one zone, per local date

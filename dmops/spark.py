@@ -1,13 +1,12 @@
 """dmops's SQL run on Apache Spark (SPEC §13): the statements DuckDB runs, carried over by SQLGlot.
 
 The set work is written once, in DuckDB's dialect (the named queries of :mod:`dmops.sql` and the SQL
-built per campaign). :class:`SparkRunner` runs such a statement on a SparkSession: SQLGlot parses it as
-DuckDB's and writes it as Spark's, after the few rewrites that a transpiler cannot know are needed —
+built per campaign). :class:`SparkRunner` runs such a statement on a SparkSession, in UTC: SQLGlot
+parses it as DuckDB's and writes it as Spark's, with the idioms of :func:`dmops.dialect.spark_idioms`
+rewritten, and
 
 - a ``$name`` input is written in as a literal of its value (a naive datetime as a ``TIMESTAMP_NTZ``: dmops's
   instants are naive UTC on both engines);
-- ``strftime`` becomes ``date_format`` with the pattern's letters translated and everything else quoted
-  (SQLGlot leaves ``T`` and ``Z`` bare, which Java's patterns read as letters);
 - ``CREATE [OR REPLACE] TEMP TABLE t AS …`` computes the query once and keeps it as the temporary view
   ``t`` (checkpointed, so that every later statement reads the result instead of computing it again), and
   ``DROP TABLE``/``DROP VIEW`` drops such a view.
@@ -23,41 +22,7 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-# strftime's directives (as dmops uses them) -> Java DateTimeFormatter letters
-_PATTERN = {"Y": "yyyy", "m": "MM", "d": "dd", "H": "HH", "M": "mm", "S": "ss", "f": "SSSSSS"}
-
-
-def java_pattern(strftime: str) -> str:
-    """A ``strftime`` pattern as a Spark ``date_format`` pattern: directives translated, every other
-    character quoted (``'%Y-%m-%dT%H:%M:%SZ'`` -> ``yyyy-MM-dd'T'HH:mm:ss'Z'``)."""
-    out: list[str] = []
-    literal: list[str] = []
-
-    def flush() -> None:
-        if literal:
-            text = "".join(literal)
-            plain = not any(c.isalpha() or c in "'[]{}#" for c in text)  # Java reads these as pattern syntax
-            out.append(text if plain else "'" + text.replace("'", "''") + "'")
-            literal.clear()
-
-    i = 0
-    while i < len(strftime):
-        char = strftime[i]
-        if char == "%" and i + 1 < len(strftime):
-            directive = strftime[i + 1]
-            if directive == "%":
-                literal.append("%")
-            elif directive in _PATTERN:
-                flush()
-                out.append(_PATTERN[directive])
-            else:
-                raise ValueError(f"strftime directive %{directive} has no Spark equivalent here")
-            i += 2
-            continue
-        literal.append(char)
-        i += 1
-    flush()
-    return "".join(out)
+from dmops.dialect import spark_idioms
 
 
 def _literal(value: Any) -> exp.Expr:
@@ -77,21 +42,14 @@ def _literal(value: Any) -> exp.Expr:
 def to_spark(statement: exp.Expr, params: dict[str, Any]) -> str:
     """One parsed DuckDB statement, its ``$name`` inputs written in, as Spark SQL."""
 
-    def rewrite(node: exp.Expr) -> exp.Expr:
+    def inputs(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Placeholder) and node.name:
             if node.name not in params:
                 raise KeyError(f"no value for ${node.name}")
             return _literal(params[node.name])
-        if isinstance(node, exp.TimeToStr):
-            pattern = node.args["format"]
-            if not isinstance(pattern, exp.Literal):
-                raise ValueError("strftime takes a constant pattern on Spark")
-            return exp.Anonymous(
-                this="date_format", expressions=[node.this, exp.Literal.string(java_pattern(pattern.this))]
-            )
         return node
 
-    return statement.transform(rewrite).sql(dialect="spark")
+    return spark_idioms(statement.transform(inputs)).sql(dialect="spark")
 
 
 class SparkRunner:
@@ -99,6 +57,7 @@ class SparkRunner:
 
     def __init__(self, session: Any) -> None:
         self.session = session
+        session.conf.set("spark.sql.session.timeZone", "UTC")  # naive instants are UTC (epoch_us)
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
         """Run every statement of ``sql``; the DataFrame of the last (None for a table it created or dropped)."""

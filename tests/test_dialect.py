@@ -235,6 +235,18 @@ def test_the_funnels_named_queries_give_the_same_rows_on_spark(tmp_path: Path, s
     ],
 )
 def test_strftime_patterns_become_javas(strftime: str, java: str) -> None:
-    from dmops.spark import java_pattern
+    from dmops.dialect import java_pattern
 
     assert java_pattern(strftime) == java
+
+
+def test_duckdbs_hash_split_and_epochs_carry_over_to_spark(spark) -> None:
+    """The DuckDB spelling of the hash split and of epoch_us, written once, give the same numbers on Spark."""
+    sql = f"""SELECT contact_id, {hash15_sql("'promo' || ':' || contact_id")} AS h,
+                     epoch_us(TIMESTAMP '2026-03-29 01:30:00') + length(contact_id) AS us,
+                     strftime(TIMESTAMP '2026-03-29 01:30:00.25', '%Y-%m-%dT%H:%M:%S.%fZ') AS iso
+              FROM ids"""
+    con = both(spark, IDS)
+    on_spark = sorted(tuple(r) for r in spark.sql(to_engine(sql, "spark")).collect())
+    assert on_spark == sorted(con.execute(sql).fetchall())
+    assert on_spark[0][3] == "2026-03-29T01:30:00.250000Z"
