@@ -17,14 +17,16 @@ floating-point rounding can move a contact between slices.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -41,6 +43,9 @@ from dmops.suppressions import load_suppressions
 from dmops.tabular import FORMULA_STARTS
 from dmops.timeutil import naive_utc, zone
 from dmops.workspace import Cap, Workspace
+
+if TYPE_CHECKING:
+    from dmops.spark import SparkRunner
 
 HASH_SPACE = 16**15
 
@@ -153,8 +158,9 @@ def _check_expressions(con: duckdb.DuckDBPyConnection, campaign: Campaign) -> No
             raise campaign.locate(exc, key) from None
 
 
-def _select_base(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign) -> None:
-    """``_dm_base``: one row per audience contact with what every later check needs, in one pass."""
+def _base_sql(ws: Workspace, campaign: Campaign) -> tuple[str, dict[str, Any]]:
+    """The statement that creates ``_dm_base`` (one row per audience contact with what every later check
+    needs, in one pass) and its inputs."""
     config = campaign.config
     channel = config.channel
     where = config.audience.where or "true"
@@ -179,8 +185,14 @@ def _select_base(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campai
         FROM (SELECT {inner} FROM contacts CROSS JOIN _dm_run WHERE coalesce(({where}), false)) c
         JOIN _dm_schedule s ON s.zone = coalesce(c._dm_tz, $ws)
     """
+    return sql, {"ws": ws.config.timezone, "cid": campaign.id}
+
+
+def _select_base(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign) -> None:
+    """``_dm_base`` on DuckDB; an expression the contact data makes fail is named."""
+    sql, params = _base_sql(ws, campaign)
     try:
-        con.execute(sql, {"ws": ws.config.timezone, "cid": campaign.id})
+        con.execute(sql, params)
     except duckdb.Error as exc:
         for key, expression in campaign.where_clauses():
             try:
@@ -243,8 +255,32 @@ def _assignment_sql(campaign: Campaign) -> tuple[str, str]:
     return holdout_sql, f"CASE {cases} END"
 
 
-def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at: datetime) -> PlanSummary:
-    """Compute ``plan_rows`` for ``campaign`` at instant ``at`` (aware UTC); its summary."""
+# What the funnel reads besides the audience, handed to Spark (SPEC §13): name -> DuckDB query.
+SPARK_INPUTS = {
+    "contacts": "SELECT * FROM contacts",
+    "_dm_run": "SELECT * FROM _dm_run",
+    "_dm_schedule": "SELECT * FROM _dm_schedule",
+    "suppressions_all": "SELECT * FROM suppressions_all",
+    "ledger_entries": "SELECT campaign_id, occurrence, contact_id, kind, channel, purpose, planned_at,"
+    " address_sha256 FROM ledger_entries",
+}
+
+
+def build(
+    con: duckdb.DuckDBPyConnection,
+    ws: Workspace,
+    campaign: Campaign,
+    at: datetime,
+    *,
+    spark: SparkRunner | None = None,
+    folder: Path | None = None,
+) -> PlanSummary:
+    """Compute ``plan_rows`` for ``campaign`` at instant ``at`` (aware UTC); its summary.
+
+    With ``spark``, the funnel's set work runs there: the checked contacts, the schedule, the suppressions and
+    the ledger's entries are handed over through Parquet files in ``folder`` (a folder every executor can
+    read), the same statements run on Spark (:mod:`dmops.spark`), and ``plan_rows`` comes back into ``con``.
+    Checking the campaign's expressions, the traits and the schedule stay on DuckDB."""
     config = campaign.config
     ws_zone = zone(ws.config.timezone)
     occurrence = occurrence_key(config.recurrence, at, ws_zone)
@@ -254,14 +290,37 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
     expressions.create_source(con, local_at.isoformat(sep=" "), local_at.date().isoformat())
     _check_expressions(con, campaign)
     _schedule(con, ws, campaign, at)
-    _select_base(con, ws, campaign)
+    if spark is None:
+
+        def run(sql: str, params: dict[str, Any] | None = None) -> None:
+            con.execute(sql, params or None)
+
+        def first(sql: str) -> Any:
+            return con.execute(sql).fetchall()[0][0]
+
+        _select_base(con, ws, campaign)
+    else:
+        from dmops.spark import share
+
+        if folder is None:
+            raise ValueError("Spark needs a folder its executors read")
+        for name, sql in SPARK_INPUTS.items():
+            share(spark, con, name, sql, folder)
+
+        def run(sql: str, params: dict[str, Any] | None = None) -> None:
+            spark.execute(sql, params)
+
+        def first(sql: str) -> Any:
+            return spark.fetchall(sql)[0][0]
+
+        run(*_base_sql(ws, campaign))
     marketing = config.purpose == "marketing"
     channel = config.channel
     caps = applied_caps(ws, campaign) if marketing else []
     holdout_sql, variant_sql = _assignment_sql(campaign)
 
-    con.execute(query("plan_suppressed"), {"channel": channel, "marketing": marketing})
-    con.execute(
+    run(query("plan_suppressed"), {"channel": channel, "marketing": marketing})
+    run(
         """
         CREATE OR REPLACE TEMP TABLE _dm_prior AS
         SELECT contact_id, bool_or(kind = 'message') AS sent, bool_or(kind = 'holdout') AS held
@@ -271,7 +330,7 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
     )
     # The addresses this occurrence's messages went to, and those held out: a re-keyed or merged list
     # never sends twice, and never moves a person out of the control group.
-    con.execute(
+    run(
         """
         CREATE OR REPLACE TEMP TABLE _dm_prior_address AS
         SELECT address_sha256, bool_or(kind = 'message') AS sent, bool_or(kind = 'holdout') AS held
@@ -280,7 +339,7 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
         """,
         {"cid": campaign.id, "occ": occurrence},
     )
-    any_address = con.execute("SELECT count(*) > 0 FROM _dm_prior_address").fetchall()[0][0]
+    any_address = first("SELECT count(*) > 0 FROM _dm_prior_address")
     address_sent = "coalesce(pa.sent, false)" if any_address else "false"
     address_held = "coalesce(pa.held, false)" if any_address else "false"
     address_join = "LEFT JOIN _dm_prior_address pa ON pa.address_sha256 = sha256(b.address_key)" if any_address else ""
@@ -289,7 +348,7 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
     # Per shared address, the lowest id among its contacts that pass steps 1-3 (a grouped aggregate: a
     # window over every audience row cost 10M-row plans most of their time). A contact whose address no
     # other has keeps it by definition: NULL here, and the funnel's `address_kept_by < contact_id` is false.
-    con.execute(
+    run(
         f"""
         CREATE OR REPLACE TEMP TABLE _dm_kept AS
         SELECT b.address_key, min(b.contact_id) FILTER (WHERE {passes}) AS address_kept_by
@@ -297,7 +356,7 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
         WHERE b.address_key IS NOT NULL GROUP BY b.address_key HAVING count(*) > 1
         """
     )
-    cap_columns = _cap_counts(con, caps)
+    cap_columns = _cap_counts(run, caps)
     capped_sql = " OR ".join(f"coalesce(cap_{i}, 0) >= {c.cap.max}" for i, c in enumerate(caps)) or "false"
     # Each check's input, per campaign (caps, holdout and variant assignment are generated SQL); the
     # decision itself is the fixed funnel of dmops/sql/plan_rows.sql.
@@ -318,15 +377,19 @@ def build(con: duckdb.DuckDBPyConnection, ws: Workspace, campaign: Campaign, at:
         LEFT JOIN _dm_kept k ON k.address_key = b.address_key
         {address_join}
     """
-    con.execute(flagged)
-    con.execute(query("plan_rows"), {"marketing": marketing})
+    run(flagged)
+    run(query("plan_rows"), {"marketing": marketing})
+    if spark is not None and folder is not None:
+        from dmops.spark import take
+
+        take(spark, con, "plan_rows", folder)
     return _summary(con, campaign, occurrence, at, caps)
 
 
-def _cap_counts(con: duckdb.DuckDBPyConnection, caps: list[AppliedCap]) -> str:
+def _cap_counts(run: Callable[[str, dict[str, Any]], None], caps: list[AppliedCap]) -> str:
     """Create ``_dm_caps(contact_id, cap_0, …)``: ledger marketing messages strictly within each cap's window."""
     if not caps:
-        con.execute("CREATE OR REPLACE TEMP TABLE _dm_caps AS SELECT CAST(NULL AS VARCHAR) AS contact_id WHERE false")
+        run("CREATE OR REPLACE TEMP TABLE _dm_caps AS SELECT CAST(NULL AS VARCHAR) AS contact_id WHERE false", {})
         return ""
     widest = max(c.seconds for c in caps)
     counts = []
@@ -338,7 +401,7 @@ def _cap_counts(con: duckdb.DuckDBPyConnection, caps: list[AppliedCap]) -> str:
             params[f"ch{i}"] = applied.cap.channel
             condition += f" AND m.channel = $ch{i}"
         counts.append(f"count(*) FILTER (WHERE {condition}) AS cap_{i}")
-    con.execute(
+    run(
         f"""
         CREATE OR REPLACE TEMP TABLE _dm_caps AS
         WITH span AS (SELECT min(planned_at) AS lo, max(planned_at) AS hi FROM _dm_base),
@@ -412,19 +475,44 @@ def write_out(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 def run_plan(
     ws: Workspace, campaign: Campaign, at: datetime, *, out: Path | None = None
 ) -> tuple[duckdb.DuckDBPyConnection, PlanSummary]:
-    """Prepare, build, and write ``out`` if given: the open connection (for --explain) and the summary."""
+    """Prepare, build (on Spark when ``engine:`` says so), and write ``out`` if given: the open connection
+    (for --explain) and the summary."""
     allowed = [str(staging_path(out))] if out is not None else []
     if out is not None:
         check_out_path(out)
-    con = prepare(ws, campaign, allowed_paths=allowed)
+    engine = ws.config.spark
+    folder = spark_folder(ws, "plan") if engine is not None else None
     try:
-        summary = build(con, ws, campaign, at)
-        if out is not None:
-            write_out(con, out)
-    except DmopsError:
-        con.close()
-        raise
+        con = prepare(ws, campaign, allowed_paths=allowed, allowed_directories=[str(folder)] if folder else [])
+        try:
+            runner = None
+            if engine is not None:
+                from dmops.spark import SparkRunner, session
+
+                runner = SparkRunner(session(engine))
+            summary = build(con, ws, campaign, at, spark=runner, folder=folder)
+            if out is not None:
+                write_out(con, out)
+        except DmopsError:
+            con.close()
+            raise
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                folder.parent.rmdir()  # the last one out removes the shared folder
     return con, summary
+
+
+def spark_folder(ws: Workspace, command: str) -> Path:
+    """A new private folder under ``state_dir/spark`` where DuckDB and Spark's executors hand rows over."""
+    import uuid
+
+    parent = ws.state_dir / "spark"
+    parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = parent / f"{command}-{uuid.uuid4().hex}"
+    folder.mkdir(mode=0o700)
+    return folder
 
 
 @dataclass(frozen=True)

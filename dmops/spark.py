@@ -17,12 +17,19 @@ PySpark is optional (``pip install 'dmops[spark]'``); nothing here imports it at
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import duckdb
 import sqlglot
 from sqlglot import exp
 
+from dmops.db import quote_ident, quote_literal
 from dmops.dialect import spark_idioms
+from dmops.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dmops.workspace import SparkEngine
 
 
 def _literal(value: Any) -> exp.Expr:
@@ -80,3 +87,36 @@ class SparkRunner:
             self.session.catalog.dropTempView(statement.this.name)
             return None
         return self.session.sql(to_spark(statement, params))
+
+
+def session(engine: SparkEngine) -> Any:
+    """The SparkSession of ``engine: {kind: spark, master, conf}``: an existing one in this process is reused
+    (its settings kept), else one is started. Its web UI is off unless ``conf`` turns it on; the session's
+    time zone is UTC, as dmops's instants are."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise ConfigError(
+            "engine: spark needs PySpark", key="engine", hint="pip install 'dmops[spark]' (and Java 17 or later)"
+        ) from None
+    builder = SparkSession.builder.master(engine.master).appName("dmops").config("spark.ui.enabled", "false")
+    for key, value in engine.conf.items():
+        builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
+    return builder.getOrCreate()
+
+
+def share(runner: SparkRunner, con: duckdb.DuckDBPyConnection, name: str, sql: str, folder: Path) -> None:
+    """Hand the rows of ``sql`` (DuckDB) to Spark as the temporary view ``name``, through a Parquet file in
+    ``folder`` (a folder every executor reads)."""
+    path = folder / f"in-{name}.parquet"  # Spark skips files whose names start with _ or .
+    con.execute(f"COPY ({sql}) TO {quote_literal(str(path))} (FORMAT parquet)")
+    runner.session.read.parquet(str(path)).createOrReplaceTempView(name)
+
+
+def take(runner: SparkRunner, con: duckdb.DuckDBPyConnection, name: str, folder: Path) -> None:
+    """Bring Spark's view ``name`` back into DuckDB as the temporary table ``name``, through Parquet part
+    files in ``folder``."""
+    path = folder / f"out-{name}"
+    runner.session.table(name).write.mode("overwrite").parquet(str(path))
+    glob = quote_literal(str(path / "*.parquet"))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {quote_ident(name)} AS SELECT * FROM read_parquet({glob})")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import phonenumbers
-from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from dmops.errors import ConfigError, DmopsError, MissingInputError, ProblemsFound
 from dmops.schema import Strict, by_shape, hinted, validate_doc
@@ -322,6 +322,18 @@ class Retention(Strict):
     events: Duration | None = None
 
 
+class SparkEngine(Strict):
+    """``engine: {kind: spark, …}`` (SPEC §13): where the set work runs past one machine."""
+
+    kind: Literal["spark"]
+    master: str = "local[*]"  # spark://host:7077, or local[N] on this machine
+    conf: dict[str, str | int | float | bool] = {}  # Spark settings, e.g. spark.executor.memory: 8g
+
+
+def _engine(value: object) -> object:
+    return {"kind": "spark"} if value == "spark" else value
+
+
 class WorkspaceConfig(Strict):
     """The schema of ``dmops.yaml``."""
 
@@ -346,6 +358,16 @@ class WorkspaceConfig(Strict):
     transports: dict[str, Transport] = {}  # SPEC §11: what delivers the outbox
     channels: dict[Channel, str] = {}  # channel -> a transport's name
     retention: Retention = Retention()  # SPEC §12: dmops gc
+    engine: Annotated[
+        Annotated[Literal["duckdb", "spark"], Tag("<text>")] | Annotated[SparkEngine, Tag("<mapping>")],
+        Discriminator(by_shape),
+        BeforeValidator(_engine),
+    ] = "duckdb"  # SPEC §13; "spark" is read as {kind: spark}
+
+    @property
+    def spark(self) -> SparkEngine | None:
+        """The Spark engine when ``engine:`` names it; None for embedded DuckDB."""
+        return self.engine if isinstance(self.engine, SparkEngine) else None
 
     def consent_column(self, channel: str) -> str | None:
         """The contacts column holding ``channel``'s consent, or None when none is configured."""

@@ -3,6 +3,7 @@ Apache Spark (local[2], bound to loopback), starting with the hash split of SPEC
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -250,3 +251,37 @@ def test_duckdbs_hash_split_and_epochs_carry_over_to_spark(spark) -> None:
     on_spark = sorted(tuple(r) for r in spark.sql(to_engine(sql, "spark")).collect())
     assert on_spark == sorted(con.execute(sql).fetchall())
     assert on_spark[0][3] == "2026-03-29T01:30:00.250000Z"
+
+
+@pytest.mark.parametrize("campaign", ["promo", "notice"])
+def test_plan_on_spark_writes_the_same_file_as_on_duckdb(tmp_path: Path, spark, cli, campaign: str) -> None:
+    """`engine: spark` in dmops.yaml: the funnel runs on Spark, and `plan --out` (CSV and Parquet) and the
+    summary are byte for byte DuckDB's; nothing is left in the state folder."""
+    from tests.planning import message, seed
+
+    notice = (
+        "id: notice\nname: Notice\nchannel: email\npurpose: transactional\n"
+        'sender: {from: "Shop <news@shop.example.com>"}\n'
+        "audience: {where: \"contact_id >= 'c0200' OR contact_id = '用户'\"}\n"
+        "variants:\n  - {id: a, subject: S, text: T}\n"
+    )
+    outputs = {}
+    for view in spark.catalog.listTables():
+        spark.catalog.dropTempView(view.name)
+    for engine in ("duckdb", "spark"):
+        files = {**FUNNEL_WORKSPACE, "campaigns/notice.yaml": notice}
+        files["dmops.yaml"] += f"engine: {engine}\n"
+        root = write(tmp_path / engine, files)
+        seed(root, message("c0010", "2026-12-01 06:00:00"), message("c0006", "2026-11-20 00:30:00"))
+        for suffix in ("csv", "parquet"):
+            out = tmp_path / f"{engine}.{suffix}"
+            result = cli("-w", root, "plan", campaign, "--at", "2026-12-01T10:00", "--out", out, "--format", "json")
+            assert result.exit_code == 0, result.output
+            outputs[engine, suffix] = (out.read_bytes(), result.stdout)
+        assert not (root / ".dmops" / "spark").exists()
+        views = {t.name for t in spark.catalog.listTables() if t.isTemporary}
+        assert ({"_dm_base", "_dm_flagged", "plan_rows"} <= views) == (engine == "spark")  # it ran there
+    for suffix in ("csv", "parquet"):
+        assert outputs["spark", suffix] == outputs["duckdb", suffix]
+    summary = json.loads(outputs["spark", "csv"][1])
+    assert summary["to_send"] > 0 and sum(summary["excluded"].values()) > 0

@@ -122,3 +122,37 @@ def test_a_sheet_is_for_xlsx_and_mapped_names_are_identifiers(workspace) -> None
     config = "version: 1\ntimezone: UTC\ncontacts:\n  path: c.csv\n  columns: {first_name: 姓名, name: 姓名}\n"
     exc = one(workspace({"dmops.yaml": config}))
     assert exc.message == "the header '姓名' is mapped twice"
+
+
+@pytest.mark.parametrize(
+    ("engine", "expected"),
+    [
+        ("", ("duckdb", None)),
+        ("engine: duckdb\n", ("duckdb", None)),
+        ("engine: spark\n", ("spark", "local[*]")),
+        (
+            "engine: {kind: spark, master: 'spark://10.0.0.5:7077', conf: {spark.executor.memory: 8g}}\n",
+            ("spark", "spark://10.0.0.5:7077"),
+        ),
+    ],
+)
+def test_the_engine_is_duckdb_unless_spark_is_named(workspace, engine: str, expected: tuple[str, str | None]) -> None:
+    config = load_workspace(workspace({"dmops.yaml": "version: 1\ntimezone: UTC\ncontacts: c.csv\n" + engine})).config
+    spark = config.spark
+    assert ("spark" if spark else config.engine, spark.master if spark else None) == expected
+    if spark is not None and "conf" in engine:
+        assert spark.conf == {"spark.executor.memory": "8g"}
+
+
+@pytest.mark.parametrize(
+    ("engine", "key", "message"),
+    [
+        ("postgres", "engine", "must be one of 'duckdb' or 'spark'"),
+        ("{kind: spark, mastr: x}", "engine.mastr", "unknown key 'mastr'"),
+        ("{kind: duckdb}", "engine.kind", "must be one of 'spark'"),
+    ],
+)
+def test_an_unknown_engine_is_refused_with_its_key(workspace, engine: str, key: str, message: str) -> None:
+    exc = one(workspace({"dmops.yaml": f"version: 1\ntimezone: UTC\ncontacts: c.csv\nengine: {engine}\n"}))
+    assert isinstance(exc, ConfigError) and exc.exit_code == 78
+    assert (exc.location.line, exc.location.key, exc.message) == (4, key, message)
