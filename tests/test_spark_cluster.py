@@ -8,6 +8,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -106,3 +107,27 @@ def test_local_times_on_the_cluster_follow_the_specs_rule(cluster: tuple[Cluster
     on_spark = spark.sql(f"SELECT zone, t, {local_to_utc_sql('t', 'zone', 'spark')} FROM local ORDER BY zone, t")
     assert [tuple(r) for r in on_spark.collect()] == sorted(expected)
     assert len(expected) == 4 * 365 * 96
+
+
+def test_a_plan_on_the_cluster_writes_duckdbs_file(cluster: tuple[Cluster, Any], tmp_path: Path, cli) -> None:
+    """`engine: {kind: spark, master: spark://127.0.0.1:…}`: the plan's funnel runs on the two workers'
+    executors, and `plan --out` is byte for byte the DuckDB engine's."""
+    from tests.planning import message, seed, write
+    from tests.test_dialect import FUNNEL_WORKSPACE
+
+    running, spark = cluster
+    for view in spark.catalog.listTables():
+        spark.catalog.dropTempView(view.name)
+    written = {}
+    for engine in ("duckdb", f"{{kind: spark, master: '{running.master_url}'}}"):
+        files = dict(FUNNEL_WORKSPACE)
+        files["dmops.yaml"] += f"engine: {engine}\n"
+        root = write(tmp_path / ("duckdb" if engine == "duckdb" else "spark"), files)
+        seed(root, message("c0010", "2026-12-01 06:00:00"))
+        out = tmp_path / f"{root.name}.csv"
+        result = cli("-w", root, "plan", "promo", "--at", "2026-12-01T10:00", "--out", out)
+        assert result.exit_code == 0, result.output
+        written[root.name] = out.read_bytes()
+    assert written["spark"] == written["duckdb"] and written["duckdb"].count(b"\n") == 406
+    views = {t.name for t in spark.catalog.listTables() if t.isTemporary}
+    assert {"_dm_base", "_dm_flagged", "plan_rows"} <= views  # the funnel ran in the cluster's application
