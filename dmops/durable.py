@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 from pathlib import Path
 
 from dmops.errors import OutputError
@@ -128,3 +129,24 @@ def write_new(path: Path, data: bytes, *, sync: bool = True) -> None:
             fsync_dir(path.parent)
     finally:
         staging.unlink(missing_ok=True)
+
+
+def remove_stale_hand_overs(parent: Path) -> list[Path]:
+    """Remove the hand-over folders in ``parent`` whose command's process is gone (killed); those removed."""
+    removed = []
+    for folder in sorted(parent.glob("*-*-*")) if parent.is_dir() else []:
+        pid = folder.name.split("-")[-2]
+        if pid.isdigit() and not _alive(int(pid)) and folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's: alive
+    return True

@@ -42,7 +42,7 @@ import duckdb
 from dmops import ledger, snapshot
 from dmops.addresses import normalise_phone
 from dmops.db import connect, quote_ident
-from dmops.durable import fsync_dir, refuse_links, write_atomic
+from dmops.durable import fsync_dir, refuse_links, remove_stale_hand_overs, write_atomic
 from dmops.errors import ConfigError, DataError, DmopsError, IOFailure, MissingInputError, TemporaryFailure
 from dmops.outbox import (
     CHUNK,
@@ -525,6 +525,7 @@ def forget(
         started = datetime.fromisoformat(str(state["started_at"]))
         result.entries, result.events, result.suppressions, result.tombstones = ledger.erase(ws, who, started)
         result.snapshots = snapshot.drop_all(ws)
+        remove_stale_hand_overs(ws.state_dir / "spark")  # a killed Spark plan's copies of the contacts
         pending_path(ws).unlink()
         fsync_dir(ws.state_dir)
     result.still_in = _appearances(ws, people)

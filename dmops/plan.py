@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from dmops.campaign import Campaign, Cell, key_path
 from dmops.contacts import CHANNEL_ADDRESS, load_contacts
 from dmops.db import bound, connect, lock_down, quote_ident, quote_literal
 from dmops.dialect import hash15_sql
-from dmops.durable import free_staging_path, publish, staging_path
+from dmops.durable import free_staging_path, publish, remove_stale_hand_overs, staging_path
 from dmops.errors import ConfigError, DataError, DmopsError, OutputError, UsageError
 from dmops.schedule import ZoneTime, occurrence_key, zone_time
 from dmops.sql import REASONS, address_key_sql, query
@@ -505,12 +506,14 @@ def run_plan(
 
 
 def spark_folder(ws: Workspace, command: str) -> Path:
-    """A new private folder under ``state_dir/spark`` where DuckDB and Spark's executors hand rows over."""
+    """A new private folder under ``state_dir/spark`` where DuckDB and Spark's executors hand rows over; the
+    folders of killed commands (their process gone) are removed first: they hold contact data."""
     import uuid
 
     parent = ws.state_dir / "spark"
     parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    folder = parent / f"{command}-{uuid.uuid4().hex}"
+    remove_stale_hand_overs(parent)
+    folder = parent / f"{command}-{os.getpid()}-{uuid.uuid4().hex}"
     folder.mkdir(mode=0o700)
     return folder
 

@@ -4,6 +4,7 @@ Apache Spark (local[2], bound to loopback), starting with the hash split of SPEC
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -285,3 +286,30 @@ def test_plan_on_spark_writes_the_same_file_as_on_duckdb(tmp_path: Path, spark, 
         assert outputs["spark", suffix] == outputs["duckdb", suffix]
     summary = json.loads(outputs["spark", "csv"][1])
     assert summary["to_send"] > 0 and sum(summary["excluded"].values()) > 0
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended."""
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    return int(child.stdout)
+
+
+def test_a_killed_spark_plans_copies_of_the_contacts_are_removed(tmp_path: Path, spark, cli) -> None:
+    """A Spark plan killed mid-way leaves its hand-over folder (the contacts as Parquet) in state_dir/spark:
+    the next Spark plan, and `dmops forget`, remove the folders whose process is gone, and only those."""
+    files = dict(FUNNEL_WORKSPACE)
+    files["dmops.yaml"] += "engine: spark\n"
+    root = write(tmp_path / "ws", files)
+    hand_overs = root / ".dmops" / "spark"
+    killed, running = hand_overs / f"plan-{dead_pid()}-0a1b", hand_overs / f"plan-{os.getpid()}-2c3d"
+    for folder in (killed, running):
+        folder.mkdir(parents=True)
+        (folder / "in-contacts.parquet").write_bytes(b"c0001,p1@example.com")
+    assert cli("-w", root, "plan", "promo", "--at", "2026-12-01T10:00").exit_code == 0
+    assert sorted(hand_overs.iterdir()) == [running]  # this plan's own folder went too
+    killed.mkdir()
+    assert cli("-w", root, "forget", "c0001").exit_code == 0
+    assert sorted(hand_overs.iterdir()) == [running]
