@@ -137,3 +137,34 @@ def test_delivery_journals_are_read_in_number_order_past_a_million(tmp_path: Pat
     journal = ledger.DeliveryJournal(ws)
     journal.close()
     assert journal.path.name == "run-1000001.jsonl"
+
+
+WHOLE = b'{"seq": 1, "state": "accepted"}\n{"seq": 2, "state": "accepted"}\n'
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (WHOLE, WHOLE),  # whole lines: untouched
+        (WHOLE + b'{"seq": 3, "sta', WHOLE),  # a power loss cut the last line: it goes
+        (WHOLE + b"{", WHOLE),  # one byte of it
+        (b'{"seq": 1, "sta', b""),  # the only line
+        (b"", b""),
+    ],
+)
+def test_the_next_journal_cuts_a_torn_last_line_of_the_previous_one(workspace, before: bytes, after: bytes) -> None:
+    """SPEC §11: a journal line is written whole, so only a power loss leaves a last line without its
+    newline; the next delivery run cuts it before starting its own journal, keeping every whole line."""
+    from dmops.ledger import DeliveryJournal, delivery_dir
+    from dmops.workspace import load_workspace
+
+    ws = load_workspace(workspace())
+    folder = delivery_dir(ws)
+    folder.mkdir(parents=True)
+    (folder / "run-000001.jsonl").write_bytes(b'{"seq": 1, "state": "sent"}\n{"seq": 2, "sta')  # an older run
+    (folder / "run-000002.jsonl").write_bytes(before)
+    journal = DeliveryJournal(ws)
+    journal.close()
+    assert (folder / "run-000002.jsonl").read_bytes() == after
+    assert (folder / "run-000001.jsonl").read_bytes().endswith(b'"sta')  # only the last journal is repaired
+    assert journal.path.name == "run-000003.jsonl"

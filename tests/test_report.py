@@ -178,6 +178,9 @@ def test_rows_that_store_the_same_values_are_one_event(cli, root: Path) -> None:
     )
     assert "2 imported" in cli("-w", root, "events", "import", root / "a.csv").stdout
     assert "0 imported, 2 already there" in cli("-w", root, "events", "import", root / "b.csv").stdout
+    # a soft bounce at the same moment stores another value: another event
+    write(root, {"c.csv": header + "bounce,2026-12-01T02:01:00Z,m2,,,soft\n"})
+    assert "1 imported, 0 already there" in cli("-w", root, "events", "import", root / "c.csv").stdout
 
 
 def test_a_ledger_with_text_event_keys_is_upgraded_and_still_deduplicates(cli, root: Path) -> None:

@@ -131,7 +131,10 @@ def test_wilson_interval_matches_scipy() -> None:
 def test_the_interval_reaches_zero_when_the_test_finds_no_difference() -> None:
     result = two_proportions(31, 46, 0, 2)  # found by the property below: Newcombe alone gives [0.00066, 0.791]
     assert result is not None and result["p_value"] > 0.05
-    assert result["ci_low"] == 0.0 and result["ci_high"] > 0.7
+    assert result["ci_low"] == 0.0 and result["ci_high"] == pytest.approx(0.79134, abs=1e-5)  # Newcombe's upper end
+    mirrored = two_proportions(0, 2, 31, 46)  # the holdout converts: the same interval, below zero
+    assert mirrored is not None and mirrored["p_value"] == pytest.approx(result["p_value"])
+    assert mirrored["ci_high"] == 0.0 and mirrored["ci_low"] == pytest.approx(-0.79134, abs=1e-5)
 
 
 @settings(max_examples=300, deadline=None)
