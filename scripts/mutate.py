@@ -164,7 +164,7 @@ def load_explanations() -> list[dict[str, str]]:
 
 _QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 _SQL_WORD = re.compile(  # text that is SQL: it starts with a clause keyword, or holds a placeholder
-    r"^\s*(SELECT|INSERT|CREATE|COPY|WITH|UPDATE|DELETE|ALTER|DESCRIBE|FORMAT|FROM|WHERE|AND|OR|ORDER|GROUP|BEGIN|COMMIT|"
+    r"^\s*(SELECT|INSERT|CREATE|COPY|WITH|UPDATE|DELETE|DROP|ALTER|DESCRIBE|FORMAT|FROM|WHERE|AND|OR|ORDER|GROUP|BEGIN|COMMIT|"
     r"VALUES|JOIN|LEFT|CASE|WHEN|THEN|ELSE|END|NULL|CAST)\b|\$\w+|\?|\bIS (NOT )?NULL\b|\bTRY_CAST\(|\bNOT IN\b",
     re.I,
 )
