@@ -313,3 +313,16 @@ def test_a_killed_spark_plans_copies_of_the_contacts_are_removed(tmp_path: Path,
     killed.mkdir()
     assert cli("-w", root, "forget", "c0001").exit_code == 0
     assert sorted(hand_overs.iterdir()) == [running]
+
+
+def test_spark_without_pyspark_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from dmops.errors import ConfigError
+    from dmops.spark import session
+    from dmops.workspace import SparkEngine
+
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)  # as if PySpark were not installed
+    with pytest.raises(ConfigError) as caught:
+        session(SparkEngine(kind="spark"))
+    assert caught.value.exit_code == 78 and "pip install 'dmops[spark]'" in str(caught.value.hint)
