@@ -229,6 +229,15 @@ def _checked_tree(con: duckdb.DuckDBPyConnection, expression: str) -> dict[str, 
     return checked
 
 
+def functions_called(con: duckdb.DuckDBPyConnection, expression: str) -> set[str]:
+    """The functions (operators included) ``expression`` calls, lower-cased."""
+    return {
+        str(node.get("function_name", "")).lower()
+        for node in _walk(_checked_tree(con, expression))
+        if node.get("class") == "FUNCTION"
+    }
+
+
 def _check_function(node: dict[str, Any]) -> None:
     name = str(node.get("function_name", "")).lower()
     if node.get("schema") or node.get("catalog"):

@@ -35,7 +35,7 @@ from dmops import expressions, ledger, traits
 from dmops.campaign import Campaign, Cell, key_path
 from dmops.contacts import CHANNEL_ADDRESS, load_contacts
 from dmops.db import bound, connect, lock_down, quote_ident, quote_literal
-from dmops.dialect import hash15_sql
+from dmops.dialect import SPARK_SAME_FUNCTIONS, hash15_sql
 from dmops.durable import free_staging_path, publish, remove_stale_hand_overs, staging_path
 from dmops.errors import ConfigError, DataError, DmopsError, OutputError, UsageError
 from dmops.schedule import ZoneTime, occurrence_key, zone_time
@@ -150,11 +150,17 @@ def prepare(
     return con
 
 
-def _check_expressions(con: duckdb.DuckDBPyConnection, campaign: Campaign) -> None:
+def _check_expressions(con: duckdb.DuckDBPyConnection, campaign: Campaign, *, on_spark: bool = False) -> None:
     columns = [row[0] for row in con.execute(f"SELECT column_name FROM (DESCRIBE {expressions.SOURCE})").fetchall()]
     for key, expression in campaign.where_clauses():
         try:
             expressions.check_expression(con, expression, columns)
+            other = sorted(expressions.functions_called(con, expression) - SPARK_SAME_FUNCTIONS) if on_spark else []
+            if other:
+                raise ConfigError(
+                    f"'{other[0]}' may not give the same answer on Spark as on DuckDB",
+                    hint="rewrite the expression without it, or plan with engine: duckdb (see the README's Engines)",
+                )
         except ConfigError as exc:
             raise campaign.locate(exc, key) from None
 
@@ -289,7 +295,7 @@ def build(
     if traits.mentioned(campaign.texts()):
         traits.add_to_contacts(con, ws, at)
     expressions.create_source(con, local_at.isoformat(sep=" "), local_at.date().isoformat())
-    _check_expressions(con, campaign)
+    _check_expressions(con, campaign, on_spark=spark is not None)
     _schedule(con, ws, campaign, at)
     if spark is None:
 

@@ -326,3 +326,75 @@ def test_spark_without_pyspark_says_what_to_install(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ConfigError) as caught:
         session(SparkEngine(kind="spark"))
     assert caught.value.exit_code == 78 and "pip install 'dmops[spark]'" in str(caught.value.hint)
+
+
+# One expression per function an expression may call on Spark, over the values below.
+SAME_ON_BOTH = {
+    **{f: f"{f}(s)" for f in ("lower", "upper", "trim", "ltrim", "rtrim", "length", "reverse", "md5")},
+    **{"substr": "substr(s, 2, 3)", "substring": "substring(s, 2, 3)", "left": "left(s, 2)", "right": "right(s, 2)"},
+    **{"starts_with": "starts_with(s, 'a')", "ends_with": "ends_with(s, 'a')", "contains": "contains(s, 'b')"},
+    **{"replace": "replace(s, 'b', 'x')", "instr": "instr(s, 'b')", "strpos": "strpos(s, 'b')"},
+    **{
+        "split_part": "split_part(s, 'b', 1)",
+        "concat_ws": "concat_ws('-', s, 'z')",
+        "levenshtein": "levenshtein(s, 'abd')",
+    },
+    **{
+        "list_contains": "list_contains(['abc', ''], s)",
+        "||": "s || 'x'",
+        "~~": "s LIKE 'a%'",
+        "!~~": "s NOT LIKE '%b%'",
+    },
+    **{"+": "n + 1", "-": "n - 1", "*": "n * 2", "/": "n / 2", "%": "n % 3", "mod": "mod(n, 3)", "abs": "abs(n)"},
+    **{"greatest": "greatest(n, 0)", "least": "least(n, 0)", "coalesce": "coalesce(n, 0)", "ifnull": "ifnull(n, 0)"},
+    **{"nullif": "nullif(n, 0)", "sign": "sign(n)", "power": "power(n, 2)", "sqrt": "sqrt(abs(x))"},
+    **{"floor": "floor(x)", "ceil": "ceil(x)", "round": "round(x, 1)"},
+    **{f: f"{f}(d)" for f in ("year", "month", "day", "quarter", "dayofyear", "last_day")},
+    **{"hour": "hour(t)", "minute": "minute(t)", "date_part": "date_part('year', d)"},
+    **{"date_diff": "date_diff('day', d, DATE '2026-12-01')", "datediff": "datediff('day', d, DATE '2026-12-01')"},
+    **{"date_trunc": "date_trunc('month', d)"},
+}
+VALUES = [
+    (1, "abc", 5, 2.5, "2026-01-31", "2026-03-29 01:30:00"),
+    (2, "  Bé b ", -7, -2.5, "2024-02-29", "2026-10-25 01:30:00"),
+    (3, "", 0, 0.0, "2026-12-01", "2026-12-01 00:00:00"),
+    (4, None, None, None, None, None),
+    (5, "用户a", 12, 1.25, "1999-12-31", "2000-01-01 23:59:59"),
+]
+
+
+def test_every_function_allowed_on_spark_gives_duckdbs_answers(tmp_path: Path, spark) -> None:
+    from dmops.dialect import SPARK_SAME_FUNCTIONS
+
+    assert set(SAME_ON_BOTH) == SPARK_SAME_FUNCTIONS
+    con = duckdb.connect()
+    con.execute("CREATE TABLE c (id INT, s VARCHAR, n BIGINT, x DOUBLE, d DATE, t TIMESTAMP)")
+    con.executemany("INSERT INTO c VALUES (?, ?, ?, ?, ?, ?)", VALUES)
+    con.execute(f"COPY c TO '{tmp_path / 'c.parquet'}' (FORMAT parquet)")
+    spark.read.parquet(str(tmp_path / "c.parquet")).createOrReplaceTempView("c")
+    differ = {}
+    for name, expression in SAME_ON_BOTH.items():
+        sql = f"SELECT id, {expression} FROM c ORDER BY id"
+        on_duckdb = con.execute(sql).fetchall()
+        on_spark = [tuple(r) for r in spark.sql(to_engine(sql, "spark")).collect()]
+        if on_spark != on_duckdb:
+            differ[name] = (on_duckdb, on_spark)
+    assert differ == {}
+    # and the reason the list exists: these differ without an error
+    for expression in ("hash(s)", "dayofweek(d)"):
+        sql = f"SELECT id, {expression} FROM c ORDER BY id"
+        assert [tuple(r) for r in spark.sql(to_engine(sql, "spark")).collect()] != con.execute(sql).fetchall()
+
+
+@pytest.mark.parametrize("where", ["hash(contact_id) % 2 = 0", "regexp_matches(contact_id, '^c00')"])
+def test_an_expression_that_may_differ_on_spark_is_refused_there(tmp_path: Path, spark, cli, where: str) -> None:
+    files = dict(FUNNEL_WORKSPACE)
+    files["dmops.yaml"] += "engine: spark\n"
+    files["campaigns/promo.yaml"] += f'audience: {{where: "{where}"}}\n'
+    root = write(tmp_path / "ws", files)
+    result = cli("-w", root, "plan", "promo", "--at", "2026-12-01T10:00")
+    assert result.exit_code == 78
+    assert "campaigns/promo.yaml:12, key 'audience.where'" in result.stderr
+    assert "may not give the same answer on Spark as on DuckDB" in result.stderr
+    files["dmops.yaml"] = files["dmops.yaml"].replace("engine: spark\n", "")
+    assert cli("-w", write(tmp_path / "duckdb", files), "plan", "promo", "--at", "2026-12-01T10:00").exit_code == 0
