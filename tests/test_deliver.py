@@ -82,6 +82,7 @@ def test_a_changed_outbox_run_is_refused(root: Path) -> None:
     messages.write_bytes(messages.read_bytes().replace(b"Hello", b"Hallo"))
     code, output = run(root, "deliver", "--dry-run", "--at", "2026-12-01T10:00")
     assert code == 74 and "outbox run does not match its manifest" in output
+    assert str(messages.parent.relative_to(root)) in output  # the run is named
 
 
 def test_an_unreachable_relay_defers_the_first_message_and_leaves_the_rest_queued(root: Path) -> None:
@@ -168,3 +169,36 @@ def test_the_next_journal_cuts_a_torn_last_line_of_the_previous_one(workspace, b
     assert (folder / "run-000002.jsonl").read_bytes() == after
     assert (folder / "run-000001.jsonl").read_bytes().endswith(b'"sta')  # only the last journal is repaired
     assert journal.path.name == "run-000003.jsonl"
+
+
+def test_journal_lines_are_numbered_one_by_one_and_a_failed_write_names_the_journal(
+    workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    from dmops.errors import IOFailure
+    from dmops.ledger import DeliveryJournal
+    from dmops.workspace import load_workspace
+
+    journal = DeliveryJournal(load_workspace(workspace()))
+    assert [journal.append({"state": "accepted", "detail": "Grüße"}) for _ in range(3)] == [1, 2, 3]
+    journal.sync(3)
+    lines = journal.path.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == [1, 2, 3] and "Grüße" in lines[0]
+
+    def full(*args: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(IOFailure) as caught:
+        journal.append({"state": "accepted"})
+    assert caught.value.message == "cannot write the delivery journal: No space left on device"
+    assert caught.value.location.file == journal.path
+    monkeypatch.setattr(os, "fdatasync", full)
+    with pytest.raises(IOFailure) as caught:
+        journal.sync(4)
+    assert caught.value.message == "cannot write the delivery journal: No space left on device"
+    assert caught.value.location.file == journal.path
+    monkeypatch.undo()
+    journal.close()
