@@ -181,7 +181,8 @@ def test_journal_lines_are_numbered_one_by_one_and_a_failed_write_names_the_jour
     from dmops.ledger import DeliveryJournal
     from dmops.workspace import load_workspace
 
-    journal = DeliveryJournal(load_workspace(workspace()))
+    journal = DeliveryJournal(load_workspace(workspace()))  # the state folder does not exist yet
+    assert journal.path.name == "run-000001.jsonl" and journal.path.stat().st_mode & 0o777 == 0o600
     assert [journal.append({"state": "accepted", "detail": "Grüße"}) for _ in range(3)] == [1, 2, 3]
     journal.sync(3)
     lines = journal.path.read_text(encoding="utf-8").splitlines()
