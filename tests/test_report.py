@@ -1293,3 +1293,31 @@ def test_a_clicked_url_is_stored_with_its_event(cli, root: Path) -> None:
     assert cli("-w", root, "events", "import", root / "clicks.csv").exit_code == 0
     with duckdb.connect(str(ledger_path(load_workspace(root))), read_only=True) as con:
         assert con.execute("SELECT event, url FROM events").fetchall() == [("click", "https://shop.example.com/x")]
+
+
+def test_events_found_elsewhere_keep_their_instant_and_import_time_whatever_the_local_zone(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider's receipt or a bounce read from a mailbox (events.import_found) is stored at its UTC
+    instant, and stamped with the import's clock, also when the machine's own zone is not UTC."""
+    import time
+    from datetime import UTC, datetime
+
+    import duckdb
+
+    from dmops.events import Found, import_found
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        now = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+        found = [Found("m1", "delivered", datetime(2026, 12, 1, 12, 0, tzinfo=UTC), "receipt-1")]
+        result = import_found(load_workspace(root), found, now=now, source="receipts")
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert result is not None and result.imported == 1
+    con = duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True)
+    rows = con.execute("SELECT ts, imported_at, source FROM events WHERE message_id = 'm1'").fetchall()
+    con.close()
+    assert rows == [(datetime(2026, 12, 1, 12, 0), datetime(2026, 12, 2, 9, 30), "receipts")]
