@@ -136,13 +136,14 @@ def remove_stale_hand_overs(parent: Path) -> list[Path]:
     removed = []
     for folder in sorted(parent.glob("*-*-*")) if parent.is_dir() else []:
         pid = folder.name.split("-")[-2]
-        if pid.isdigit() and not _alive(int(pid)) and folder.is_dir() and not folder.is_symlink():
+        if pid.isdigit() and not process_alive(int(pid)) and folder.is_dir() and not folder.is_symlink():
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with id ``pid`` runs (another user's counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

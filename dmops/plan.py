@@ -280,13 +280,12 @@ def build(
     at: datetime,
     *,
     spark: SparkRunner | None = None,
-    folder: Path | None = None,
 ) -> PlanSummary:
     """Compute ``plan_rows`` for ``campaign`` at instant ``at`` (aware UTC); its summary.
 
     With ``spark``, the funnel's set work runs there: the checked contacts, the schedule, the suppressions and
-    the ledger's entries are handed over through Parquet files in ``folder`` (a folder every executor can
-    read), the same statements run on Spark (:mod:`dmops.spark`), and ``plan_rows`` comes back into ``con``.
+    the ledger's entries are handed over through Parquet files in the runner's folder (one every executor
+    can read), the same statements run on Spark (:mod:`dmops.spark`), and ``plan_rows`` comes back into ``con``.
     Checking the campaign's expressions, the traits and the schedule stay on DuckDB."""
     config = campaign.config
     ws_zone = zone(ws.config.timezone)
@@ -307,12 +306,8 @@ def build(
 
         _select_base(con, ws, campaign)
     else:
-        from dmops.spark import share
-
-        if folder is None:
-            raise ValueError("Spark needs a folder its executors read")
         for name, sql in SPARK_INPUTS.items():
-            share(spark, con, name, sql, folder)
+            spark.share(con, name, sql)
 
         def run(sql: str, params: dict[str, Any] | None = None) -> None:
             spark.execute(sql, params)
@@ -386,10 +381,8 @@ def build(
     """
     run(flagged)
     run(query("plan_rows"), {"marketing": marketing})
-    if spark is not None and folder is not None:
-        from dmops.spark import take
-
-        take(spark, con, "plan_rows", folder)
+    if spark is not None:
+        spark.take(con, "plan_rows")
     return _summary(con, campaign, occurrence, at, caps)
 
 
@@ -493,11 +486,11 @@ def run_plan(
         con = prepare(ws, campaign, allowed_paths=allowed, allowed_directories=[str(folder)] if folder else [])
         try:
             runner = None
-            if engine is not None:
+            if engine is not None and folder is not None:  # folder: made for the engine, above
                 from dmops.spark import SparkRunner, session
 
-                runner = SparkRunner(session(engine))
-            summary = build(con, ws, campaign, at, spark=runner, folder=folder)
+                runner = SparkRunner(session(engine), folder)
+            summary = build(con, ws, campaign, at, spark=runner)
             if out is not None:
                 write_out(con, out)
         except DmopsError:

@@ -30,7 +30,7 @@ import duckdb
 
 from dmops import __version__
 from dmops.db import quote_ident
-from dmops.durable import free_staging_path, publish, refuse_links, write_atomic
+from dmops.durable import free_staging_path, process_alive, publish, refuse_links, write_atomic
 from dmops.errors import DmopsError
 from dmops.timeutil import accepted_timezones
 from dmops.workspace import Workspace
@@ -177,9 +177,6 @@ def _alive(staging: Path) -> bool:
     """Whether the process that names ``staging`` (``.<name>.<pid>.tmp``) still runs."""
     try:
         pid = int(staging.name.rsplit(".", 2)[-2])
-        os.kill(pid, 0)
-    except (ValueError, ProcessLookupError):
+    except ValueError:
         return False
-    except PermissionError:
-        return True
-    return pid != os.getpid()  # our own pid: a file a killed process with the same pid left
+    return process_alive(pid) and pid != os.getpid()  # our own pid: a file a killed process with it left

@@ -60,10 +60,12 @@ def to_spark(statement: exp.Expr, params: dict[str, Any]) -> str:
 
 
 class SparkRunner:
-    """Runs DuckDB-dialect statements on ``session`` (a ``pyspark.sql.SparkSession``)."""
+    """Runs DuckDB-dialect statements on ``session`` (a ``pyspark.sql.SparkSession``), and hands rows between
+    DuckDB and Spark through Parquet files in ``folder`` (a folder every executor reads)."""
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, folder: Path) -> None:
         self.session = session
+        self.folder = folder
         session.conf.set("spark.sql.session.timeZone", "UTC")  # naive instants are UTC (epoch_us)
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
@@ -88,6 +90,19 @@ class SparkRunner:
             return None
         return self.session.sql(to_spark(statement, params))
 
+    def share(self, con: duckdb.DuckDBPyConnection, name: str, sql: str) -> None:
+        """Hand the rows of ``sql`` (DuckDB) to Spark as the temporary view ``name``."""
+        path = self.folder / f"in-{name}.parquet"  # Spark skips files whose names start with _ or .
+        con.execute(f"COPY ({sql}) TO {quote_literal(str(path))} (FORMAT parquet)")
+        self.session.read.parquet(str(path)).createOrReplaceTempView(name)
+
+    def take(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
+        """Bring Spark's view ``name`` back into DuckDB as the temporary table ``name``."""
+        path = self.folder / f"out-{name}"
+        self.session.table(name).write.mode("overwrite").parquet(str(path))
+        glob = quote_literal(str(path / "*.parquet"))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {quote_ident(name)} AS SELECT * FROM read_parquet({glob})")
+
 
 def session(engine: SparkEngine) -> Any:
     """The SparkSession of ``engine: {kind: spark, master, conf}``: an existing one in this process is reused
@@ -103,20 +118,3 @@ def session(engine: SparkEngine) -> Any:
     for key, value in engine.conf.items():
         builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
     return builder.getOrCreate()
-
-
-def share(runner: SparkRunner, con: duckdb.DuckDBPyConnection, name: str, sql: str, folder: Path) -> None:
-    """Hand the rows of ``sql`` (DuckDB) to Spark as the temporary view ``name``, through a Parquet file in
-    ``folder`` (a folder every executor reads)."""
-    path = folder / f"in-{name}.parquet"  # Spark skips files whose names start with _ or .
-    con.execute(f"COPY ({sql}) TO {quote_literal(str(path))} (FORMAT parquet)")
-    runner.session.read.parquet(str(path)).createOrReplaceTempView(name)
-
-
-def take(runner: SparkRunner, con: duckdb.DuckDBPyConnection, name: str, folder: Path) -> None:
-    """Bring Spark's view ``name`` back into DuckDB as the temporary table ``name``, through Parquet part
-    files in ``folder``."""
-    path = folder / f"out-{name}"
-    runner.session.table(name).write.mode("overwrite").parquet(str(path))
-    glob = quote_literal(str(path / "*.parquet"))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {quote_ident(name)} AS SELECT * FROM read_parquet({glob})")

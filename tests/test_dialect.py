@@ -200,7 +200,7 @@ def test_the_funnels_named_queries_give_the_same_rows_on_spark(tmp_path: Path, s
     campaign = load_campaign(root / "campaigns" / "promo.yaml", ws)
     con = prepare(ws, campaign, allowed_directories=[str(tmp_path)])
     build(con, ws, campaign, datetime(2026, 12, 1, 2, 0, tzinfo=UTC))
-    runner = SparkRunner(spark)
+    runner = SparkRunner(spark, tmp_path)
     for name in ("_dm_base", "suppressions_all", "_dm_flagged"):  # the inputs, carried over as Parquet
         path = tmp_path / f"input-{name}.parquet"  # Spark skips files named _…
         con.execute(f"COPY (SELECT * FROM {name}) TO '{path}' (FORMAT parquet)")
