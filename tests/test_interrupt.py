@@ -63,3 +63,25 @@ def test_after_commit_a_ctrl_c_is_ignored_only_in_the_dmops_process() -> None:
         time.sleep(0.05)
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_a_ctrl_c_inside_the_import_machinery_is_delivered_in_the_next_code() -> None:
+    """An exception raised in an import-lock callback would be printed as "ignored": the interrupt waits instead."""
+    import signal
+    import sys
+
+    from dmops import interrupts
+
+    before = signal.getsignal(signal.SIGINT)
+    in_import = compile("handler(signal.SIGINT, sys._getframe())", "<frozen importlib._bootstrap>", "exec")
+    try:
+        interrupts.install()
+        handler = signal.getsignal(signal.SIGINT)
+        assert callable(handler)
+        exec(in_import, {"handler": handler, "signal": signal, "sys": sys})  # returns: nothing raised there
+        assert signal.getsignal(signal.SIGINT) is handler  # still armed for the redelivered interrupt
+        with pytest.raises(KeyboardInterrupt):
+            time.sleep(2)  # the redelivered Ctrl-C interrupts the next code that runs
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
