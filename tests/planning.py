@@ -79,3 +79,12 @@ def run_cli(root: Path, *args: str) -> tuple[int, str]:
     result = CliRunner().invoke(app, ["-w", str(root), *args])
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     return result.exit_code, result.stderr + result.stdout
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended."""
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    return int(child.stdout)

@@ -15,7 +15,7 @@ import pytest
 
 from dmops.dialect import ENGINES, hash15_sql, to_engine
 from dmops.plan import HASH_SPACE, hash_thresholds
-from tests.planning import write
+from tests.planning import dead_pid, write
 from tests.spark_cluster import session
 
 pyspark = pytest.importorskip("pyspark", reason="pip install 'dmops[spark]'")
@@ -286,15 +286,6 @@ def test_plan_on_spark_writes_the_same_file_as_on_duckdb(tmp_path: Path, spark, 
         assert outputs["spark", suffix] == outputs["duckdb", suffix]
     summary = json.loads(outputs["spark", "csv"][1])
     assert summary["to_send"] > 0 and sum(summary["excluded"].values()) > 0
-
-
-def dead_pid() -> int:
-    """The id of a process that has ended."""
-    import subprocess
-    import sys
-
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
-    return int(child.stdout)
 
 
 def test_a_killed_spark_plans_copies_of_the_contacts_are_removed(tmp_path: Path, spark, cli) -> None:
