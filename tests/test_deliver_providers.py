@@ -281,3 +281,38 @@ def test_sendgrid_events_find_their_message_by_smtp_id_and_sg_message_id(tmp_pat
     ]
     code, output = run(root, "events", "import", str(path), "--format", "sendgrid")
     assert code == 0 and "0 imported, 5 already there" in output
+
+
+def test_a_receipt_with_a_non_ascii_link_imports_under_an_ascii_locale(tmp_path: Path) -> None:
+    """cron may run dmops with the C locale and Python's UTF-8 mode off: the files dmops stages are UTF-8 still."""
+    import os
+    import subprocess
+    import sys
+
+    root = write(tmp_path / "ws", {"dmops.yaml": WS, "contacts.csv": contacts(3), "campaigns/promo.yaml": EMAIL})
+    assert run(root, "send", "promo", "--at", "2026-11-30T12:00")[0] == 0
+    sent = next(
+        m
+        for f in (root / "outbox").rglob("messages.jsonl")
+        for m in map(json.loads, f.read_text().splitlines())
+        if m["to"]
+    )
+    link = "https://shop.example.com/été-soldes"
+    click = {
+        "email": sent["to"],
+        "timestamp": 1764554400,
+        "event": "click",
+        "sg_event_id": "ev-1",
+        "smtp-id": f"<{sent['message_id']}@shop.example.com>",
+        "url": link,
+    }
+    path = tmp_path / "sendgrid.json"
+    path.write_text(json.dumps([click], ensure_ascii=False), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LC_") and k not in ("LANG", "PYTHONIOENCODING")}
+    env.update(LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
+    probe = [sys.executable, "-c", "import locale; print(locale.getpreferredencoding(False))"]
+    assert subprocess.run(probe, env=env, capture_output=True, text=True).stdout.strip() in ("ANSI_X3.4-1968", "ascii")
+    args = [sys.executable, "-m", "dmops", "-w", str(root), "events", "import", str(path), "--format", "sendgrid"]
+    done = subprocess.run(args, env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and "1 imported" in done.stdout, done.stderr
+    assert _events(root) == [(sent["contact_id"], "click", None, link)]
