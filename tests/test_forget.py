@@ -557,3 +557,43 @@ def test_a_ctrl_c_after_the_ledger_is_replaced_still_stops_forget(
     con = duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True)
     assert con.execute("SELECT count(*) FROM erasure_log").fetchall() == [(1,)]
     con.close()
+
+
+class _SpillWatch:
+    """A DuckDB connection that notes, when the erasure's copy begins, where DuckDB would spill and what that
+    folder then holds."""
+
+    seen: list[tuple[str, list[str]]]
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, seen: list[tuple[str, list[str]]]) -> None:
+        self._con, self.seen = con, seen
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql.startswith("ATTACH $p AS old"):
+            (spill,) = self._con.execute("SELECT current_setting('temp_directory')").fetchone() or ("",)
+            folder = Path(spill)
+            self.seen.append((spill, sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []))
+        return self._con.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
+def test_the_copy_spills_only_into_the_state_folder_and_leaves_nothing_there(
+    root: Path, cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ledger copy larger than memory spills to disk: the spill (their rows) stays in the state folder, not
+    the working directory or /tmp, and a killed erasure's spill files are gone before the next copy starts
+    and the folder after it."""
+    import dmops.ledger
+
+    assert cli("-w", root, "send", "hello", "--at", AT).exit_code == 0
+    spill = root / ".dmops" / ".erase-spill"
+    spill.mkdir()
+    (spill / "duckdb_temp_block-4611686018427387904.block").write_text(PERSON["email"], encoding="utf-8")
+    seen: list[tuple[str, list[str]]] = []
+    real_connect = dmops.ledger.connect
+    monkeypatch.setattr(dmops.ledger, "connect", lambda *a, **k: _SpillWatch(real_connect(*a, **k), seen))
+    assert cli("-w", root, "forget", PERSON["id"]).exit_code == 0
+    assert seen == [(str(spill), [])]
+    assert not spill.exists()
