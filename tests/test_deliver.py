@@ -203,3 +203,19 @@ def test_journal_lines_are_numbered_one_by_one_and_a_failed_write_names_the_jour
     assert caught.value.location.file == journal.path
     monkeypatch.undo()
     journal.close()
+
+
+def test_a_journal_that_cannot_start_names_its_folder_and_the_reason(workspace) -> None:
+    from dmops.errors import IOFailure
+    from dmops.ledger import DeliveryJournal, delivery_dir
+    from dmops.workspace import load_workspace
+
+    ws = load_workspace(workspace())
+    folder = delivery_dir(ws)
+    folder.parent.mkdir(parents=True)
+    folder.write_text("not a folder\n", encoding="utf-8")  # a file where the journals' folder belongs
+    with pytest.raises(IOFailure) as caught:
+        DeliveryJournal(ws)
+    assert caught.value.message == "cannot start a delivery journal: File exists"
+    assert caught.value.location.file == folder
+    assert folder.read_text(encoding="utf-8") == "not a folder\n"
