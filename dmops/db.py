@@ -9,11 +9,18 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 
 DEFAULT_MEMORY_LIMIT = "4GB"
+
+
+class Queries(Protocol):
+    """What code that only reads query results needs of a connection: ``execute(sql, params)``, whose result
+    has ``description`` and ``fetchall()``. A DuckDB connection is one; so is :class:`dmops.spark.SparkQueries`."""
+
+    def execute(self, query: str, parameters: dict[str, Any] | None = None, /) -> Any: ...
 
 
 # No connection installs or loads an extension on its own: that would reach the network and write

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import duckdb
 
 from dmops import ledger
 from dmops.campaign import MAX_GOALS, Campaign, Cell
-from dmops.db import connect
+from dmops.db import Queries, connect
 from dmops.report.stats import sample_ratio_mismatch, small_sample, two_proportions, welch, wilson
 from dmops.sql import REASONS, query
 from dmops.tabular import csv_safe
@@ -45,6 +47,16 @@ PERIOD_UNITS = {"month": "month", "quarter": "quarter"}
 
 def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator else None
+
+
+def _revenue_sd(counts: dict[str, Any]) -> float:
+    """The sample standard deviation of revenue per recipient, from the exact sums of the revenue and of its
+    squares (DECIMAL on every engine): the same float wherever and in whatever order the rows were summed."""
+    n = counts["recipients"]
+    if n < 2:
+        return 0.0
+    total, squares = Fraction(counts["revenue"] or 0), Fraction(counts["revenue_sq"] or 0)
+    return math.sqrt((squares - total * total / n) / (n - 1))
 
 
 def _interval(successes: int, trials: int) -> list[float] | None:
@@ -116,9 +128,7 @@ class CampaignReport:
         }
 
 
-def campaign_report(
-    con: duckdb.DuckDBPyConnection, campaign: Campaign, occurrence: str | None = None
-) -> CampaignReport:
+def campaign_report(con: Queries, campaign: Campaign, occurrence: str | None = None) -> CampaignReport:
     """Rows per variant and the holdout, with lift, goals and the A/B comparison."""
     window = int(campaign.window.total_seconds())
     cursor = con.execute(
@@ -134,7 +144,7 @@ def campaign_report(
     for vid in variant_ids:
         c = counts.get(vid, {**empty, "grp": vid})
         row = {"variant": vid, **_metrics(c, opens)}
-        sd0, sd1 = float(holdout["revenue_sd"] or 0), float(c["revenue_sd"] or 0)
+        sd0, sd1 = _revenue_sd(holdout), _revenue_sd(c)
         n0, n1 = holdout["recipients"], c["recipients"]
         row["lift"] = {
             "conversion_rate": _lift(c["conversions"], n1, holdout["conversions"], n0),
@@ -202,7 +212,7 @@ def campaign_report(
     )
 
 
-def _decisions(con: duckdb.DuckDBPyConnection, campaign_id: str, occurrence: str | None) -> dict[str, int]:
+def _decisions(con: Queries, campaign_id: str, occurrence: str | None) -> dict[str, int]:
     """Contacts per decision at each occurrence's latest send, summed, in funnel order (send last)."""
     rows = con.execute(
         """
@@ -219,9 +229,7 @@ def _decisions(con: duckdb.DuckDBPyConnection, campaign_id: str, occurrence: str
     return {reason: found[reason] for reason in sorted(found, key=lambda r: order.index(r) if r in order else 99)}
 
 
-def period_report(
-    con: duckdb.DuckDBPyConnection, ws: Workspace, campaigns: list[Campaign], period: str
-) -> list[dict[str, Any]]:
+def period_report(con: Queries, ws: Workspace, campaigns: list[Campaign], period: str) -> list[dict[str, Any]]:
     """Every campaign summed per month or quarter of its planned send times (workspace timezone).
 
     Holdout rows are left out; each period lists its campaigns' goals as met, missed or without data.
@@ -274,7 +282,7 @@ def open_report(ws: Workspace) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def retention(con: duckdb.DuckDBPyConnection, ws: Workspace, period: str, event: str) -> dict[str, Any]:
+def retention(con: Queries, ws: Workspace, period: str, event: str) -> dict[str, Any]:
     """Cohorts by the period of each contact's first ``event``; cell k = share active k periods later (SPEC §9)."""
     unit = "month" if period == "month" else "week"
     rows = con.execute(

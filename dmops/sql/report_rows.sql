@@ -1,6 +1,8 @@
 -- Per variant (and the holdout) of campaign $c, occurrence $occ (NULL: all), and period (NULL unless $unit is
 -- month or quarter of the planned send time in zone $tz): recipients and the counts behind SPEC §9's metrics.
 -- A conversion counts when it falls in (t, t + $window seconds], t the contact's planned send time.
+-- Revenue is summed as DECIMAL (to 1/10,000 of the currency unit), its squares too: exact sums, the same on
+-- every engine in any order (kpis computes the standard deviation from them).
 WITH r AS (
     SELECT kind, coalesce(variant, 'holdout') AS grp, contact_id, occurrence, planned_at, message_id,
            CASE WHEN $unit IS NOT NULL
@@ -12,21 +14,22 @@ f AS (  -- what each message's events say, folded at import (ledger.message_even
     FROM ledger_message_events WHERE campaign_id = $c
 ),
 conv AS (
-    SELECT r.contact_id, r.occurrence, r.kind, sum(ev.revenue) AS revenue
+    SELECT r.contact_id, r.occurrence, r.kind, sum(CAST(ev.revenue AS DECIMAL(18, 4))) AS revenue
     FROM r JOIN ledger_events ev
       ON ev.event = 'conversion' AND ev.contact_id = r.contact_id
-     AND ev.ts > r.planned_at AND ev.ts <= r.planned_at + to_seconds($window)
-    GROUP BY ALL
+     AND epoch_us(ev.ts) > epoch_us(r.planned_at) AND epoch_us(ev.ts) <= epoch_us(r.planned_at) + CAST($window AS BIGINT) * 1000000
+    GROUP BY r.contact_id, r.occurrence, r.kind
 ),
 per AS (
     SELECT r.grp, r.period, r.kind, coalesce(f.b, false) AND NOT coalesce(f.o, false) AND NOT coalesce(f.k, false) AS bounced,
            coalesce(f.o, false) AS opened, coalesce(f.k, false) AS clicked, coalesce(f.u, false) AS unsub,
-           coalesce(f.q, false) AS complained, c.revenue IS NOT NULL AS converted, coalesce(c.revenue, 0) AS revenue
+           coalesce(f.q, false) AS complained, c.revenue IS NOT NULL AS converted,
+           CAST(coalesce(c.revenue, 0) AS DECIMAL(18, 4)) AS revenue
     FROM r LEFT JOIN f USING (message_id) LEFT JOIN conv c USING (contact_id, occurrence, kind)
 )
 SELECT grp, period, count(*) AS recipients, count(*) FILTER (WHERE kind = 'message') AS sent,
        count(*) FILTER (WHERE bounced) AS bounced, count(*) FILTER (WHERE opened) AS opened,
        count(*) FILTER (WHERE clicked) AS clicked, count(*) FILTER (WHERE unsub) AS unsubscribed,
        count(*) FILTER (WHERE complained) AS complained, count(*) FILTER (WHERE converted) AS conversions,
-       sum(revenue) AS revenue, coalesce(stddev_samp(revenue), 0) AS revenue_sd
+       sum(revenue) AS revenue, sum(revenue * revenue) AS revenue_sq
 FROM per GROUP BY grp, period
