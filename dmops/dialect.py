@@ -97,7 +97,10 @@ def spark_idioms(tree: Expr) -> Expr:
     - the hash split's ``CAST('0x' || hex AS UBIGINT)`` (:func:`hash15_sql`) -> ``CAST(conv(hex, 16, 10)
       AS BIGINT)``: Spark has no unsigned type and no hex literal in a cast;
     - ``epoch_us(t)`` -> ``unix_micros(CAST(t AS TIMESTAMP))``: dmops's instants are naive UTC, and a Spark
-      session that runs dmops's SQL keeps its time zone at UTC.
+      session that runs dmops's SQL keeps its time zone at UTC;
+    - ``timezone('UTC', t)`` (a naive UTC time as an instant) -> ``CAST(t AS TIMESTAMP)``, for the same reason;
+      SQLGlot writes the ``… AT TIME ZONE zone`` that reads such an instant as a local time as
+      ``from_utc_timestamp``.
     """
     from sqlglot import exp
 
@@ -119,6 +122,14 @@ def spark_idioms(tree: Expr) -> Expr:
             digits = node.this.expression
             conv = exp.Anonymous(this="conv", expressions=[digits, exp.Literal.number(16), exp.Literal.number(10)])
             return exp.cast(conv, exp.DataType.build("BIGINT"))
+        if (
+            isinstance(node, exp.Anonymous)
+            and str(node.this).lower() == "timezone"
+            and len(node.expressions) == 2
+            and isinstance(node.expressions[0], exp.Literal)
+            and node.expressions[0].this == "UTC"
+        ):
+            return exp.cast(node.expressions[1], exp.DataType.build("TIMESTAMP"))
         if isinstance(node, exp.Anonymous) and str(node.this).lower() == "epoch_us":
             (moment,) = node.expressions
             return exp.Anonymous(this="unix_micros", expressions=[exp.cast(moment, exp.DataType.build("TIMESTAMP"))])

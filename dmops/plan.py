@@ -17,10 +17,7 @@ floating-point rounding can move a contact between slices.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,7 +33,7 @@ from dmops.campaign import Campaign, Cell, key_path
 from dmops.contacts import CHANNEL_ADDRESS, load_contacts
 from dmops.db import bound, connect, lock_down, quote_ident, quote_literal
 from dmops.dialect import SPARK_SAME_FUNCTIONS, hash15_sql
-from dmops.durable import free_staging_path, publish, remove_stale_hand_overs, staging_path
+from dmops.durable import free_staging_path, publish, staging_path
 from dmops.errors import ConfigError, DataError, DmopsError, OutputError, UsageError
 from dmops.schedule import ZoneTime, occurrence_key, zone_time
 from dmops.sql import REASONS, address_key_sql, query
@@ -481,7 +478,11 @@ def run_plan(
     if out is not None:
         check_out_path(out)
     engine = ws.config.spark
-    folder = spark_folder(ws, "plan") if engine is not None else None
+    folder = None
+    if engine is not None:
+        from dmops.spark import hand_over_folder
+
+        folder = hand_over_folder(ws, "plan")
     try:
         con = prepare(ws, campaign, allowed_paths=allowed, allowed_directories=[str(folder)] if folder else [])
         try:
@@ -498,23 +499,10 @@ def run_plan(
             raise
     finally:
         if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                folder.parent.rmdir()  # the last one out removes the shared folder
+            from dmops.spark import remove_hand_over
+
+            remove_hand_over(folder)
     return con, summary
-
-
-def spark_folder(ws: Workspace, command: str) -> Path:
-    """A new private folder under ``state_dir/spark`` where DuckDB and Spark's executors hand rows over; the
-    folders of killed commands (their process gone) are removed first: they hold contact data."""
-    import uuid
-
-    parent = ws.state_dir / "spark"
-    parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    remove_stale_hand_overs(parent)
-    folder = parent / f"{command}-{os.getpid()}-{uuid.uuid4().hex}"
-    folder.mkdir(mode=0o700)
-    return folder
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,10 @@ PySpark is optional (``pip install 'dmops[spark]'``); nothing here imports it at
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import uuid
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,10 +30,11 @@ from sqlglot import exp
 
 from dmops.db import quote_ident, quote_literal
 from dmops.dialect import spark_idioms
+from dmops.durable import remove_stale_hand_overs
 from dmops.errors import ConfigError
 
 if TYPE_CHECKING:
-    from dmops.workspace import SparkEngine
+    from dmops.workspace import SparkEngine, Workspace
 
 
 def _literal(value: Any) -> exp.Expr:
@@ -118,3 +123,59 @@ def session(engine: SparkEngine) -> Any:
     for key, value in engine.conf.items():
         builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
     return builder.getOrCreate()
+
+
+def hand_over_folder(ws: Workspace, command: str) -> Path:
+    """A new private folder under ``state_dir/spark`` where DuckDB and Spark's executors hand rows over; the
+    folders of killed commands (their process gone) are removed first: they hold contact data."""
+    parent = ws.state_dir / "spark"
+    parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    remove_stale_hand_overs(parent)
+    folder = parent / f"{command}-{os.getpid()}-{uuid.uuid4().hex}"
+    folder.mkdir(mode=0o700)
+    return folder
+
+
+def remove_hand_over(folder: Path) -> None:
+    """Remove a command's hand-over folder, and ``state_dir/spark`` when it was the last one there."""
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        folder.parent.rmdir()
+
+
+class Collected:
+    """A Spark query's rows, collected to the driver, read as a DuckDB result is: ``description``, ``fetchall``."""
+
+    def __init__(self, frame: Any) -> None:
+        from pyspark.sql.functions import col
+        from pyspark.sql.types import TimestampType
+
+        # PySpark gives a TIMESTAMP as a datetime in the Python process's local zone; as TIMESTAMP_NTZ it is
+        # the time as Spark computed it (the session is in UTC), as DuckDB gives a naive TIMESTAMP.
+        frame = frame.select(
+            *[
+                col(f"`{f.name}`").cast("timestamp_ntz")
+                if isinstance(f.dataType, TimestampType)
+                else col(f"`{f.name}`")
+                for f in frame.schema.fields
+            ]
+        )
+        self.description = [(name,) for name in frame.columns]
+        self._rows = [tuple(row) for row in frame.collect()]
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self._rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._rows[0] if self._rows else None
+
+
+class SparkQueries:
+    """The queries of code written against a DuckDB connection (``con.execute(sql, params).fetchall()``), run on
+    Spark by ``runner``; the small results come back to the driver."""
+
+    def __init__(self, runner: SparkRunner) -> None:
+        self.runner = runner
+
+    def execute(self, query: str, parameters: dict[str, Any] | None = None) -> Collected:
+        return Collected(self.runner.execute(query, parameters))

@@ -389,3 +389,81 @@ def test_an_expression_that_may_differ_on_spark_is_refused_there(tmp_path: Path,
     assert "may not give the same answer on Spark as on DuckDB" in result.stderr
     files["dmops.yaml"] = files["dmops.yaml"].replace("engine: spark\n", "")
     assert cli("-w", write(tmp_path / "duckdb", files), "plan", "promo", "--at", "2026-12-01T10:00").exit_code == 0
+
+
+def _sample_workspace_with_events(root: Path, cli) -> None:
+    """The repository's sample workspace after two sends, with the shop's order history and, for the messages
+    sent, opens, clicks, bounces, unsubscribes and conversions whose revenues sum differently in another order."""
+    import shutil
+
+    from tests.conftest import REPO
+
+    shutil.copytree(REPO / "campaigns", root / "campaigns")
+    shutil.copytree(REPO / "samples", root / "samples")
+    shutil.copy(REPO / "dmops.yaml", root / "dmops.yaml")
+    assert cli("-w", root, "events", "import", root / "samples" / "events.csv").exit_code == 0
+    for campaign, at in (("newsletter", "2026-11-19T09:00"), ("winback-2026-12", "2026-12-10T09:00")):
+        assert cli("-w", root, "send", campaign, "--at", at).exit_code == 0
+    sent = sorted(
+        (m["message_id"], m["contact_id"], m["send_after"])
+        for f in (root / "outbox").rglob("messages.jsonl")
+        for m in map(json.loads, f.read_text(encoding="utf-8").splitlines())
+    )
+
+    def later(after: str, hours: float) -> str:
+        t = datetime.fromisoformat(after.replace("Z", "+00:00")).astimezone(UTC)
+        return (t + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    rows = ["event,ts,message_id,contact_id,revenue,bounce_type"]
+    for i, (message, contact, after) in enumerate(sent):
+        if i % 3 == 0:
+            rows.append(f"open,{later(after, 1)},{message},,,")
+        if i % 7 == 0:
+            rows.append(f"click,{later(after, 2)},{message},,,")
+        if i % 11 == 5:
+            rows.append(f"bounce,{later(after, 0.1)},{message},,,{'soft' if i % 2 else 'hard'}")
+        if i % 13 == 0:
+            rows.append(f"unsubscribe,{later(after, 3)},{message},,,")
+        if i % 4 == 1:
+            rows.append(f"conversion,{later(after, 5 + i % 30)},,{contact},{(i % 97) * 1.1 + 0.07:.2f},")
+    (root / "more.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert cli("-w", root, "events", "import", root / "more.csv").exit_code == 0
+
+
+REPORTS = (
+    ("--format", "json"),
+    ("--format", "csv"),
+    ("--format", "html"),
+    ("--period", "month", "--format", "json"),
+    ("--period", "quarter", "--format", "md"),
+    ("retention",),
+    ("retention", "--period", "week", "--format", "json"),
+)
+
+
+def test_every_report_on_spark_is_duckdbs_byte_for_byte(tmp_path: Path, spark, cli) -> None:
+    """SPEC §13: the campaign, period and retention reports computed on Spark from the ledger handed over as
+    Parquet are the same bytes as DuckDB's; the hand-over folder is gone afterwards."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    _sample_workspace_with_events(root, cli)
+    outputs = {}
+    for view in spark.catalog.listTables():
+        spark.catalog.dropTempView(view.name)
+    for engine in ("duckdb", "spark"):
+        if engine == "spark":
+            with (root / "dmops.yaml").open("a", encoding="utf-8") as config:
+                config.write("\nengine: spark\n")
+        for args in REPORTS:
+            result = cli("-w", root, "report", *args)
+            assert result.exit_code == 0, result.stderr
+            outputs[engine, args] = result.stdout
+        views = {t.name for t in spark.catalog.listTables() if t.isTemporary}
+        assert ({"ledger_entries", "ledger_events", "ledger_message_events"} <= views) == (engine == "spark")
+    for args in REPORTS:
+        assert outputs["spark", args] == outputs["duckdb", args], args
+    report = json.loads(outputs["duckdb", ("--format", "json")])
+    rows = {(c["campaign"], r["variant"]): r for c in report["campaigns"] for r in c["rows"]}
+    assert sum(r["conversions"] for r in rows.values()) > 100 and sum(r["opened"] or 0 for r in rows.values()) > 100
+    assert len(json.loads(outputs["duckdb", ("retention",)])["cohorts"]) > 3
+    assert not (root / ".dmops" / "spark").exists()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import duckdb
+
 from dmops.campaign import campaign_files, find_campaign_file, load_campaign
+from dmops.db import Queries
 from dmops.errors import UsageError
 from dmops.report.kpis import CampaignReport, campaign_report, open_report, period_report, retention, to_csv
 from dmops.workspace import Workspace
@@ -41,11 +46,13 @@ def run_report(ws: Workspace, request: Request) -> Output:
     if request.names in (["lifecycle"], ["fatigue"]):
         return Output(_lifecycle_or_fatigue(ws, request))
     con = open_report(ws)
+    engine = contextlib.ExitStack()
     try:
+        queries = engine.enter_context(_on_engine(ws, con))
         if request.names == ["retention"]:
             if request.period not in (None, "month", "week"):
                 raise UsageError("--period must be month or week for retention")
-            view = retention(con, ws, request.period or "month", request.event)
+            view = retention(queries, ws, request.period or "month", request.event)
             if request.fmt == "html":
                 from dmops.report.formats import page
 
@@ -58,7 +65,7 @@ def run_report(ws: Workspace, request: Request) -> Output:
                 raise UsageError("--period must be month or quarter")
             if request.fmt not in ("table", "md", "json"):
                 raise UsageError(f"the --period report comes as table, md or json, not {request.fmt}")
-            periods = period_report(con, ws, campaigns, request.period)
+            periods = period_report(queries, ws, campaigns, request.period)
             missed = sum(1 for p in periods if p["goals_missed"])
             if request.fmt == "json":
                 payload = {"period": request.period, "periods": periods}
@@ -66,12 +73,42 @@ def run_report(ws: Workspace, request: Request) -> Output:
             from dmops.report.formats import period_markdown
 
             return Output(period_markdown(periods), goals_missed=missed)
-        reports = [campaign_report(con, c, request.occurrence) for c in campaigns]
-        cohorts = retention(con, ws, "month", "conversion") if request.fmt == "html" else None
+        reports = [campaign_report(queries, c, request.occurrence) for c in campaigns]
+        cohorts = retention(queries, ws, "month", "conversion") if request.fmt == "html" else None
     finally:
+        engine.close()
         con.close()
     missed = sum(1 for r in reports for g in r.goals if g["met"] is False)
     return Output(_campaigns_text(reports, request.fmt, cohorts, page_language(ws)), reports, missed)
+
+
+# What the campaign, period and retention reports read of the ledger: handed to Spark with engine: spark.
+SPARK_INPUTS = {
+    "ledger_entries": "SELECT campaign_id, occurrence, contact_id, kind, variant, planned_at, message_id FROM ledger_entries",
+    "ledger_message_events": "SELECT * FROM ledger_message_events",
+    "ledger_events": "SELECT event, ts, contact_id, campaign_id, revenue FROM ledger_events",
+    "ledger_decisions": "SELECT campaign_id, occurrence, reason, contacts, recorded_at FROM ledger_decisions",
+}
+
+
+@contextlib.contextmanager
+def _on_engine(ws: Workspace, con: duckdb.DuckDBPyConnection) -> Iterator[Queries]:
+    """Where the report's queries run: ``con`` (DuckDB), or with ``engine: spark`` on Spark, over the ledger
+    handed over as Parquet in a private folder of the state folder (removed afterwards)."""
+    engine = ws.config.spark
+    if engine is None:
+        yield con
+        return
+    from dmops.spark import SparkQueries, SparkRunner, hand_over_folder, remove_hand_over, session
+
+    folder = hand_over_folder(ws, "report")
+    try:
+        runner = SparkRunner(session(engine), folder)
+        for name, sql in SPARK_INPUTS.items():
+            runner.share(con, name, sql)
+        yield SparkQueries(runner)
+    finally:
+        remove_hand_over(folder)
 
 
 def page_language(ws: Workspace) -> str:
