@@ -7,9 +7,12 @@ itself survives too.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from dmops.errors import OutputError
@@ -151,3 +154,38 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True  # another user's: alive
     return True
+
+
+HAND_OVERS = "spark"  # under state_dir: where DuckDB and Spark's executors hand rows over
+
+
+def hand_over_folder(state_dir: Path, command: str) -> Path:
+    """A new private folder under ``state_dir/spark`` where DuckDB and Spark's executors hand rows over; the
+    folders of killed commands (their process gone) are removed first: they hold contact data."""
+    parent = state_dir / HAND_OVERS
+    parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    remove_stale_hand_overs(parent)
+    folder = parent / f"{command}-{os.getpid()}-{uuid.uuid4().hex}"
+    folder.mkdir(mode=0o700)
+    return folder
+
+
+def remove_hand_over(folder: Path) -> None:
+    """Remove a command's hand-over folder, and ``state_dir/spark`` when it was the last one there."""
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        folder.parent.rmdir()
+
+
+@contextlib.contextmanager
+def hand_over(state_dir: Path, command: str, *, spark: bool) -> Iterator[Path | None]:
+    """With ``spark``, a new hand-over folder for ``command``, removed when the block ends however it ends;
+    else None."""
+    if not spark:
+        yield None
+        return
+    folder = hand_over_folder(state_dir, command)
+    try:
+        yield folder
+    finally:
+        remove_hand_over(folder)

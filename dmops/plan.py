@@ -33,7 +33,7 @@ from dmops.campaign import Campaign, Cell, key_path
 from dmops.contacts import CHANNEL_ADDRESS, load_contacts
 from dmops.db import bound, connect, lock_down, quote_ident, quote_literal
 from dmops.dialect import SPARK_SAME_FUNCTIONS, hash15_sql
-from dmops.durable import free_staging_path, publish, staging_path
+from dmops.durable import free_staging_path, hand_over, publish, staging_path
 from dmops.errors import ConfigError, DataError, DmopsError, OutputError, UsageError
 from dmops.schedule import ZoneTime, occurrence_key, zone_time
 from dmops.sql import REASONS, address_key_sql, query
@@ -477,31 +477,20 @@ def run_plan(
     allowed = [str(staging_path(out))] if out is not None else []
     if out is not None:
         check_out_path(out)
-    engine = ws.config.spark
-    folder = None
-    if engine is not None:
-        from dmops.spark import hand_over_folder
-
-        folder = hand_over_folder(ws, "plan")
-    try:
+    with hand_over(ws.state_dir, "plan", spark=ws.config.spark is not None) as folder:
         con = prepare(ws, campaign, allowed_paths=allowed, allowed_directories=[str(folder)] if folder else [])
         try:
             runner = None
-            if engine is not None and folder is not None:  # folder: made for the engine, above
-                from dmops.spark import SparkRunner, session
+            if folder is not None:
+                from dmops.spark import runner_for
 
-                runner = SparkRunner(session(engine), folder)
+                runner = runner_for(ws, folder)
             summary = build(con, ws, campaign, at, spark=runner)
             if out is not None:
                 write_out(con, out)
         except DmopsError:
             con.close()
             raise
-    finally:
-        if folder is not None:
-            from dmops.spark import remove_hand_over
-
-            remove_hand_over(folder)
     return con, summary
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -40,6 +40,7 @@ from dmops import ledger
 from dmops.campaign import Campaign
 from dmops.contacts import CHANNEL_ADDRESS
 from dmops.db import quote_ident
+from dmops.durable import hand_over
 from dmops.errors import ConfigError, IOFailure, TemporaryFailure, UsageError
 from dmops.lint import LintFailed, lint_campaign, unknown_in
 from dmops.message import Renderer
@@ -68,6 +69,9 @@ from dmops.sqlrender import (
 from dmops.tabular import raise_all
 from dmops.timeutil import zone
 from dmops.workspace import Workspace
+
+if TYPE_CHECKING:
+    from dmops.spark import SparkRunner
 
 BATCH = 5_000
 ADDRESS_COLUMN = {channel: f"_dm_{column}" for channel, (column, _) in CHANNEL_ADDRESS.items()}  # in contacts
@@ -290,75 +294,88 @@ def _run(
     engine: str = "auto",
     lint: bool = False,
 ) -> SendResult:
-    con = prepare(ws, campaign, writable_ledger=not dry_run)
-    try:
-        summary = build(con, ws, campaign, at)
-        types = _contact_columns(con)
-        unknown = {  # a misspelt name with a default would send "Hi there" to everyone: as validate, 78
-            (template.key, found.message): ConfigError(
-                found.message, file=template.file, line=found.line, key=template.key, hint=found.hint
-            )
-            for _, template, found in unknown_in(con, campaign, list(types))
-        }
-        raise_all(list(unknown.values()))
-        if lint:
-            errors = lint_campaign(con, ws, campaign, gate=True).errors
-            if errors:
-                raise LintFailed(errors)
-        secret = load_secret(ws, create=not dry_run)
-        renderer = Renderer(ws, campaign, summary.occurrence, secret, show_pii)
-        take = summary.to_send if limit is None else min(limit, summary.to_send)
-        fast = _fast_run(campaign, types, engine)
-        columns = list(types)
-        if fast is None:
-            condition = "p.variant IS NOT NULL ORDER BY p.contact_id LIMIT $take"
-            con.execute(_planned_sql(campaign.config.channel, columns, condition), {"take": take})
-        folder = occurrence_dir(ws.outbox_dir, campaign.id, summary.occurrence)
-        writer = RunWriter.start(folder, ws.root) if take and not dry_run else None
-        written = 0
-        stopped: str | None = None
-        run_dir: Path | None = None
+    with hand_over(ws.state_dir, "send", spark=ws.config.spark is not None) as folder:
+        con = prepare(ws, campaign, writable_ledger=not dry_run, allowed_directories=[str(folder)] if folder else [])
         try:
-            batches = iter(lambda: con.fetchmany(BATCH), [])
-            rendered: Iterator[tuple[bytes, int]]
-            if fast is not None:
-                rendered = _fast_lines(con, fast, renderer, summary, take) if take else iter(())
-            elif take >= PARALLEL_MIN and (os.cpu_count() or 1) > 1:
-                rendered = _render_in_workers(batches, (ws, campaign, summary.occurrence, secret, show_pii, columns))
-            else:
-                rendered = (_render_batch(renderer, columns, batch) for batch in batches)
-            for blob, count in rendered:
+            summary = build(con, ws, campaign, at, spark=_spark(ws, folder))
+            types = _contact_columns(con)
+            unknown = {  # a misspelt name with a default would send "Hi there" to everyone: as validate, 78
+                (template.key, found.message): ConfigError(
+                    found.message, file=template.file, line=found.line, key=template.key, hint=found.hint
+                )
+                for _, template, found in unknown_in(con, campaign, list(types))
+            }
+            raise_all(list(unknown.values()))
+            if lint:
+                errors = lint_campaign(con, ws, campaign, gate=True).errors
+                if errors:
+                    raise LintFailed(errors)
+            secret = load_secret(ws, create=not dry_run)
+            renderer = Renderer(ws, campaign, summary.occurrence, secret, show_pii)
+            take = summary.to_send if limit is None else min(limit, summary.to_send)
+            fast = _fast_run(campaign, types, engine)
+            columns = list(types)
+            if fast is None:
+                condition = "p.variant IS NOT NULL ORDER BY p.contact_id LIMIT $take"
+                con.execute(_planned_sql(campaign.config.channel, columns, condition), {"take": take})
+            folder = occurrence_dir(ws.outbox_dir, campaign.id, summary.occurrence)
+            writer = RunWriter.start(folder, ws.root) if take and not dry_run else None
+            written = 0
+            stopped: str | None = None
+            run_dir: Path | None = None
+            try:
+                batches = iter(lambda: con.fetchmany(BATCH), [])
+                rendered: Iterator[tuple[bytes, int]]
+                if fast is not None:
+                    rendered = _fast_lines(con, fast, renderer, summary, take) if take else iter(())
+                elif take >= PARALLEL_MIN and (os.cpu_count() or 1) > 1:
+                    rendered = _render_in_workers(
+                        batches, (ws, campaign, summary.occurrence, secret, show_pii, columns)
+                    )
+                else:
+                    rendered = (_render_batch(renderer, columns, batch) for batch in batches)
+                for blob, count in rendered:
+                    if writer is not None:
+                        writer.write_lines(blob, count)
+                    written += count
+                    if progress is not None:
+                        progress(written, take)
+                    if not dry_run and written < take and (stopped := stop_reason(ws)) is not None:
+                        break
+                run_dir = writer.finish(_manifest(campaign, summary, at)) if writer is not None else None
+            except BaseException:
                 if writer is not None:
-                    writer.write_lines(blob, count)
-                written += count
-                if progress is not None:
-                    progress(written, take)
-                if not dry_run and written < take and (stopped := stop_reason(ws)) is not None:
-                    break
-            run_dir = writer.finish(_manifest(campaign, summary, at)) if writer is not None else None
-        except BaseException:
-            if writer is not None:
-                writer.abort()
-            raise
-        holdouts = 0
-        if not dry_run:
-            holdouts = _record(con, campaign, summary, run_dir.name if run_dir else None, written, writer)
-        result = SendResult(
-            summary=summary,
-            run=run_dir.name if not dry_run and run_dir else None,
-            written=written,
-            holdouts=holdouts,
-            remaining=summary.to_send - written,
-            recovered=recovered,
-            dry_run=dry_run,
-            stopped=stopped,
-            folder=run_dir if not dry_run else None,
-        )
-    finally:
-        con.close()
+                    writer.abort()
+                raise
+            holdouts = 0
+            if not dry_run:
+                holdouts = _record(con, campaign, summary, run_dir.name if run_dir else None, written, writer)
+            result = SendResult(
+                summary=summary,
+                run=run_dir.name if not dry_run and run_dir else None,
+                written=written,
+                holdouts=holdouts,
+                remaining=summary.to_send - written,
+                recovered=recovered,
+                dry_run=dry_run,
+                stopped=stopped,
+                folder=run_dir if not dry_run else None,
+            )
+        finally:
+            con.close()
     if stopped is not None:
         raise StoppedDuringSend(result)
     return result
+
+
+def _spark(ws: Workspace, folder: Path | None) -> SparkRunner | None:
+    """With ``engine: spark``, the runner the funnel runs on (the audience and decisions come back for the
+    rendering and the ledger, which stay on DuckDB)."""
+    if folder is None:
+        return None
+    from dmops.spark import runner_for
+
+    return runner_for(ws, folder)
 
 
 class StoppedDuringSend(TemporaryFailure):

@@ -16,10 +16,6 @@ PySpark is optional (``pip install 'dmops[spark]'``); nothing here imports it at
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import uuid
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +26,6 @@ from sqlglot import exp
 
 from dmops.db import quote_ident, quote_literal
 from dmops.dialect import spark_idioms
-from dmops.durable import remove_stale_hand_overs
 from dmops.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -125,24 +120,6 @@ def session(engine: SparkEngine) -> Any:
     return builder.getOrCreate()
 
 
-def hand_over_folder(ws: Workspace, command: str) -> Path:
-    """A new private folder under ``state_dir/spark`` where DuckDB and Spark's executors hand rows over; the
-    folders of killed commands (their process gone) are removed first: they hold contact data."""
-    parent = ws.state_dir / "spark"
-    parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    remove_stale_hand_overs(parent)
-    folder = parent / f"{command}-{os.getpid()}-{uuid.uuid4().hex}"
-    folder.mkdir(mode=0o700)
-    return folder
-
-
-def remove_hand_over(folder: Path) -> None:
-    """Remove a command's hand-over folder, and ``state_dir/spark`` when it was the last one there."""
-    shutil.rmtree(folder, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        folder.parent.rmdir()
-
-
 class Collected:
     """A Spark query's rows, collected to the driver, read as a DuckDB result is: ``description``, ``fetchall``."""
 
@@ -179,3 +156,12 @@ class SparkQueries:
 
     def execute(self, query: str, parameters: dict[str, Any] | None = None) -> Collected:
         return Collected(self.runner.execute(query, parameters))
+
+
+def runner_for(ws: Workspace, folder: Path | None) -> SparkRunner | None:
+    """The runner of ``engine: spark`` (a session started or reused), handing rows over in ``folder`` (from
+    :func:`dmops.durable.hand_over`); None with DuckDB."""
+    engine = ws.config.spark
+    if engine is None or folder is None:
+        return None
+    return SparkRunner(session(engine), folder)

@@ -665,19 +665,19 @@ def test_an_expression_that_fails_on_the_data_names_its_file_line_and_key(root: 
 def test_a_spark_hand_over_folder_is_new_private_and_clears_killed_commands_folders(tmp_path: Path) -> None:
     """The folder where a Spark command hands contact rows over: under state_dir/spark (made with its parents),
     private to the user, named after the command and process, and the folders of killed commands go first."""
-    from dmops.spark import hand_over_folder
+    from dmops.durable import hand_over_folder
     from dmops.workspace import load_workspace
 
     files = {"dmops.yaml": WS + "state_dir: state/deep\n", "contacts.csv": CONTACTS, "optouts.csv": OPTOUTS}
     root = write(tmp_path / "ws", files)
     ws = load_workspace(root)
-    first = hand_over_folder(ws, "plan")
+    first = hand_over_folder(ws.state_dir, "plan")
     parent = root / "state" / "deep" / "spark"
     assert first.parent == parent and first.name.startswith(f"plan-{os.getpid()}-")
     assert stat.S_IMODE(parent.stat().st_mode) == 0o700 and stat.S_IMODE(first.stat().st_mode) == 0o700
     killed = parent / f"send-{dead_pid()}-0a1b"
     killed.mkdir()
     (killed / "in-contacts.parquet").write_bytes(b"c0001,p1@example.com")
-    second = hand_over_folder(ws, "send")
+    second = hand_over_folder(ws.state_dir, "send")
     assert second != first and second.name.startswith(f"send-{os.getpid()}-")
     assert sorted(parent.iterdir()) == sorted([first, second])  # the killed command's folder is gone, ours stay

@@ -13,6 +13,7 @@ import duckdb
 
 from dmops.campaign import campaign_files, find_campaign_file, load_campaign
 from dmops.db import Queries
+from dmops.durable import hand_over
 from dmops.errors import UsageError
 from dmops.report.kpis import CampaignReport, campaign_report, open_report, period_report, retention, to_csv
 from dmops.workspace import Workspace
@@ -95,20 +96,17 @@ SPARK_INPUTS = {
 def _on_engine(ws: Workspace, con: duckdb.DuckDBPyConnection) -> Iterator[Queries]:
     """Where the report's queries run: ``con`` (DuckDB), or with ``engine: spark`` on Spark, over the ledger
     handed over as Parquet in a private folder of the state folder (removed afterwards)."""
-    engine = ws.config.spark
-    if engine is None:
-        yield con
-        return
-    from dmops.spark import SparkQueries, SparkRunner, hand_over_folder, remove_hand_over, session
+    with hand_over(ws.state_dir, "report", spark=ws.config.spark is not None) as folder:
+        if folder is None:
+            yield con
+            return
+        from dmops.spark import SparkQueries, runner_for
 
-    folder = hand_over_folder(ws, "report")
-    try:
-        runner = SparkRunner(session(engine), folder)
+        runner = runner_for(ws, folder)
+        assert runner is not None, "engine: spark gives a runner"
         for name, sql in SPARK_INPUTS.items():
             runner.share(con, name, sql)
         yield SparkQueries(runner)
-    finally:
-        remove_hand_over(folder)
 
 
 def page_language(ws: Workspace) -> str:
