@@ -410,12 +410,9 @@ def _sample_workspace(root: Path, cli, engine: str = "duckdb") -> Path:
     return root
 
 
-def _sample_workspace_with_events(root: Path, cli) -> None:
-    """The repository's sample workspace after two sends, with the shop's order history and, for the messages
-    sent, opens, clicks, bounces, unsubscribes and conversions whose revenues sum differently in another order."""
-    _sample_workspace(root, cli)
-    for campaign, at in (("newsletter", "2026-11-19T09:00"), ("winback-2026-12", "2026-12-10T09:00")):
-        assert cli("-w", root, "send", campaign, "--at", at).exit_code == 0
+def message_events(root: Path) -> str:
+    """An events CSV for every message in the outbox: opens, clicks, bounces, unsubscribes and conversions
+    whose revenues sum to different doubles in different orders."""
     sent = sorted(
         (m["message_id"], m["contact_id"], m["send_after"])
         for f in (root / "outbox").rglob("messages.jsonl")
@@ -438,43 +435,7 @@ def _sample_workspace_with_events(root: Path, cli) -> None:
             rows.append(f"unsubscribe,{later(after, 3)},{message},,,")
         if i % 4 == 1:
             rows.append(f"conversion,{later(after, 5 + i % 30)},,{contact},{(i % 97) * 1.1 + 0.07:.2f},")
-    (root / "more.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    assert cli("-w", root, "events", "import", root / "more.csv").exit_code == 0
-
-
-REPORTS = (
-    ("--format", "json"),
-    ("--format", "html"),  # with the monthly retention cohorts
-    ("--period", "quarter", "--format", "json"),
-    ("retention", "--period", "week", "--format", "json"),
-)
-
-
-def test_every_report_on_spark_is_duckdbs_byte_for_byte(tmp_path: Path, spark, cli) -> None:
-    """SPEC §13: the campaign, period and retention reports computed on Spark from the ledger handed over as
-    Parquet are the same bytes as DuckDB's; the hand-over folder is gone afterwards."""
-    root = tmp_path / "ws"
-    _sample_workspace_with_events(root, cli)
-    outputs = {}
-    for view in spark.catalog.listTables():
-        spark.catalog.dropTempView(view.name)
-    for engine in ("duckdb", "spark"):
-        if engine == "spark":
-            config = root / "dmops.yaml"
-            config.write_text(config.read_text(encoding="utf-8").replace("engine: duckdb", "engine: spark"))
-        for args in REPORTS:
-            result = cli("-w", root, "report", *args)
-            assert result.exit_code == 0, result.stderr
-            outputs[engine, args] = result.stdout
-        views = {t.name for t in spark.catalog.listTables() if t.isTemporary}
-        assert ({"ledger_entries", "ledger_events", "ledger_message_events"} <= views) == (engine == "spark")
-    for args in REPORTS:
-        assert outputs["spark", args] == outputs["duckdb", args], args
-    report = json.loads(outputs["duckdb", ("--format", "json")])
-    rows = {(c["campaign"], r["variant"]): r for c in report["campaigns"] for r in c["rows"]}
-    assert sum(r["conversions"] for r in rows.values()) > 100 and sum(r["opened"] or 0 for r in rows.values()) > 100
-    assert len(json.loads(outputs["duckdb", REPORTS[-1]])["cohorts"]) > 3
-    assert not (root / ".dmops" / "spark").exists()
+    return "\n".join(rows) + "\n"
 
 
 SENDS = (
@@ -484,29 +445,61 @@ SENDS = (
     ("flash-sale-1212", "--at", "2026-12-10T09:00", "--limit", "100"),  # SMS, staged
     ("flash-sale-1212", "--at", "2026-12-10T09:00"),
 )
+REPORTS = (
+    ("--format", "json"),
+    ("--format", "html"),  # with the monthly retention cohorts
+    ("--period", "quarter", "--format", "json"),
+    ("retention", "--period", "week", "--format", "json"),
+)
 
 
-def test_send_on_spark_writes_duckdbs_outbox_and_ledger(tmp_path: Path, spark, cli) -> None:
-    """SPEC §13: with engine: spark the send's funnel runs there; the outbox (messages, manifests) and the
-    ledger's entries are the same bytes and rows as a send on DuckDB, through caps, staging and SMS."""
+def whole_loop(
+    root: Path, cli, sends: tuple[tuple[str, ...], ...] = SENDS, reports: tuple[tuple[str, ...], ...] = REPORTS
+) -> dict[object, object]:
+    """plan --out, send (``sends``), events import, report (``reports``) on the workspace ``root``: what each
+    wrote."""
     from tests.test_send import files_under
 
-    outboxes, entries = {}, {}
+    written: dict[object, object] = {}
+    plan_file = root.parent / f"{root.name}-plan.csv"
+    result = cli("-w", root, "plan", "newsletter", "--at", "2026-11-26T09:00", "--out", plan_file)
+    assert result.exit_code == 0, result.stderr
+    written["plan"] = plan_file.read_bytes()
+    for args in sends:
+        result = cli("-w", root, "send", *args)
+        assert result.exit_code == 0, result.stderr
+    written["outbox"] = files_under(root / "outbox")
+    (root / "more.csv").write_text(message_events(root), encoding="utf-8")
+    result = cli("-w", root, "events", "import", root / "more.csv")
+    assert result.exit_code == 0, result.stderr
+    con = duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True)
+    written["entries"] = con.execute("SELECT * EXCLUDE (recorded_at) FROM entries ORDER BY ALL").fetchall()
+    con.close()
+    for args in reports:
+        result = cli("-w", root, "report", *args)
+        assert result.exit_code == 0, result.stderr
+        written[args] = result.stdout
+    assert not (root / ".dmops" / "spark").exists()  # every hand-over folder removed
+    return written
+
+
+def test_the_whole_loop_on_spark_writes_duckdbs_files_and_reports(tmp_path: Path, spark, cli) -> None:
+    """SPEC §13 on local[2]: with engine: spark, plan's and send's funnels and the reports run there; the plan
+    file, the outbox (messages and manifests, through caps over an earlier send, computed traits and a
+    staged SMS), the ledger's entries and every report are the same bytes and rows as on DuckDB."""
     for view in spark.catalog.listTables():
         spark.catalog.dropTempView(view.name)
-    for engine in ("duckdb", "spark"):
-        root = _sample_workspace(tmp_path / engine, cli, engine)
-        for args in SENDS:
-            result = cli("-w", root, "send", *args)
-            assert result.exit_code == 0, result.stderr
-        outboxes[engine] = files_under(root / "outbox")
-        con = duckdb.connect(str(root / ".dmops" / "ledger.duckdb"), read_only=True)
-        entries[engine] = con.execute("SELECT * EXCLUDE (recorded_at) FROM entries ORDER BY ALL").fetchall()
-        con.close()
-        assert not (root / ".dmops" / "spark").exists()
-        views = {t.name for t in spark.catalog.listTables() if t.isTemporary}
-        assert ({"_dm_base", "plan_rows"} <= views) == (engine == "spark")  # it ran there
-    assert outboxes["spark"] == outboxes["duckdb"]
-    assert entries["spark"] == entries["duckdb"]
-    runs = [name for name in outboxes["duckdb"] if name.endswith("messages.jsonl")]
-    assert len(runs) == 5 and len(entries["duckdb"]) > 1000
+    duckdbs = whole_loop(_sample_workspace(tmp_path / "duckdb", cli), cli)
+    assert not {t.name for t in spark.catalog.listTables() if t.isTemporary}
+    sparks = whole_loop(_sample_workspace(tmp_path / "spark", cli, "spark"), cli)
+    views = {t.name for t in spark.catalog.listTables() if t.isTemporary}
+    assert {"_dm_base", "plan_rows", "ledger_entries", "ledger_message_events"} <= views  # it ran there
+    assert sparks.keys() == duckdbs.keys()
+    for key, value in duckdbs.items():
+        assert sparks[key] == value, key
+    outbox = duckdbs["outbox"]
+    assert isinstance(outbox, dict) and len([n for n in outbox if n.endswith("messages.jsonl")]) == 5
+    report = json.loads(str(duckdbs[REPORTS[0]]))
+    rows = [r for c in report["campaigns"] for r in c["rows"]]
+    assert sum(r["conversions"] for r in rows) > 100 and sum(r["opened"] or 0 for r in rows) > 100
+    assert len(json.loads(str(duckdbs[REPORTS[-1]]))["cohorts"]) > 3

@@ -1,13 +1,19 @@
 """The generated SQL of SPEC §13 on a real Spark standalone cluster — a master and two workers started by
-the test on loopback — gives DuckDB's answers, a plan on it writes DuckDB's file, and nothing the cluster
-starts listens or connects anywhere but 127.0.0.1. The slow Spark runs live here and in
-tests/test_dialect.py (local Spark: local times, the funnel's queries, every allowed function)."""
+the test on loopback — gives DuckDB's answers, plan, send, events import and report on it write DuckDB's
+files, and nothing the cluster starts listens or connects anywhere but 127.0.0.1. A send on Spark killed
+with kill -9 is completed by reruns. The slow Spark runs live here and in tests/test_dialect.py (local
+Spark: local times, the funnel's queries, every allowed function, the whole loop on the sample workspace)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from collections.abc import Iterator
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,25 +89,101 @@ def test_the_hash_split_on_the_cluster_is_duckdbs_and_the_specs(cluster: tuple[C
     assert spark_cells == con.execute(count.format(h=hash15_sql(key), ids=ids_sql)).fetchall()
 
 
-def test_a_plan_on_the_cluster_writes_duckdbs_file(cluster: tuple[Cluster, Any], tmp_path: Path, cli) -> None:
-    """`engine: {kind: spark, master: spark://127.0.0.1:…}`: the plan's funnel runs on the two workers'
-    executors, and `plan --out` is byte for byte the DuckDB engine's."""
-    from tests.planning import message, seed, write
-    from tests.test_dialect import FUNNEL_WORKSPACE
+def test_plan_send_events_and_report_on_the_cluster_are_duckdbs(
+    cluster: tuple[Cluster, Any], tmp_path: Path, cli
+) -> None:
+    """`engine: {kind: spark, master: spark://127.0.0.1:…}` on the sample workspace: plan --out, a send, an
+    events import and the campaign report, with the funnels and the report's queries on the two workers'
+    executors, write the same bytes as the DuckDB engine."""
+    from tests.test_dialect import REPORTS, SENDS, _sample_workspace, whole_loop
 
     running, spark = cluster
     for view in spark.catalog.listTables():
         spark.catalog.dropTempView(view.name)
-    written = {}
-    for engine in ("duckdb", f"{{kind: spark, master: '{running.master_url}'}}"):
-        files = dict(FUNNEL_WORKSPACE)
-        files["dmops.yaml"] += f"engine: {engine}\n"
-        root = write(tmp_path / ("duckdb" if engine == "duckdb" else "spark"), files)
-        seed(root, message("c0010", "2026-12-01 06:00:00"))
-        out = tmp_path / f"{root.name}.csv"
-        result = cli("-w", root, "plan", "promo", "--at", "2026-12-01T10:00", "--out", out)
-        assert result.exit_code == 0, result.output
-        written[root.name] = out.read_bytes()
-    assert written["spark"] == written["duckdb"] and written["duckdb"].count(b"\n") == 406
+    steps = {"sends": SENDS[:1], "reports": REPORTS[:1]}
+    duckdbs = whole_loop(_sample_workspace(tmp_path / "duckdb", cli), cli, **steps)
+    engine = f"{{kind: spark, master: '{running.master_url}'}}"
+    on_cluster = whole_loop(_sample_workspace(tmp_path / "spark", cli, engine), cli, **steps)
     views = {t.name for t in spark.catalog.listTables() if t.isTemporary}
-    assert {"_dm_base", "_dm_flagged", "plan_rows"} <= views  # the funnel ran in the cluster's application
+    assert {"_dm_base", "_dm_flagged", "plan_rows", "ledger_entries"} <= views  # in the cluster's application
+    assert on_cluster == duckdbs
+    assert len(duckdbs["entries"]) > 1000 and json.loads(str(duckdbs[REPORTS[0]]))["campaigns"]
+
+
+def _spark_send(root: Path, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dmops", "-w", str(root), "send", "promo", "--at", "2026-11-30T12:00", *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the dmops process and the JVM it starts: killed together
+    )
+
+
+def _wait_for(proc: subprocess.Popen[bytes], seen: Callable[[], bool], timeout: float = 120) -> bool:
+    """Poll until ``seen()`` (True) or the process ends (False)."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if seen():
+            return True
+        assert time.monotonic() < deadline, "the send neither reached the moment nor ended"
+        time.sleep(0.02)
+    return False
+
+
+def test_kill_9_of_a_spark_send_then_reruns_send_every_contact_exactly_once(tmp_path: Path) -> None:
+    """SPEC §7 and §13: a send on Spark killed (with its JVM) while it hands the contacts to Spark, and again
+    while it writes the outbox; the reruns complete the occurrence with every eligible contact exactly once,
+    the killed commands' hand-over folders (contact data) are removed, and nothing is left running."""
+    from tests.planning import write
+    from tests.test_send import EMAIL, WS, contacts, ledger_rows, outbox_messages
+
+    root = write(tmp_path / "ws", {"dmops.yaml": WS, "contacts.csv": contacts(3000), "campaigns/promo.yaml": EMAIL})
+    planned = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dmops",
+            "-w",
+            str(root),
+            "plan",
+            "promo",
+            "--at",
+            "2026-11-30T12:00",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        check=True,
+    )
+    eligible = json.loads(planned.stdout)["to_send"]
+    with (root / "dmops.yaml").open("a", encoding="utf-8") as config:
+        config.write(
+            "engine: {kind: spark, master: 'local[1]', conf: {spark.driver.host: 127.0.0.1,"
+            " spark.driver.bindAddress: 127.0.0.1, spark.ui.enabled: false}}\n"
+        )
+    hand_overs, occurrence = root / ".dmops" / "spark", root / "outbox" / "promo" / "once"
+    moments = {
+        "handing over": lambda: any(hand_overs.glob("send-*/in-*")),
+        "writing the outbox": lambda: any(occurrence.glob(".run-*.tmp")),
+    }
+    killed = []
+    for moment, seen in moments.items():
+        proc = _spark_send(root, "--limit", "1000")
+        if _wait_for(proc, seen):
+            os.killpg(proc.pid, signal.SIGKILL)
+            killed.append(moment)
+        proc.wait()
+    assert "handing over" in killed  # the JVM's start makes this moment wide
+    assert any(hand_overs.glob("send-*"))  # the killed send's copy of the contacts is still there
+    for _ in range(4):  # reruns without kills until the occurrence is complete
+        proc = _spark_send(root)
+        assert proc.wait() == 0
+        if len(ledger_rows(root)) == eligible:
+            break
+    messages = outbox_messages(root)  # checks every manifest's count and sha256
+    contact_ids = [m["contact_id"] for m in messages]
+    assert len(contact_ids) == len(set(contact_ids)) == eligible, "every eligible contact exactly once"
+    assert sorted((m["contact_id"], m["variant"], m["message_id"]) for m in messages) == ledger_rows(root)
+    assert [p.name for p in occurrence.iterdir() if p.name.startswith(".")] == []
+    assert not hand_overs.exists()  # the killed sends' folders went with the reruns
+    print(f"killed while {' and while '.join(killed)}; {eligible} messages")

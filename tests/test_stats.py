@@ -156,3 +156,19 @@ def test_the_small_sample_caution() -> None:
     assert not small_sample(5, 100, 1, 200)  # the larger group's counts do not decide
     assert small_sample(5, 100, 1, 100)  # equal sizes: either group
     assert not small_sample(5, 10, 5, 10)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.decimals(min_value=0, max_value=10**6, places=2), max_size=60))
+def test_the_revenue_sd_from_exact_sums_is_the_textbook_one(values: list) -> None:
+    """sample_sd from the sums a DECIMAL engine gives: statistics.stdev of the exact values, rounded once."""
+    import statistics
+    from fractions import Fraction
+
+    from dmops.report.stats import sample_sd
+
+    found = sample_sd(len(values), sum(values), sum(v * v for v in values))
+    if len(values) < 2:
+        assert found == 0.0
+        return
+    assert found == pytest.approx(statistics.stdev([Fraction(v) for v in values]), rel=1e-15, abs=1e-12)

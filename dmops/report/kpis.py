@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 import duckdb
@@ -19,7 +17,7 @@ import duckdb
 from dmops import ledger
 from dmops.campaign import MAX_GOALS, Campaign, Cell
 from dmops.db import Queries, connect
-from dmops.report.stats import sample_ratio_mismatch, small_sample, two_proportions, welch, wilson
+from dmops.report.stats import sample_ratio_mismatch, sample_sd, small_sample, two_proportions, welch, wilson
 from dmops.sql import REASONS, query
 from dmops.tabular import csv_safe
 from dmops.workspace import Workspace
@@ -50,13 +48,8 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 
 
 def _revenue_sd(counts: dict[str, Any]) -> float:
-    """The sample standard deviation of revenue per recipient, from the exact sums of the revenue and of its
-    squares (DECIMAL on every engine): the same float wherever and in whatever order the rows were summed."""
-    n = counts["recipients"]
-    if n < 2:
-        return 0.0
-    total, squares = Fraction(counts["revenue"] or 0), Fraction(counts["revenue_sq"] or 0)
-    return math.sqrt((squares - total * total / n) / (n - 1))
+    """The standard deviation of revenue per recipient (0 for every recipient without a conversion)."""
+    return sample_sd(counts["recipients"], counts["revenue"] or 0, counts["revenue_sq"] or 0)
 
 
 def _interval(successes: int, trials: int) -> list[float] | None:

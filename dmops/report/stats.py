@@ -9,10 +9,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from decimal import Decimal
+from fractions import Fraction
 
 from scipy import special
 
 Z95 = float(special.ndtri(0.975))
+
+
+def sample_sd(n: int, total: Decimal | int, squares: Decimal | int) -> float:
+    """The sample standard deviation of ``n`` values from the exact sums of the values and of their squares
+    (DECIMAL sums from the engine): computed exactly, then rounded once, so the same float on every engine
+    and in any order the rows were summed. 0 for fewer than 2 values."""
+    if n < 2:
+        return 0.0
+    mean_square = Fraction(total) * Fraction(total) / n
+    return math.sqrt((Fraction(squares) - mean_square) / (n - 1))
 
 
 def _rounded(values: dict[str, float | None]) -> dict[str, float | None]:
