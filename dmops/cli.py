@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 from dmops import __version__
 from dmops.campaign import Campaign, find_campaign_file, load_campaign
 from dmops.durable import write_atomic
-from dmops.errors import DmopsError, ExitCode, OutputError, ProblemsFound
+from dmops.errors import DmopsError, ExitCode, OutputError, ProblemsFound, UsageError
 from dmops.plan import Check, PlanSummary, explain, iso_z, run_plan
 from dmops.scaffold import init_workspace
 from dmops.schedule import resolve_at
@@ -67,7 +67,7 @@ def _console(stderr: bool = False) -> Console:
     columns (COLUMNS, when set, still decides)."""
     stream = sys.stderr if stderr else sys.stdout
     piped = not stream.isatty() and "COLUMNS" not in os.environ
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=1_000 if piped else None)
+    return Console(stderr=stderr, highlight=False, emoji=False, soft_wrap=True, width=1_000 if piped else None)
 
 
 def _interruption(exc: BaseException) -> bool:
@@ -333,24 +333,54 @@ def plan_command(
     ctx: typer.Context,
     campaign: CampaignArgument,
     at: AtOption = None,
-    fmt: Annotated[Literal["table", "json"], typer.Option("--format", help="Output format.")] = "table",
+    fmt: Annotated[
+        Literal["table", "json", "md", "github"],
+        typer.Option("--format", help="Output format (md and github with --diff)."),
+    ] = "table",
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Write one row per audience contact to FILE (.csv or .parquet).")
     ] = None,
     explain_id: Annotated[
         str | None, typer.Option("--explain", metavar="CONTACT_ID", help="Print every check for one contact.")
     ] = None,
+    base: Annotated[
+        Path | None,
+        typer.Option("--diff", metavar="BASE", help="Compare with an earlier --out file: who joins, leaves or moves."),
+    ] = None,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on", help="With --diff: exit 1 past a threshold, e.g. 'send:-5%' or 'joined:suppressed>0'."
+        ),
+    ] = None,
 ) -> None:
     """Show who would get CAMPAIGN, who would not and why, and when; writes nothing to the workspace."""
+    from dmops import plandiff
+
     options: Options = ctx.obj
+    if base is None and (fail_on or fmt in ("md", "github")):
+        raise UsageError("--fail-on and --format md or github go with --diff BASE")
+    if base is not None and explain_id is not None:
+        raise UsageError("--diff and --explain do not go together: run them one at a time")
+    thresholds = [plandiff.threshold(t) for t in fail_on or []]
     ws, loaded = _open(ctx, campaign)
     options.interrupted = _nothing_written(out_file)
     moment = resolve_at(at, options.now(), zone(ws.config.timezone))
-    con, summary = run_plan(ws, loaded, moment, out=out_file)
+    con, summary = run_plan(ws, loaded, moment, out=out_file, reads=[base] if base is not None else [])
     try:
         checks = explain(con, ws, loaded, summary, explain_id, show_pii=options.show_pii) if explain_id else None
+        diff = plandiff.compare(con, loaded.id, base) if base is not None else None
     finally:
         con.close()
+    if diff is not None:
+        failed = plandiff.check(diff, thresholds)
+        _print_diff(diff, fmt, loaded.path, options.show_pii)
+        if failed:
+            if fmt in ("table", "json"):
+                for found in failed:
+                    _console(stderr=True).print(f"threshold crossed: {escape(found)}")
+            raise typer.Exit(int(ExitCode.FAILURE))
+        return
     if fmt == "json":
         payload = summary.as_json()
         if checks is not None:
@@ -360,6 +390,33 @@ def plan_command(
     _print_plan(summary, loaded, out_file)
     if checks is not None and explain_id is not None:
         _print_explain(explain_id, checks)
+
+
+def _print_diff(diff: Any, fmt: str, campaign_file: Path, show_pii: bool) -> None:
+    from rich.table import Table
+
+    from dmops import plandiff
+
+    if fmt == "json":
+        print(json.dumps(diff.as_json(), ensure_ascii=False))
+    elif fmt == "md":
+        print(plandiff.markdown(diff, show_pii), end="")
+    elif fmt == "github":
+        print(plandiff.github(diff, campaign_file, show_pii), end="")
+    else:
+        header, rows = plandiff.table_rows(diff, show_pii)
+        out = _console()
+        for line in header:
+            out.print(escape(line))
+        if not rows:
+            out.print("No contact changes state.")
+            return
+        table = Table(box=None, pad_edge=False)
+        for name in ("from", "to", "contacts", "e.g."):
+            table.add_column(name, justify="right" if name == "contacts" else "left")
+        for row in rows:
+            table.add_row(*(escape(cell) for cell in row))
+        out.print(table)
 
 
 @app.command("send")

@@ -470,11 +470,12 @@ def write_out(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 
 
 def run_plan(
-    ws: Workspace, campaign: Campaign, at: datetime, *, out: Path | None = None
+    ws: Workspace, campaign: Campaign, at: datetime, *, out: Path | None = None, reads: Sequence[Path] = ()
 ) -> tuple[duckdb.DuckDBPyConnection, PlanSummary]:
     """Prepare, build (on Spark when ``engine:`` says so), and write ``out`` if given: the open connection
-    (for --explain) and the summary."""
+    (for --explain and --diff, which may read the files ``reads``) and the summary."""
     allowed = [str(staging_path(out))] if out is not None else []
+    allowed += [str(path.resolve()) for path in reads]
     if out is not None:
         check_out_path(out)
     with hand_over(ws.state_dir, "plan", spark=ws.config.spark is not None) as folder:

@@ -116,3 +116,13 @@ def test_tables_into_a_pipe_keep_their_width(root: Path) -> None:
     header = done.stdout.splitlines()[1]
     assert header.startswith("variant") and header.endswith("conv. lift vs holdout [95% CI]")
     assert len(header) > 80
+
+
+def test_text_that_looks_like_an_emoji_code_is_printed_as_written(root: Path) -> None:
+    """Rich turns :a: or :fire: into pictures unless told not to; a campaign name, a variant or a threshold
+    (send:a:-5%) is printed as the user wrote it."""
+    campaign = root / "campaigns" / "promo.yaml"
+    campaign.write_text(campaign.read_text(encoding="utf-8").replace("name: Promo", "name: 'Sale :fire: :a:'"))
+    code, out, _ = run(root, "plan", "promo", "--at", "2026-11-30T12:00")
+    assert code == 0
+    assert "Sale :fire: :a:" in out[0]
