@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 from dmops import __version__
 from dmops.campaign import Campaign, find_campaign_file, load_campaign
 from dmops.durable import write_atomic
-from dmops.errors import DmopsError, ExitCode, OutputError, ProblemsFound, UsageError
+from dmops.errors import DmopsError, ExitCode, Location, OutputError, ProblemsFound, UsageError
 from dmops.plan import Check, PlanSummary, explain, iso_z, run_plan
 from dmops.scaffold import init_workspace
 from dmops.schedule import resolve_at
@@ -172,6 +172,11 @@ def _finding(exc: DmopsError, severity: str, root: Path) -> dict[str, Any]:
 
 
 def _print_report(report: ValidationReport, fmt: str) -> None:
+    if fmt in ("github", "junit"):
+        from dmops.validate import github_annotations, junit_report
+
+        sys.stdout.write(github_annotations(report) if fmt == "github" else junit_report(report))
+        return
     if fmt == "json":
         payload = {
             "ok": not report.errors,
@@ -234,7 +239,10 @@ def validate_command(
     campaigns: Annotated[
         list[str] | None, typer.Argument(help="Campaign ids or files (default: all in campaigns/).")
     ] = None,
-    fmt: Annotated[Literal["table", "json"], typer.Option("--format", help="Output format.")] = "table",
+    fmt: Annotated[
+        Literal["table", "json", "github", "junit"],
+        typer.Option("--format", help="table, json, github (workflow annotations) or junit (JUnit XML)."),
+    ] = "table",
 ) -> None:
     """Check the workspace, contacts, campaigns and templates; exit 0 when all is valid."""
     root = _root(ctx)
@@ -374,7 +382,7 @@ def plan_command(
         con.close()
     if diff is not None:
         failed = plandiff.check(diff, thresholds)
-        _print_diff(diff, fmt, loaded.path, options.show_pii)
+        _print_diff(diff, fmt, loaded.path, ws.root, options.show_pii)
         if failed:
             if fmt in ("table", "json"):
                 for found in failed:
@@ -392,7 +400,7 @@ def plan_command(
         _print_explain(explain_id, checks)
 
 
-def _print_diff(diff: Any, fmt: str, campaign_file: Path, show_pii: bool) -> None:
+def _print_diff(diff: Any, fmt: str, campaign_file: Path, root: Path, show_pii: bool) -> None:
     from rich.table import Table
 
     from dmops import plandiff
@@ -402,7 +410,8 @@ def _print_diff(diff: Any, fmt: str, campaign_file: Path, show_pii: bool) -> Non
     elif fmt == "md":
         print(plandiff.markdown(diff, show_pii), end="")
     elif fmt == "github":
-        print(plandiff.github(diff, campaign_file, show_pii), end="")
+        shown = Location(file=campaign_file).shown_file(root) or str(campaign_file)
+        print(plandiff.github(diff, shown, show_pii), end="")
     else:
         header, rows = plandiff.table_rows(diff, show_pii)
         out = _console()
@@ -934,8 +943,8 @@ def lint_command(
     ctx: typer.Context,
     campaigns: Annotated[list[str] | None, typer.Argument(help="Campaign ids or files (default: all).")] = None,
     fmt: Annotated[
-        Literal["table", "json", "github"],
-        typer.Option("--format", help="table, json, or github (workflow annotations)."),
+        Literal["table", "json", "github", "junit"],
+        typer.Option("--format", help="table, json, github (workflow annotations) or junit (JUnit XML)."),
     ] = "table",
     at: AtOption = None,
     sample: Annotated[int, typer.Option("--sample", min=1, help="Real contacts rendered per variant.")] = 200,
@@ -956,13 +965,16 @@ def lint_command(
 
 
 def _print_lint(result: WorkspaceLint, fmt: str) -> None:
-    from dmops.lint import github_annotations
+    from dmops.lint import github_annotations, junit_report
 
     if fmt == "json":
         _emit(json.dumps(result.as_json(), ensure_ascii=False, indent=2), None)
         return
     if fmt == "github":
         sys.stdout.write(github_annotations(result.findings, result.root))
+        return
+    if fmt == "junit":
+        sys.stdout.write(junit_report(result))
         return
     out = _console()
     for f in result.findings:

@@ -623,6 +623,7 @@ class WorkspaceLint:
     root: Path
     campaigns: list[str]
     results: list[LintResult]
+    rules: dict[str, list[str]] = field(default_factory=dict)  # per campaign, the rules that apply to it
 
     @property
     def findings(self) -> list[Finding]:
@@ -664,19 +665,45 @@ def lint_workspace(ws: Workspace, campaigns: list[Campaign], moment: datetime, s
         results = [lint_campaign(con, ws, c, sample) for c in campaigns]
     finally:
         con.close()
-    return WorkspaceLint(ws.root, [c.id for c in campaigns], results)
+    applies = {
+        c.id: [
+            r.id
+            for r in RULES.values()
+            if r.channel in (None, c.config.channel) and (not r.marketing or c.config.purpose == "marketing")
+        ]
+        for c in campaigns
+    }
+    return WorkspaceLint(ws.root, [c.id for c in campaigns], results, applies)
 
 
 def github_annotations(findings: list[Finding], root: Path) -> str:
     """GitHub Actions workflow commands: one ``::error``/``::warning`` per finding."""
+    from dmops.ci import github_command
 
-    def escape(value: str) -> str:
-        return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-    lines = []
-    for f in findings:
-        file = Location(file=Path(f.file)).shown_file(root) or "" if f.file else ""
-        where = f"file={escape(file)}" + (f",line={f.line}" if f.line else "")
-        title = escape(f"{f.rule} ({f.campaign}/{f.variant}/{f.part})").replace(",", "%2C").replace("::", "%3A%3A")
-        lines.append(f"::{f.severity} {where},title={title}::{escape(f.message + ' — ' + f.hint)}")
+    lines = [
+        github_command(
+            f.severity,
+            f"{f.message} — {f.hint}",
+            file=Location(file=Path(f.file)).shown_file(root) if f.file else None,
+            line=f.line,
+            title=f"{f.rule} ({f.campaign}/{f.variant}/{f.part})",
+        )
+        for f in findings
+    ]
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def junit_report(result: WorkspaceLint) -> str:
+    """JUnit XML: one test case per campaign and rule that applies to it (its channel, marketing or not); a
+    rule's errors fail it, its warnings are its output."""
+    from dmops.ci import Case, Failure, junit
+
+    cases = {(c, rule): Case(f"dmops.lint.{c}", rule) for c in result.campaigns for rule in result.rules.get(c, RULES)}
+    for f in result.findings:
+        case = cases.setdefault((f.campaign, f.rule), Case(f"dmops.lint.{f.campaign}", f.rule))
+        where = f"{result.shown_file(f) or f.campaign}:{f.line or ''} ({f.variant}/{f.part})"
+        if f.severity == "error":
+            case.failures.append(Failure(f.message, f.rule, f"{where}; fix: {f.hint}"))
+        else:
+            case.output.append(f"warning: {where}: {f.message}; fix: {f.hint}")
+    return junit("dmops lint", list(cases.values()))

@@ -307,19 +307,17 @@ def markdown(diff: PlanDiff, show_pii: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
-def github(diff: PlanDiff, campaign_file: Path, show_pii: bool = False) -> str:
+def github(diff: PlanDiff, campaign_file: str, show_pii: bool = False) -> str:
     """GitHub Actions workflow commands: a notice per change, an error per threshold crossed."""
+    from dmops.ci import github_command
 
-    def escape(text: str) -> str:
-        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-    where = f"file={escape(str(campaign_file))},title=dmops plan diff"
-    lines = [f"::notice {where}::{escape(' '.join(_header(diff)))}"]
+    title = f"dmops plan diff ({diff.campaign})"
+    lines = [github_command("notice", " ".join(_header(diff)), file=campaign_file, title=title)]
     lines += [
-        f"::notice {where}::{escape(f'{a} -> {b}: {n} contacts (e.g. {ids})')}"
+        github_command("notice", f"{a} -> {b}: {n} contacts (e.g. {ids})", file=campaign_file, title=title)
         for a, b, n, ids in _rows(diff, show_pii)
     ]
-    lines += [f"::error {where}::{escape(found)}" for found in diff.failed]
+    lines += [github_command("error", found, file=campaign_file, title=title) for found in diff.failed]
     return "\n".join(lines) + "\n"
 
 

@@ -14,7 +14,7 @@ from dmops.campaign import Campaign, campaign_files, find_campaign_file, load_ca
 from dmops.contacts import ContactsInfo, address_quality, load_contacts
 from dmops.db import connect
 from dmops.deliver import unset_credentials
-from dmops.errors import ConfigError, DmopsError, ExitCode, IOFailure, ProblemsFound
+from dmops.errors import ConfigError, DmopsError, ExitCode, IOFailure, Location, ProblemsFound
 from dmops.suppressions import missing_files
 from dmops.workspace import Workspace, load_workspace
 
@@ -27,6 +27,7 @@ class ValidationReport:
     errors: list[DmopsError] = field(default_factory=list)
     warnings: list[DmopsError] = field(default_factory=list)
     campaigns: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)  # the campaign files checked
     contacts: ContactsInfo | None = None
     quality: dict[str, int] = field(default_factory=dict)
 
@@ -138,6 +139,7 @@ def validate(root: Path, names: Sequence[str] = ()) -> ValidationReport:
         if not paths:
             report.warnings.append(ConfigError(f"no campaign files in {ws.config.campaigns_dir}/", file=ws.file))
     seen: dict[str, Path] = {}
+    report.files = paths
     for path in paths:
         try:
             campaign = load_campaign(path, ws)
@@ -160,3 +162,48 @@ def validate(root: Path, names: Sequence[str] = ()) -> ValidationReport:
             _check_campaign(con, campaign, ws, columns, report)
     con.close()
     return report
+
+
+WORKSPACE_CASE = "workspace"  # dmops.yaml, the contacts and suppressions: what is not in a campaign file
+
+
+def _shown(exc: DmopsError, root: Path) -> str | None:
+    return exc.location.shown_file(root)
+
+
+def github_annotations(report: ValidationReport) -> str:
+    """GitHub Actions workflow commands: one ``::error``/``::warning`` per finding, with its file and line."""
+    from dmops.ci import github_command
+
+    lines = [
+        github_command(
+            severity,
+            exc.message + (f" — {exc.hint}" if exc.hint else ""),
+            file=_shown(exc, report.root),
+            line=exc.location.line,
+            title="dmops validate" + (f" ({exc.location.key})" if exc.location.key else ""),
+        )
+        for severity, found in (("error", report.errors), ("warning", report.warnings))
+        for exc in found
+    ]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def junit_report(report: ValidationReport) -> str:
+    """JUnit XML: one test case for the workspace and one per campaign file; its errors fail it."""
+    from dmops.ci import Case, Failure, junit
+
+    cases = {WORKSPACE_CASE: Case("dmops.validate", WORKSPACE_CASE)}
+    for path in report.files:
+        shown = Location(file=path).shown_file(report.root) or str(path)
+        cases[shown] = Case("dmops.validate", shown)
+    for severity, found in (("error", report.errors), ("warning", report.warnings)):
+        for exc in found:
+            case = cases.get(_shown(exc, report.root) or "", cases[WORKSPACE_CASE])
+            where = exc.location.render(report.root)
+            if severity == "error":
+                kind = exc.location.key or type(exc).__name__
+                case.failures.append(Failure(exc.message, kind, where + (f"; fix: {exc.hint}" if exc.hint else "")))
+            else:
+                case.output.append(f"warning: {exc.render(report.root)}")
+    return junit("dmops validate", list(cases.values()))

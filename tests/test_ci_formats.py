@@ -1,0 +1,79 @@
+"""Findings every CI can show: `validate` and `lint` as GitHub workflow commands and as JUnit XML, checked
+against the JSON findings of the same run."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections import Counter
+
+from dmops.ci import github_command
+from tests.conftest import BASIC_CAMPAIGN, REPO
+
+
+def junit_cases(text: str) -> list[ET.Element]:
+    """The test cases of a JUnit document, after checking the counts and attributes JUnit readers rely on."""
+    assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>\n')
+    root = ET.fromstring(text)
+    assert root.tag == "testsuites"
+    (suite,) = root.findall("testsuite")
+    cases = suite.findall("testcase")
+    failed = [c for c in cases if c.find("failure") is not None]
+    for element in (root, suite):
+        assert element.get("tests") == str(len(cases)) and element.get("failures") == str(len(failed))
+        assert element.get("errors") == "0" and element.get("name")
+    for case in cases:
+        assert case.get("classname") and case.get("name") and {e.tag for e in case} <= {"failure", "system-out"}
+        failures = case.findall("failure")
+        assert len(failures) <= 1 and all(f.get("message") and f.get("type") for f in failures)
+    return cases
+
+
+def test_lint_junit_has_a_case_per_campaign_and_rule_and_fails_the_rules_with_errors(cli) -> None:
+    root = REPO / "examples" / "lint-bad"
+    result = cli("-w", root, "lint", "--format", "junit")
+    assert result.exit_code == 1
+    cases = junit_cases(result.stdout)
+    findings = json.loads(cli("-w", root, "lint", "--format", "json").stdout)["findings"]
+    errors = Counter((f["campaign"], f["rule"]) for f in findings if f["severity"] == "error")
+    failed = Counter()
+    for case in cases:
+        failure = case.find("failure")
+        if failure is not None:
+            campaign = case.get("classname", "").removeprefix("dmops.lint.")
+            failed[campaign, case.get("name")] = (failure.text or "").count(f"{case.get('name')}: ")
+    assert failed == errors  # every error finding, under its campaign and rule, and nothing else fails
+    names = {(c.get("classname"), c.get("name")) for c in cases}
+    assert len(names) == len(cases)  # one case per campaign and rule
+    assert ("dmops.lint.bad-sms", "sms.opt-out") in names and ("dmops.lint.bad-email", "sms.opt-out") not in names
+    warnings = [f for f in findings if f["severity"] == "warning"]
+    outputs = "".join(c.findtext("system-out") or "" for c in cases)
+    assert warnings and all(w["message"] in outputs for w in warnings)
+
+
+def test_validate_junit_and_github_name_the_file_and_line(cli, workspace) -> None:
+    root = workspace({"campaigns/hello.yaml": BASIC_CAMPAIGN.replace("tier = 'gold'", "tierr = 'gold'")})
+    result = cli("--workspace", root, "validate", "--format", "junit")
+    assert result.exit_code == 78
+    cases = {c.get("name"): c for c in junit_cases(result.stdout)}
+    assert set(cases) == {"workspace", "campaigns/hello.yaml"}
+    failure = cases["campaigns/hello.yaml"].find("failure")
+    assert failure is not None and failure.get("type") == "audience.where"
+    assert failure.get("message") == "unknown column 'tierr' in expression"
+    assert "campaigns/hello.yaml:7" in (failure.text or "") and "did you mean 'tier'?" in (failure.text or "")
+    assert cases["workspace"].find("failure") is None
+    github = cli("--workspace", root, "validate", "--format", "github")
+    assert github.exit_code == 78
+    assert github.stdout == (
+        "::error file=campaigns/hello.yaml,line=7,title=dmops validate (audience.where)::"
+        "unknown column 'tierr' in expression — did you mean 'tier'?\n"
+    )
+    clean = cli("--workspace", workspace(), "validate", "--format", "junit")
+    assert clean.exit_code == 0 and all(c.find("failure") is None for c in junit_cases(clean.stdout))
+
+
+def test_workflow_commands_escape_what_github_reads_as_syntax() -> None:
+    assert github_command("error", "50% off\nnow", file="a,b:c.yaml", line=3, title="x: y") == (
+        "::error file=a%2Cb%3Ac.yaml,line=3,title=x%3A y::50%25 off%0Anow"
+    )
+    assert github_command("notice", "plain") == "::notice::plain"
