@@ -7,10 +7,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint samples bench bench-large mutate clean
 
-$(STAMP): pyproject.toml
+# The wheelhouse: dmops's dependencies, pre-commit and the build backend as wheels, so that the pre-commit
+# hook test installs them without the network (tests never reach it).
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
+	$(BIN)/python -m pip wheel --quiet --wheel-dir $(VENV)/wheelhouse . pre-commit hatchling
 	touch $(STAMP)
 
 demo: $(STAMP)
