@@ -77,3 +77,31 @@ def test_workflow_commands_escape_what_github_reads_as_syntax() -> None:
         "::error file=a%2Cb%3Ac.yaml,line=3,title=x%3A y::50%25 off%0Anow"
     )
     assert github_command("notice", "plain") == "::notice::plain"
+
+
+def test_the_ci_examples_and_hooks_use_options_dmops_has(cli) -> None:
+    """examples/ci and .pre-commit-hooks.yaml are valid YAML, and every dmops command in them uses a command
+    and options that exist."""
+    import re
+
+    import yaml
+
+    hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
+    assert [(h["id"], h["entry"], h["args"]) for h in hooks] == [
+        ("dmops-validate", "dmops", ["validate"]),
+        ("dmops-lint", "dmops", ["lint"]),
+    ]
+    commands = []
+    for path in sorted((REPO / "examples" / "ci").glob("*.yml")):
+        text = path.read_text(encoding="utf-8")
+        assert yaml.safe_load(text)
+        commands += re.findall(r"\bdmops((?: --workspace \S+)? (?:validate|lint|send|plan)\b[^\n|>]*)", text)
+    assert len(commands) >= 10
+    for command in commands:
+        words = command.split()
+        if words[0] == "--workspace":
+            words = words[2:]
+        helped = cli(words[0], "--help")
+        assert helped.exit_code == 0
+        for option in (w for w in words if w.startswith("--")):
+            assert option in helped.stdout, (command, option)
