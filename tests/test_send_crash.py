@@ -28,7 +28,7 @@ def _send(root: Path, *extra: str) -> subprocess.Popen[bytes]:
     )
 
 
-def _plan(root: Path) -> dict:
+def plan_summary(root: Path) -> dict:
     done = subprocess.run(
         [
             sys.executable,
@@ -51,7 +51,7 @@ def _plan(root: Path) -> dict:
 
 def test_kill_9_at_random_moments_never_duplicates_or_loses(tmp_path: Path) -> None:
     root = write(tmp_path / "ws", {"dmops.yaml": WS, "contacts.csv": contacts(CONTACTS), "campaigns/promo.yaml": EMAIL})
-    eligible = _plan(root)["to_send"]
+    eligible = plan_summary(root)["to_send"]
     rng = random.Random(8450)
     kills = attempts = 0
     while kills < KILLS:
@@ -69,7 +69,7 @@ def test_kill_9_at_random_moments_never_duplicates_or_loses(tmp_path: Path) -> N
         proc = _send(root)
         assert proc.wait() == 0
         finished += 1
-        if _plan(root)["to_send"] == 0:
+        if plan_summary(root)["to_send"] == 0:
             break
         assert finished < 5
     messages = outbox_messages(root)  # checks every manifest's count and sha256
@@ -80,7 +80,7 @@ def test_kill_9_at_random_moments_never_duplicates_or_loses(tmp_path: Path) -> N
     assert sorted((m["contact_id"], m["variant"], m["message_id"]) for m in messages) == ledger_rows(root)
     leftovers = [p.name for p in (root / "outbox/promo/once").iterdir() if p.name.startswith(".")]
     assert leftovers == []
-    final = _plan(root)
+    final = plan_summary(root)
     assert final["excluded"]["already_sent"] == eligible and final["to_send"] == 0
     print(f"{kills} kills in {attempts} attempts, {eligible} messages")
 

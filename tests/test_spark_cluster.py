@@ -137,26 +137,10 @@ def test_kill_9_of_a_spark_send_then_reruns_send_every_contact_exactly_once(tmp_
     and the outbox do not run on Spark): tests/test_send_crash.py."""
     from tests.planning import write
     from tests.test_send import EMAIL, WS, contacts, ledger_rows, outbox_messages
+    from tests.test_send_crash import plan_summary
 
     root = write(tmp_path / "ws", {"dmops.yaml": WS, "contacts.csv": contacts(3000), "campaigns/promo.yaml": EMAIL})
-    planned = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dmops",
-            "-w",
-            str(root),
-            "plan",
-            "promo",
-            "--at",
-            "2026-11-30T12:00",
-            "--format",
-            "json",
-        ],
-        capture_output=True,
-        check=True,
-    )
-    eligible = json.loads(planned.stdout)["to_send"]
+    eligible = plan_summary(root)["to_send"]  # on DuckDB, before the engine is set
     with (root / "dmops.yaml").open("a", encoding="utf-8") as config:
         config.write(
             "engine: {kind: spark, master: 'local[1]', conf: {spark.driver.host: 127.0.0.1,"
