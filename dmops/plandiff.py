@@ -140,8 +140,8 @@ def _read_base(con: duckdb.DuckDBPyConnection, base: Path) -> bool:
     bad = con.execute(
         """SELECT min(line) FILTER (WHERE decision IS NULL OR decision NOT IN ('send', 'excluded')),
                   min(line) FILTER (WHERE contact_id IS NULL),
-                  (SELECT min(line) FROM _dm_base_plan b
-                   WHERE EXISTS (SELECT 1 FROM _dm_base_plan o WHERE o.contact_id = b.contact_id AND o.line < b.line))
+                  (SELECT min(line) FROM (SELECT line, row_number() OVER (PARTITION BY contact_id ORDER BY line) AS k
+                                          FROM _dm_base_plan) WHERE k > 1)
            FROM _dm_base_plan"""
     ).fetchall()[0]
 

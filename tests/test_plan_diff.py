@@ -178,7 +178,7 @@ def test_thresholds_fail_the_run_with_what_they_saw(root: Path, tmp_path: Path) 
     assert "threshold crossed: joined:frequency_cap>=1:" in output
     code, output = run_cli(root, *diff, "--format", "github", "--fail-on", "send:+1")
     assert code == 1
-    assert "::error file=" in output and "title=dmops plan diff::send:+1: send rose by" in output
+    assert "::error file=" in output and "title=dmops plan diff (promo)::send:+1: send rose by" in output
     assert output.count("::notice ") >= 4
 
 
