@@ -475,7 +475,7 @@ def run_plan(
     """Prepare, build (on Spark when ``engine:`` says so), and write ``out`` if given: the open connection
     (for --explain and --diff, which may read the files ``reads``) and the summary."""
     allowed = [str(staging_path(out))] if out is not None else []
-    allowed += [str(path.resolve()) for path in reads]
+    allowed += [name for path in reads for name in (str(path), str(path.resolve()))]
     if out is not None:
         check_out_path(out)
     with hand_over(ws.state_dir, "plan", spark=ws.config.spark is not None) as folder:
