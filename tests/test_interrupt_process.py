@@ -28,7 +28,7 @@ from tests.test_send import EMAIL, WS, contacts, outbox_messages
 CONTACTS = 30_000  # above send's parallel threshold: rendering runs in worker processes
 EVENTS = 200_000
 AT = "2026-11-30T12:00"
-MOMENTS = (0.1, 0.35, 0.6, 0.85)  # fractions of the command's uninterrupted run time
+MOMENTS = (0.15, 0.5, 0.85)  # fractions of the command's uninterrupted run time
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGINT are POSIX")
 

@@ -17,7 +17,7 @@ from tests.planning import write
 from tests.test_send import EMAIL, WS, contacts, ledger_rows, outbox_messages
 
 CONTACTS = 3000
-KILLS = 20
+KILLS = 12
 
 
 def _send(root: Path, *extra: str) -> subprocess.Popen[bytes]:

@@ -143,7 +143,7 @@ def test_kill_9_of_a_spark_send_then_reruns_send_every_contact_exactly_once(tmp_
     eligible = plan_summary(root)["to_send"]  # on DuckDB, before the engine is set
     with (root / "dmops.yaml").open("a", encoding="utf-8") as config:
         config.write(
-            "engine: {kind: spark, master: 'local[1]', conf: {spark.driver.host: 127.0.0.1,"
+            "engine: {kind: spark, master: 'local[2]', conf: {spark.driver.host: 127.0.0.1,"
             " spark.driver.bindAddress: 127.0.0.1, spark.ui.enabled: false, spark.sql.shuffle.partitions: 2}}\n"
         )
     hand_overs, occurrence = root / ".dmops" / "spark", root / "outbox" / "promo" / "once"
