@@ -500,3 +500,26 @@ def test_the_whole_loop_on_spark_writes_duckdbs_files_and_reports(tmp_path: Path
     rows = [r for c in report["campaigns"] for r in c["rows"]]
     assert sum(r["conversions"] for r in rows) > 100 and sum(r["opened"] or 0 for r in rows) > 100
     assert len(json.loads(str(duckdbs[REPORTS[-1]]))["cohorts"]) > 3
+
+
+def test_the_funnels_property_test_holds_on_spark(spark) -> None:
+    """The funnel's property test (tests/test_plan_properties.py: every contact's decision against SPEC §6
+    computed from the drawn inputs alone) on random workspaces planned with engine: spark."""
+    from hypothesis import HealthCheck, example, given, settings
+
+    from tests.test_plan_properties import CAPPED_AND_IN_THE_HOLDOUT_SLICE, FUNNEL_CASES, check_funnel
+
+    ran = []
+
+    @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+    @example(**CAPPED_AND_IN_THE_HOLDOUT_SLICE)
+    @given(**FUNNEL_CASES)
+    def on_spark(contacts, suppressions, cap_max, cap_days, cap_channel, purpose, holdout) -> None:
+        for view in spark.catalog.listTables():
+            spark.catalog.dropTempView(view.name)
+        check_funnel(contacts, suppressions, cap_max, cap_days, cap_channel, purpose, holdout, engine="spark")
+        assert "plan_rows" in {t.name for t in spark.catalog.listTables() if t.isTemporary}  # it ran there
+        ran.append(len(contacts))
+
+    on_spark()
+    assert len(ran) >= 5  # the pinned example and four drawn workspaces
