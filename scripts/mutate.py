@@ -77,11 +77,19 @@ def function_of(name: str) -> str:
 
 
 def refresh_data_files() -> None:
-    """Copy the package's files that are not Python (its SQL, its word lists) into ``mutants/``: mutmut
-    regenerates only the .py files, and a kept run would otherwise test new code against old SQL."""
+    """Copy the package's files that are not Python (its SQL, its word lists), and the files of mutmut's
+    ``also_copy``, into ``mutants/``: mutmut regenerates only the .py files of the package, and a kept run
+    would otherwise test new code against old SQL, or tests against files that did not exist then."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mutmut"]
     package = ROOT / "dmops"
-    for source in package.rglob("*"):
-        if source.is_file() and source.suffix not in (".py", ".pyc") and "__pycache__" not in source.parts:
+    sources = [s for s in package.rglob("*") if s.suffix not in (".py", ".pyc")]
+    for name in config.get("also_copy", []):
+        extra = ROOT / name
+        sources += [extra] if extra.is_file() else list(extra.rglob("*"))
+    for source in sources:
+        if source.is_file() and "__pycache__" not in source.parts:
             target = ROOT / "mutants" / source.relative_to(ROOT)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
