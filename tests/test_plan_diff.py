@@ -224,3 +224,14 @@ def test_examples_are_masked_unless_pii_is_asked_for(root: Path, tmp_path: Path)
     moved_ids = [c for c in sorted(current) if c in shown]
     assert moved_ids and not any(c in masked for c in moved_ids)
     assert "c0*" in masked
+
+
+def test_plans_for_another_moment_are_compared_and_the_header_says_so(root: Path, tmp_path: Path) -> None:
+    base = tmp_path / "base.csv"
+    assert run_cli(root, "plan", "promo", "--at", AT, "--out", str(base))[0] == 0
+    code, output = run_cli(root, "plan", "promo", "--at", "2026-12-08T10:00", "--diff", str(base))
+    assert code == 0, output
+    in_both = len(read_plan(base))
+    assert f"send times differ for {in_both:,} contacts in both plans" in output
+    code, output = run_cli(root, "plan", "promo", "--at", AT, "--diff", str(base))
+    assert code == 0 and "send times differ" not in output and "No contact changes state." in output
