@@ -62,11 +62,14 @@ class PlanDiff:
     base: Path
     base_rows: int
     current_rows: int
-    unchanged: int
+    unchanged_states: dict[str, int]  # contacts per state they kept
     changes: list[Move]  # moves, then joined (was None), then left (now None), each by state
     times_changed: int  # contacts in both plans whose send_after differs (another --at, schedule or zone)
     failed: list[str] = field(default_factory=list)  # the --fail-on thresholds crossed
-    unchanged_states: dict[str, int] = field(default_factory=dict)  # contacts per state they kept
+
+    @property
+    def unchanged(self) -> int:
+        return sum(self.unchanged_states.values())
 
     @property
     def moves(self) -> list[Move]:
@@ -173,9 +176,8 @@ def compare(con: duckdb.DuckDBPyConnection, campaign: str, base: Path) -> PlanDi
                   b.send_after IS NOT NULL AND c.send_after IS NOT NULL AND b.send_after <> c.send_after AS retimed
            FROM _dm_base_plan b FULL JOIN _dm_current_plan c USING (contact_id)"""
     )
-    base_rows, current_rows, unchanged, retimed = con.execute(
-        """SELECT count(was), count(now), count(*) FILTER (WHERE was = now), count(*) FILTER (WHERE retimed)
-           FROM _dm_plan_diff"""
+    base_rows, current_rows, retimed = con.execute(
+        "SELECT count(was), count(now), count(*) FILTER (WHERE retimed) FROM _dm_plan_diff"
     ).fetchall()[0]
     changes = [
         Move(was, now, int(n), tuple(examples))
@@ -186,11 +188,9 @@ def compare(con: duckdb.DuckDBPyConnection, campaign: str, base: Path) -> PlanDi
                 ORDER BY CASE WHEN was IS NULL THEN 1 WHEN now IS NULL THEN 2 ELSE 0 END, was, now"""
         ).fetchall()
     ]
-    same = dict(
-        con.execute("SELECT was, count(*) FROM _dm_plan_diff WHERE was = now GROUP BY was ORDER BY was").fetchall()
-    )
-    unchanged_states = {state: int(n) for state, n in same.items()}
-    return PlanDiff(campaign, base, base_rows, current_rows, unchanged, changes, retimed, [], unchanged_states)
+    kept = con.execute("SELECT was, count(*) FROM _dm_plan_diff WHERE was = now GROUP BY was ORDER BY was").fetchall()
+    unchanged_states = {state: int(n) for state, n in kept}
+    return PlanDiff(campaign, base, base_rows, current_rows, unchanged_states, changes, retimed)
 
 
 # --- thresholds ------------------------------------------------------------------------------------------
