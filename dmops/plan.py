@@ -481,18 +481,23 @@ def run_plan(
     with hand_over(ws.state_dir, "plan", spark=ws.config.spark is not None) as folder:
         con = prepare(ws, campaign, allowed_paths=allowed, allowed_directories=[str(folder)] if folder else [])
         try:
-            runner = None
-            if folder is not None:
-                from dmops.spark import runner_for
-
-                runner = runner_for(ws, folder)
-            summary = build(con, ws, campaign, at, spark=runner)
+            summary = build(con, ws, campaign, at, spark=spark_runner(ws, folder))
             if out is not None:
                 write_out(con, out)
         except DmopsError:
             con.close()
             raise
     return con, summary
+
+
+def spark_runner(ws: Workspace, folder: Path | None) -> SparkRunner | None:
+    """With ``engine: spark`` and a hand-over ``folder`` (:func:`dmops.durable.hand_over`), the runner the
+    funnel runs on; None on DuckDB. PySpark and SQLGlot are imported only then."""
+    if folder is None:
+        return None
+    from dmops.spark import runner_for
+
+    return runner_for(ws, folder)
 
 
 @dataclass(frozen=True)

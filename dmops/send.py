@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 
@@ -53,7 +53,7 @@ from dmops.outbox import (
     read_run,
     remove_incomplete,
 )
-from dmops.plan import PlanSummary, build, iso_z, prepare
+from dmops.plan import PlanSummary, build, iso_z, prepare, spark_runner
 from dmops.runlock import RunLock, check_stop, stop_reason
 from dmops.schedule import occurrence_key
 from dmops.secret import load_secret
@@ -69,9 +69,6 @@ from dmops.sqlrender import (
 from dmops.tabular import raise_all
 from dmops.timeutil import zone
 from dmops.workspace import Workspace
-
-if TYPE_CHECKING:
-    from dmops.spark import SparkRunner
 
 BATCH = 5_000
 ADDRESS_COLUMN = {channel: f"_dm_{column}" for channel, (column, _) in CHANNEL_ADDRESS.items()}  # in contacts
@@ -294,10 +291,11 @@ def _run(
     engine: str = "auto",
     lint: bool = False,
 ) -> SendResult:
-    with hand_over(ws.state_dir, "send", spark=ws.config.spark is not None) as folder:
-        con = prepare(ws, campaign, writable_ledger=not dry_run, allowed_directories=[str(folder)] if folder else [])
+    with hand_over(ws.state_dir, "send", spark=ws.config.spark is not None) as hand_overs:
+        allowed = [str(hand_overs)] if hand_overs else []
+        con = prepare(ws, campaign, writable_ledger=not dry_run, allowed_directories=allowed)
         try:
-            summary = build(con, ws, campaign, at, spark=_spark(ws, folder))
+            summary = build(con, ws, campaign, at, spark=spark_runner(ws, hand_overs))
             types = _contact_columns(con)
             unknown = {  # a misspelt name with a default would send "Hi there" to everyone: as validate, 78
                 (template.key, found.message): ConfigError(
@@ -366,16 +364,6 @@ def _run(
     if stopped is not None:
         raise StoppedDuringSend(result)
     return result
-
-
-def _spark(ws: Workspace, folder: Path | None) -> SparkRunner | None:
-    """With ``engine: spark``, the runner the funnel runs on (the audience and decisions come back for the
-    rendering and the ledger, which stay on DuckDB)."""
-    if folder is None:
-        return None
-    from dmops.spark import runner_for
-
-    return runner_for(ws, folder)
 
 
 class StoppedDuringSend(TemporaryFailure):
