@@ -22,7 +22,7 @@ import pytest
 
 from dmops.dialect import hash15_sql
 from dmops.plan import hash_thresholds
-from tests.spark_cluster import Cluster, descendants, off_loopback, session, sockets_of, standalone
+from tests.spark_cluster import LOOPBACK, Cluster, descendants, off_loopback, session, sockets_of, standalone
 
 pytest.importorskip("pyspark", reason="pip install 'dmops[spark]'")
 
@@ -115,6 +115,7 @@ def _spark_send(root: Path, *extra: str) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "dmops", "-w", str(root), "send", "promo", "--at", "2026-11-30T12:00", *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "SPARK_LOCAL_IP": LOOPBACK},  # with the conf's driver host: nothing off loopback
         start_new_session=True,  # the dmops process and the JVM it starts: killed together
     )
 
