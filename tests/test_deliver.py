@@ -140,6 +140,99 @@ def test_delivery_journals_are_read_in_number_order_past_a_million(tmp_path: Pat
     assert journal.path.name == "run-1000001.jsonl"
 
 
+def test_only_numbered_journal_files_are_journals(workspace) -> None:
+    """A note, a file named like a journal without a number, or a folder with a journal's name in the
+    deliveries folder is not read as a journal."""
+    import duckdb
+
+    from dmops import ledger
+    from dmops.workspace import load_workspace
+
+    ws = load_workspace(workspace())
+    folder = ledger.delivery_dir(ws)
+    (folder / "run-000000.jsonl").mkdir(parents=True)
+    (folder / "run-x1.jsonl").write_text("not a journal\n", encoding="utf-8")
+    (folder / "notes.txt").write_text("not a journal\n", encoding="utf-8")
+    line = '{"seq": 1, "message_id": "m", "campaign_id": "c", "channel": "email", "state": "accepted", "at": "%s"}\n'
+    (folder / "run-000001.jsonl").write_text(line % "2026-12-01T00:00:00", encoding="utf-8")
+    assert [p.name for p in ledger.delivery_journals(ws)] == ["run-000001.jsonl"]
+    con = duckdb.connect()
+    ledger.delivery_states(con, ws)
+    assert con.execute("SELECT message_id, state FROM delivery_states").fetchall() == [("m", "accepted")]
+
+
+def test_a_synced_line_is_forced_to_disk_once_and_a_closed_journal_is_closed_once(
+    workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SPEC §11: ``in_flight`` is on disk before the message is handed over: the first synced line calls
+    fdatasync, a sync of lines already on disk does not; close syncs and closes the file once, however
+    often it is called, and removes a journal that recorded nothing (also when someone removed it first)."""
+    import os
+
+    from dmops.ledger import DeliveryJournal
+    from dmops.workspace import load_workspace
+
+    ws = load_workspace(workspace())
+    journal = DeliveryJournal(ws)
+    fd = journal._fd
+    calls: list[str] = []
+    real_sync, real_close = os.fdatasync, os.close
+
+    def fdatasync(n: int) -> None:
+        calls.append("fdatasync" if n == fd else f"fdatasync({n})")
+        real_sync(n) if n == fd else None
+
+    def close(n: int) -> None:
+        calls.append("close" if n == fd else f"close({n})")
+        real_close(n) if n == fd else None  # a wrong descriptor is noted, not closed
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(os, "close", close)
+    assert journal.append({"state": "in_flight"}, sync=True) == 1
+    assert calls == ["fdatasync"]
+    journal.sync(1)
+    assert calls == ["fdatasync"]
+    journal.close()
+    journal.close()
+    monkeypatch.undo()
+    assert calls == ["fdatasync", "fdatasync", "close"]
+    assert journal.path.read_text(encoding="utf-8") == '{"seq": 1, "state": "in_flight"}\n'
+
+    empty = DeliveryJournal(ws)
+    assert empty.path.name == "run-000002.jsonl" and empty.path.exists()
+    empty.close()
+    assert not empty.path.exists()
+    removed = DeliveryJournal(ws)
+    removed.path.unlink()
+    removed.close()
+    assert not removed.path.exists() and journal.path.exists()
+
+
+def test_a_journal_on_descriptor_0_is_synced_and_closed(workspace) -> None:
+    """cron can start dmops with standard input closed; the journal's file then gets descriptor 0, and
+    closing the journal must still sync and close it."""
+    import os
+
+    from dmops.ledger import DeliveryJournal
+    from dmops.workspace import load_workspace
+
+    ws = load_workspace(workspace())
+    DeliveryJournal(ws).close()  # the folder exists: opening the next journal opens no other file first
+    saved = os.dup(0)
+    os.close(0)
+    try:
+        journal = DeliveryJournal(ws)
+        assert journal._fd == 0
+        journal.append({"state": "accepted"})
+        journal.close()
+        with pytest.raises(OSError):
+            os.fstat(0)  # closed
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+    assert journal.path.read_text(encoding="utf-8") == '{"seq": 1, "state": "accepted"}\n'
+
+
 WHOLE = b'{"seq": 1, "state": "accepted"}\n{"seq": 2, "state": "accepted"}\n'
 
 

@@ -561,7 +561,8 @@ def test_a_ctrl_c_after_the_ledger_is_replaced_still_stops_forget(
 
 class _SpillWatch:
     """A DuckDB connection that notes, when the erasure's copy begins, where DuckDB would spill and what that
-    folder then holds."""
+    folder then holds; at the copy's COMMIT it leaves a block file there, as DuckDB does when a copy larger
+    than its memory limit spills."""
 
     seen: list[tuple[str, list[str]]]
 
@@ -569,10 +570,13 @@ class _SpillWatch:
         self._con, self.seen = con, seen
 
     def execute(self, sql: str, *args: Any) -> Any:
+        (spill,) = self._con.execute("SELECT current_setting('temp_directory')").fetchone() or ("",)
+        folder = Path(spill)
         if sql.startswith("ATTACH $p AS old"):
-            (spill,) = self._con.execute("SELECT current_setting('temp_directory')").fetchone() or ("",)
-            folder = Path(spill)
             self.seen.append((spill, sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []))
+        if sql == "COMMIT":
+            folder.mkdir(exist_ok=True)
+            (folder / "duckdb_temp_block-4611686018427387905.block").write_text(PERSON["email"], encoding="utf-8")
         return self._con.execute(sql, *args)
 
     def __getattr__(self, name: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,27 @@ def test_a_killed_gc_is_finished_by_the_next(root: Path, cli: Callable[..., Any]
     assert cli("-w", root, "gc", "--at", AT).exit_code == 0
     assert list((occurrence(root) / ".run-0001.gone").iterdir()) == []
     assert (root / "campaigns" / "hello.yaml").is_file()  # the link's target is untouched
+
+
+def test_stray_files_and_linked_folders_in_the_outbox_are_left_alone(
+    root: Path, cli: Callable[..., Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The outbox is shared with whoever picks it up: a note beside the campaigns or the occurrences is not
+    an occurrence, and a linked folder is not followed (its runs live elsewhere, another tool's to keep)."""
+    assert cli("-w", root, "send", "hello", "--at", AT).exit_code == 0
+    (root / "outbox" / "README.txt").write_text("picked up hourly\n", encoding="utf-8")
+    (root / "outbox" / "hello" / "notes.txt").write_text("sent by hand\n", encoding="utf-8")
+    elsewhere = tmp_path_factory.mktemp("archive")
+    shutil.copytree(occurrence(root), elsewhere / "once")
+    (root / "outbox" / "hello" / "archived").symlink_to(elsewhere / "once", target_is_directory=True)
+    (root / "outbox" / "linked").symlink_to(elsewhere, target_is_directory=True)
+    archived = tree(elsewhere)
+    result = cli("-w", root, "gc", "--at", "2028-01-01T00:00:00Z")
+    assert result.exit_code == 0, result.output
+    assert "deleted 1 outbox runs (35 messages) older than 90d" in result.stdout
+    assert not (occurrence(root) / "run-0001").exists()
+    assert tree(elsewhere) == archived
+    assert (root / "outbox" / "README.txt").is_file() and (root / "outbox" / "hello" / "notes.txt").is_file()
 
 
 def test_gc_without_a_retention_is_a_configuration_error(root: Path, cli: Callable[..., Any]) -> None:
