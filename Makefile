@@ -8,12 +8,14 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint samples bench bench-large mutate clean
 
 # The wheelhouse: dmops's dependencies, pre-commit and the build backend as wheels, so that the pre-commit
-# hook test installs them without the network (tests never reach it).
+# hook test installs them without the network (tests never reach it); and the JUnit XML schema the tests
+# validate `--format junit` against (scripts/junit_schema.py says where it comes from).
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
 	$(BIN)/python -m pip wheel --quiet --wheel-dir $(VENV)/wheelhouse . pre-commit hatchling
+	$(BIN)/python scripts/junit_schema.py $(VENV)/junit-10.xsd
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -4,16 +4,34 @@ against the JSON findings of the same run."""
 from __future__ import annotations
 
 import json
+import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
+from functools import cache
+from pathlib import Path
 
-from dmops.ci import github_command
+import pytest
+import xmlschema
+
+from dmops.ci import Case, Failure, github_command, junit
 from tests.conftest import BASIC_CAMPAIGN, REPO
+
+# junit-10.xsd, the JUnit schema of Jenkins's xUnit plugin, which `make` fetches (scripts/junit_schema.py)
+SCHEMA = Path(sys.prefix) / "junit-10.xsd"
+
+
+@cache
+def junit_schema() -> xmlschema.XMLSchema10:
+    if not SCHEMA.is_file():
+        pytest.fail(f"no JUnit schema at {SCHEMA}: run `make test` (it fetches it when it creates .venv)")
+    return xmlschema.XMLSchema10(str(SCHEMA))
 
 
 def junit_cases(text: str) -> list[ET.Element]:
-    """The test cases of a JUnit document, after checking the counts and attributes JUnit readers rely on."""
+    """The test cases of a JUnit document, after validating it against the JUnit schema and checking the
+    counts and attributes JUnit readers rely on."""
     assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>\n')
+    junit_schema().validate(text.encode("utf-8"))  # raises XMLSchemaValidationError with the path
     root = ET.fromstring(text)
     assert root.tag == "testsuites"
     (suite,) = root.findall("testsuite")
@@ -105,3 +123,21 @@ def test_the_ci_examples_and_hooks_use_options_dmops_has(cli) -> None:
         assert helped.exit_code == 0
         for option in (w for w in words if w.startswith("--")):
             assert option in helped.stdout, (command, option)
+
+
+def test_the_junit_schema_rejects_what_ci_readers_reject() -> None:
+    """The schema check can fail: a test case without a name, a renamed case or failure element, a suite
+    time that is not a number."""
+    good = junit("dmops lint", [Case("dmops.lint.a", "rule", [Failure("bad", "rule", "campaigns/a.yaml:3")])])
+    assert junit_schema().is_valid(good.encode("utf-8"))
+    for broken in (
+        good.replace(' name="rule"', ""),
+        good.replace("<testcase ", "<case ").replace("</testcase>", "</case>"),
+        good.replace(
+            '<testsuite name="dmops lint" tests="1" failures="1" errors="0" skipped="0" time="0"',
+            '<testsuite name="dmops lint" tests="1" failures="1" errors="0" skipped="0" time="soon"',
+        ),
+        good.replace("<failure ", "<finding ").replace("</failure>", "</finding>"),
+    ):
+        assert broken != good
+        assert not junit_schema().is_valid(broken.encode("utf-8"))
