@@ -76,7 +76,7 @@ FUNNEL_CASES = {
 }
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=45, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @example(**CAPPED_AND_IN_THE_HOLDOUT_SLICE)
 @given(**FUNNEL_CASES)
 def test_funnel_invariants(contacts, suppressions, cap_max, cap_days, cap_channel, purpose, holdout) -> None:
