@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from dmops import __version__
+from dmops import __version__, snapshot
 from dmops.campaign import Campaign, find_campaign_file, load_campaign
 from dmops.durable import write_atomic
 from dmops.errors import DmopsError, ExitCode, Location, OutputError, ProblemsFound, UsageError
@@ -149,6 +149,7 @@ def main_options(
 ) -> None:
     """dmops: direct-message campaigns over local files."""
     os.umask(0o077)  # everything dmops creates (outbox, ledger, plan and report files) is owner-only
+    ctx.call_on_close(snapshot.release)  # the command's connections are closed by then
     given = ctx.obj if isinstance(ctx.obj, Options) else Options()
     ctx.obj = replace(given, workspace=workspace, show_pii=show_pii)
 

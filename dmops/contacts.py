@@ -54,6 +54,7 @@ class ContactsInfo:
     columns: dict[str, str]
     encoding: str | None = None  # None for Parquet and .xlsx
     detected: bool = False  # whether the encoding was detected (encoding: auto) rather than given
+    snapshot_file: Path | None = None  # the snapshot ``contacts`` reads in place (a view), if it does
 
 
 def _closest(name: str, names: Sequence[str]) -> str:
@@ -315,6 +316,8 @@ def load_contacts(
 
     snapshot_key = snapshot.key(ws)
     found = snapshot.load(con, ws, snapshot_key, columns) if snapshot_key else None
+    if found is not None and snapshot_key and keep_snapshot:
+        snapshot.prune(ws, snapshot_key)  # an older one a command was still reading when this one was written
     if found is None:
         found = _read_and_check(con, ws, text_columns)
         if snapshot_key and keep_snapshot and snapshot.stamp(ws) == stamp:  # not rewritten while read
@@ -336,7 +339,19 @@ def load_contacts(
         columns=types,
         encoding=found.encoding,
         detected=found.detected,
+        snapshot_file=found.file,
     )
+
+
+def replace_contacts(con: duckdb.DuckDBPyConnection, select: str) -> None:
+    """Make ``contacts`` a table of the rows of ``select``, which may read ``contacts`` (a table, or the view
+    of the snapshot it reads in place)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _dm_contacts_next AS {select}")
+    kind = con.execute(
+        "SELECT table_type FROM information_schema.tables WHERE table_catalog = 'temp' AND table_name = 'contacts'"
+    ).fetchall()
+    con.execute("DROP VIEW contacts" if kind == [("VIEW",)] else "DROP TABLE contacts")
+    con.execute("ALTER TABLE _dm_contacts_next RENAME TO contacts")
 
 
 def _read_and_check(con: duckdb.DuckDBPyConnection, ws: Workspace, text_columns: set[str]) -> snapshot.Snapshot:

@@ -137,10 +137,11 @@ def prepare(
     con = connect()
     try:
         texts = [text for c in (campaign, *also) for text in c.texts()]
-        load_contacts(con, ws, texts, keep_snapshot=writable_ledger)  # a real send keeps it; plan writes nothing
+        contacts = load_contacts(con, ws, texts, keep_snapshot=writable_ledger)  # a send keeps it; plan does not
         ledger.attach(con, ws, writable=writable_ledger)
         load_suppressions(con, ws)
-        lock_down(con, allowed_paths=allowed_paths, allowed_directories=allowed_directories)
+        read = [str(contacts.snapshot_file)] if contacts.snapshot_file else []  # `contacts` reads it in place
+        lock_down(con, allowed_paths=[*allowed_paths, *read], allowed_directories=allowed_directories)
     except BaseException:
         con.close()
         raise

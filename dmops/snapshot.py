@@ -11,10 +11,18 @@ key matches reads the snapshot instead of the file; any other key is a miss, so 
 stale. ``plan``, ``lint`` and ``report`` read a snapshot but never write one (they write nothing). Both
 files are written aside and renamed into place, the ``.json`` last: a command killed while writing leaves
 no snapshot that a later command would use. Only the newest snapshot is kept.
+
+A command reads the snapshot in place: ``contacts`` is then a view of the Parquet file (the columns it
+keeps), not a copy — a copy of 10M contacts costs seconds and gigabytes. The command holds a shared lock on
+the file until it ends (:func:`release`), and :func:`save` removes an older snapshot only when it can lock it exclusively: a
+newer snapshot written meanwhile never pulls the file from under a command still reading it (the next
+``validate`` or ``send`` removes it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -29,7 +37,7 @@ from typing import Any
 import duckdb
 
 from dmops import __version__
-from dmops.db import quote_ident
+from dmops.db import quote_ident, quote_literal
 from dmops.durable import free_staging_path, process_alive, publish, refuse_links, write_atomic
 from dmops.errors import DmopsError
 from dmops.timeutil import accepted_timezones
@@ -49,6 +57,13 @@ class Snapshot:
     types: dict[str, str]  # column -> DuckDB type, in file order
     encoding: str | None
     detected: bool
+    file: Path | None = None  # the Parquet file ``contacts`` reads in place (not saved)
+
+    def saved(self) -> dict[str, Any]:
+        return {"headers": self.headers, "types": self.types, "encoding": self.encoding, "detected": self.detected}
+
+
+_READING: list[int] = []  # descriptors of the snapshots this command reads, each with a shared lock
 
 
 def _versions() -> dict[str, str]:
@@ -134,14 +149,34 @@ def load(
         return None
     columns = "*" if keep is None else ", ".join(quote_ident(name) for name in keep(info["types"]))
     try:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE contacts AS SELECT {columns} FROM read_parquet($p)", {"p": str(table)}
+        fd = os.open(table, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # held until the command ends (release): save() leaves the file alone
+        if table.stat().st_ino != os.fstat(fd).st_ino:
+            raise OSError("replaced while it was opened")
+        con.execute(  # a view: Parquet reads the columns each query asks for; the path is a literal (no
+            # parameters in a view), the lock keeps the file there
+            f"CREATE OR REPLACE TEMP VIEW contacts AS SELECT {columns} FROM read_parquet({quote_literal(str(table))})"
         )
+        con.execute("SELECT count(*) FROM contacts").fetchall()  # the footer is read and checked
     except duckdb.InterruptException:
+        os.close(fd)
         raise  # Ctrl-C: the command ends, as anywhere else
-    except duckdb.Error:
+    except (duckdb.Error, OSError):
+        os.close(fd)
+        with contextlib.suppress(duckdb.Error):
+            con.execute("DROP VIEW IF EXISTS contacts")
         return None  # unreadable: the full read takes over and writes a new one
-    return Snapshot(info["headers"], info["types"], info["encoding"], info["detected"])
+    _READING.append(fd)
+    return Snapshot(info["headers"], info["types"], info["encoding"], info["detected"], file=table)
+
+
+def release() -> None:
+    """Let go of the snapshots this process read (the end of a command: its connections are closed)."""
+    while _READING:
+        os.close(_READING.pop())
 
 
 def save(con: duckdb.DuckDBPyConnection, ws: Workspace, snapshot_key: str, snapshot: Snapshot) -> None:
@@ -162,15 +197,44 @@ def save(con: duckdb.DuckDBPyConnection, ws: Workspace, snapshot_key: str, snaps
             publish(staging, table, result=False)  # a cache: a Ctrl-C still ends the command
         finally:
             staging.unlink(missing_ok=True)
-        info = {"key": snapshot_key, **snapshot.__dict__}
+        info = {"key": snapshot_key, **snapshot.saved()}
         write_atomic(meta, json.dumps(info, ensure_ascii=False), result=False)
     except duckdb.InterruptException:
         raise  # Ctrl-C: the command ends, as anywhere else
     except (OSError, duckdb.Error, DmopsError):  # a staging file in the way included
         return
-    for old in folder.glob("contacts-*"):
-        if old.name not in (table.name, meta.name):
+    prune(ws, snapshot_key)
+
+
+def prune(ws: Workspace, snapshot_key: str) -> None:
+    """Remove every snapshot but the one for ``snapshot_key``, except those a running command reads."""
+    table, meta = _paths(ws, snapshot_key)
+    folder = table.parent
+    for old in folder.glob("contacts-*.parquet"):
+        if old.name != table.name and _unlink_unread(old):
+            old.with_suffix(".json").unlink(missing_ok=True)
+    for old in folder.glob("contacts-*.json"):  # one whose table was removed before it
+        if old.name != meta.name and not old.with_suffix(".parquet").exists():
             old.unlink(missing_ok=True)
+
+
+def _unlink_unread(path: Path) -> bool:
+    """Remove the snapshot ``path`` unless a command holds it (:func:`load`); whether it is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # read by a running command: a later save removes it
+            return False
+        path.unlink(missing_ok=True)  # a reader waiting for its lock then finds the name gone, and reads the file
+        return True
+    finally:
+        os.close(fd)
 
 
 def _alive(staging: Path) -> bool:

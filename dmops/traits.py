@@ -104,19 +104,18 @@ def add_to_contacts(con: duckdb.DuckDBPyConnection, ws: Workspace, at: datetime 
 
     With ``at`` None the columns are typed NULLs (enough to check expressions and templates).
     """
+    from dmops.contacts import replace_contacts
+
     present = {row[0].lower() for row in con.execute("SELECT column_name FROM (DESCRIBE contacts)").fetchall()}
     names = [name for name in TRAITS if name not in present]
     if not names:
         return []
     if at is None:
         added = ", ".join(f"CAST(NULL AS {TRAITS[n]}) AS {quote_ident(n)}" for n in names)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE contacts AS SELECT *, {added} FROM contacts")
+        replace_contacts(con, f"SELECT *, {added} FROM contacts")
         return names
     compute(con, ws, at)
     added = ", ".join(f"t.{quote_ident(n)}" for n in names)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE contacts AS
-            SELECT c.*, {added} FROM contacts c LEFT JOIN _dm_traits t USING (contact_id)"""
-    )
+    replace_contacts(con, f"SELECT c.*, {added} FROM contacts c LEFT JOIN _dm_traits t USING (contact_id)")
     con.execute("DROP TABLE _dm_traits")
     return names

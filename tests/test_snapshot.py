@@ -162,3 +162,36 @@ def test_a_staging_file_left_by_a_killed_command_is_removed_not_in_the_way(root:
     code, output = run(root, "validate")
     assert code == 0, output
     assert not left.exists() and len(_snapshots(root)) == 2
+
+
+def test_a_snapshot_is_read_in_place_and_never_removed_under_its_reader(root: Path) -> None:
+    """A command reads the snapshot in place (``contacts`` is a view of it, not a copy). A newer snapshot,
+    written by another command after the contacts file changed, leaves the one still being read alone; the
+    next validate after the reader ended removes it."""
+    from dmops import snapshot
+    from dmops.contacts import load_contacts
+    from dmops.db import connect
+    from dmops.workspace import load_workspace
+
+    assert run(root, "validate")[0] == 0
+    (old,) = [n for n in _snapshots(root) if n.endswith(".parquet")]
+    con = connect()
+    try:
+        info = load_contacts(con, load_workspace(root))
+        assert info.snapshot_file is not None and info.snapshot_file.name == old
+        kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = 'contacts'").fetchall()
+        assert kind == [("VIEW",)]
+        (root / "contacts.csv").write_text(PEOPLE + "00004,Ana,ana@example.com,,yes,no,silver\n", encoding="utf-8")
+        other = subprocess.run(  # another process: this one holds the old snapshot
+            [sys.executable, "-m", "dmops", "-w", str(root), "validate"], capture_output=True, text=True
+        )
+        assert other.returncode == 0, other.stderr
+        names = _snapshots(root)
+        assert old in names and len([n for n in names if n.endswith(".parquet")]) == 2
+        assert con.execute("SELECT count(*) FROM contacts").fetchall() == [(3,)]  # still the file it read
+    finally:
+        con.close()
+        snapshot.release()
+    assert run(root, "validate")[0] == 0
+    names = _snapshots(root)
+    assert old not in names and len(names) == 2 and old.removesuffix(".parquet") + ".json" not in names
