@@ -117,12 +117,24 @@ def key(ws: Workspace) -> str | None:
 
 
 def drop_all(ws: Workspace) -> int:
-    """Delete every snapshot (``dmops forget``: they copy the contact list); how many files there were."""
+    """Delete every snapshot (``dmops forget``: they copy the contact list); how many files there were. A
+    command still reading one (plan, lint, report and validate take no run lock) finishes first."""
     folder = ws.state_dir / FOLDER
     if not folder.is_dir():
         return 0
-    count = sum(1 for p in folder.iterdir() if p.is_file())
-    shutil.rmtree(folder)
+    release()  # this command's own hold (forget may have read the contacts): waiting on it would never end
+    held = []
+    try:
+        for table in folder.glob("contacts-*.parquet"):
+            with contextlib.suppress(OSError):
+                fd = os.open(table, os.O_RDONLY | os.O_NOFOLLOW)
+                held.append(fd)
+                fcntl.flock(fd, fcntl.LOCK_EX)  # waits for its readers
+        count = sum(1 for p in folder.iterdir() if p.is_file())
+        shutil.rmtree(folder)
+    finally:
+        for fd in held:
+            os.close(fd)
     return count
 
 

@@ -195,3 +195,30 @@ def test_a_snapshot_is_read_in_place_and_never_removed_under_its_reader(root: Pa
     assert run(root, "validate")[0] == 0
     names = _snapshots(root)
     assert old not in names and len(names) == 2 and old.removesuffix(".parquet") + ".json" not in names
+
+
+def test_forget_waits_for_a_command_still_reading_the_snapshot(root: Path) -> None:
+    """`dmops forget` deletes every snapshot (they copy the contact list); one that another command is
+    reading in place is deleted once that command has finished with it, never from under it."""
+    from dmops import snapshot
+    from dmops.workspace import load_workspace
+
+    assert run(root, "validate")[0] == 0
+    reader = subprocess.Popen(  # another command: reads the snapshot, says so, reads it again a second later
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from dmops.contacts import load_contacts;"
+            " from dmops.db import connect; from dmops.workspace import load_workspace;"
+            " con = connect(); info = load_contacts(con, load_workspace(Path(sys.argv[1])));"
+            " print(info.snapshot_file is not None, flush=True); time.sleep(1);"
+            " print(con.execute('SELECT count(*) FROM contacts').fetchall()[0][0], flush=True)",
+            str(root),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdout is not None and reader.stdout.readline() == "True\n"
+    assert snapshot.drop_all(load_workspace(root)) == 2
+    assert reader.stdout.readline() == "3\n"  # it read the file to the end: the deletion waited
+    assert reader.wait() == 0 and _snapshots(root) == []
