@@ -10,7 +10,7 @@ and the versions of dmops, DuckDB, phonenumbers, email-validator and the time zo
 key matches reads the snapshot instead of the file; any other key is a miss, so a snapshot is never
 stale. ``plan``, ``lint`` and ``report`` read a snapshot but never write one (they write nothing). Both
 files are written aside and renamed into place, the ``.json`` last: a command killed while writing leaves
-no snapshot that a later command would use. Only the newest snapshot is kept.
+no snapshot that a later command would use. Only the newest snapshot is kept, once no command reads an older one.
 
 A command reads the snapshot in place: ``contacts`` is then a view of the Parquet file (the columns it
 keeps), not a copy — a copy of 10M contacts costs seconds and gigabytes. The command holds a shared lock on
@@ -243,7 +243,7 @@ def _unlink_unread(path: Path) -> bool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:  # read by a running command: a later save removes it
             return False
-        path.unlink(missing_ok=True)  # a reader waiting for its lock then finds the name gone, and reads the file
+        path.unlink(missing_ok=True)  # a reader waiting for its lock then finds the name gone: it reads the contacts file
         return True
     finally:
         os.close(fd)
