@@ -243,9 +243,8 @@ def _unlink_unread(path: Path) -> bool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:  # read by a running command: a later save removes it
             return False
-        path.unlink(
-            missing_ok=True
-        )  # a reader waiting for its lock then finds the name gone: it reads the contacts file
+        # a reader waiting for its lock then finds the name gone: it reads the contacts file instead
+        path.unlink(missing_ok=True)
         return True
     finally:
         os.close(fd)
