@@ -100,7 +100,13 @@ def write_atomic(path: Path, text: str | bytes, *, result: bool = True) -> None:
     replaces a link at ``path`` itself rather than writing where it points.
     """
     staging = staging_path(path)
-    fd = _open_staging(staging)
+    try:
+        fd = _open_staging(staging)
+    except OutputError:
+        raise  # a file or link someone else left there: not this call's to remove
+    except BaseException:  # Ctrl-C delivered as the open returned: the file may exist already
+        staging.unlink(missing_ok=True)
+        raise
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(text.encode("utf-8") if isinstance(text, str) else text)
