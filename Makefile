@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	bash scripts/demo.sh
 
+# On every core (pytest-xdist), a test file at a time per worker: a file's module fixtures (a Spark session,
+# a Spark cluster) start once. `pytest` alone runs the tests one at a time, in one process.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check dmops tests scripts benchmarks

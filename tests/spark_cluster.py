@@ -8,6 +8,7 @@ Left alone, Spark binds the machine's other interface; ``SPARK_LOCAL_IP``, ``spa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,8 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from tests.mailserver import free_port
 
 LOOPBACK = "127.0.0.1"
 
@@ -52,6 +51,16 @@ def session(master: str, warehouse: Path, **conf: str) -> Any:
     return builder.getOrCreate()
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports, all held at once while they are chosen: a port handed out
+    twice would send a Spark process that finds it taken to the next one, where the tests do not look."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind((LOOPBACK, 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+
+
 @dataclass
 class Cluster:
     master_url: str  # spark://127.0.0.1:PORT
@@ -75,7 +84,7 @@ def standalone(folder: Path, workers: int = 2, cores: int = 1, memory: str = "1G
         "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",  # no REST submission port
         "SPARK_LOG_DIR": str(folder),
     }
-    port, ui_port = free_port(), free_port()
+    port, ui_port, *worker_ui_ports = free_ports(2 + workers)
     spark_class = str(home / "bin" / "spark-class")
     processes: list[subprocess.Popen[bytes]] = []
 
@@ -103,7 +112,7 @@ def standalone(folder: Path, workers: int = 2, cores: int = 1, memory: str = "1G
                 "org.apache.spark.deploy.worker.Worker",
                 master,
                 *("--host", LOOPBACK, "--cores", str(cores), "--memory", memory),
-                *("--webui-port", str(free_port()), "--work-dir", str(work)),
+                *("--webui-port", str(worker_ui_ports[n]), "--work-dir", str(work)),
             )
         deadline = time.monotonic() + 120
         while True:

@@ -51,6 +51,8 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             raise NetworkUsed(f"a test tried to look up {host!r}: tests use loopback servers only")
 
 
-if not getattr(sys, "_dmops_netguard", False):
-    sys._dmops_netguard = True  # type: ignore[attr-defined]
+# Installed once per process, however this file was imported (as ``sitecustomize`` at startup, as
+# ``tests.netguard.sitecustomize`` by the tests): ``sys._dmops_netguard`` is the error class the hook raises.
+if not hasattr(sys, "_dmops_netguard"):
+    sys._dmops_netguard = NetworkUsed  # type: ignore[attr-defined]
     sys.addaudithook(_audit)
