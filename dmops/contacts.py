@@ -343,15 +343,36 @@ def load_contacts(
     )
 
 
+def _contacts_kind(con: duckdb.DuckDBPyConnection) -> str | None:
+    kind = con.execute(
+        "SELECT table_type FROM information_schema.tables WHERE table_catalog = 'temp' AND table_name = 'contacts'"
+    ).fetchall()
+    return str(kind[0][0]) if kind else None
+
+
 def replace_contacts(con: duckdb.DuckDBPyConnection, select: str) -> None:
     """Make ``contacts`` a table of the rows of ``select``, which may read ``contacts`` (a table, or the view
     of the snapshot it reads in place)."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE _dm_contacts_next AS {select}")
-    kind = con.execute(
-        "SELECT table_type FROM information_schema.tables WHERE table_catalog = 'temp' AND table_name = 'contacts'"
-    ).fetchall()
-    con.execute("DROP VIEW contacts" if kind == [("VIEW",)] else "DROP TABLE contacts")
+    con.execute("DROP VIEW contacts" if _contacts_kind(con) == "VIEW" else "DROP TABLE contacts")
+    con.execute(f"DROP TABLE IF EXISTS {snapshot.IN_PLACE}")
     con.execute("ALTER TABLE _dm_contacts_next RENAME TO contacts")
+
+
+def read_in_place(con: duckdb.DuckDBPyConnection) -> tuple[Path, list[str]] | None:
+    """The checked snapshot ``contacts`` is a view of, and the columns the view reads, in order; None when
+    ``contacts`` is a table (read from the contacts file, or changed since: traits added)."""
+    if _contacts_kind(con) != "VIEW":
+        return None
+    named = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = 'temp' AND table_name = $t",
+        {"t": snapshot.IN_PLACE},
+    ).fetchall()[0][0]
+    if not named:
+        return None
+    file = str(con.execute(f"SELECT file FROM {snapshot.IN_PLACE}").fetchall()[0][0])
+    columns = [str(row[0]) for row in con.execute("SELECT column_name FROM (DESCRIBE contacts)").fetchall()]
+    return Path(file), columns
 
 
 def _read_and_check(con: duckdb.DuckDBPyConnection, ws: Workspace, text_columns: set[str]) -> snapshot.Snapshot:

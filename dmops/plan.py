@@ -30,7 +30,7 @@ import duckdb
 
 from dmops import expressions, ledger, traits
 from dmops.campaign import Campaign, Cell, key_path
-from dmops.contacts import CHANNEL_ADDRESS, load_contacts
+from dmops.contacts import CHANNEL_ADDRESS, load_contacts, read_in_place
 from dmops.db import bound, connect, lock_down, quote_ident, quote_literal
 from dmops.dialect import SPARK_SAME_FUNCTIONS, hash15_sql
 from dmops.durable import free_staging_path, hand_over, publish, staging_path
@@ -281,9 +281,10 @@ def build(
 ) -> PlanSummary:
     """Compute ``plan_rows`` for ``campaign`` at instant ``at`` (aware UTC); its summary.
 
-    With ``spark``, the funnel's set work runs there: the checked contacts, the schedule, the suppressions and
-    the ledger's entries are handed over through Parquet files in the runner's folder (one every executor
-    can read), the same statements run on Spark (:mod:`dmops.spark`), and ``plan_rows`` comes back into ``con``.
+    With ``spark``, the funnel's set work runs there: the schedule, the suppressions and the ledger's entries
+    are handed over through Parquet files in the runner's folder (one every executor can read), the checked
+    contacts too unless Spark can read their snapshot in place, the same statements run on Spark
+    (:mod:`dmops.spark`), and ``plan_rows`` comes back into ``con``.
     Checking the campaign's expressions, the traits and the schedule stay on DuckDB."""
     config = campaign.config
     ws_zone = zone(ws.config.timezone)
@@ -304,8 +305,12 @@ def build(
 
         _select_base(con, ws, campaign)
     else:
+        in_place = read_in_place(con)
         for name, sql in SPARK_INPUTS.items():
-            spark.share(con, name, sql)
+            if name == "contacts" and in_place is not None:
+                spark.share_file(name, *in_place)  # the checked snapshot, read by the executors where it is
+            else:
+                spark.share(con, name, sql)
 
         def run(sql: str, params: dict[str, Any] | None = None) -> None:
             spark.execute(sql, params)

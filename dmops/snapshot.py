@@ -138,6 +138,9 @@ def drop_all(ws: Workspace) -> int:
     return count
 
 
+IN_PLACE = "_dm_contacts_in_place"  # a one-row table naming the snapshot file the ``contacts`` view reads
+
+
 def _paths(ws: Workspace, snapshot_key: str) -> tuple[Path, Path]:
     folder = ws.state_dir / FOLDER
     return folder / f"contacts-{snapshot_key}.parquet", folder / f"contacts-{snapshot_key}.json"
@@ -173,13 +176,16 @@ def load(
             f"CREATE OR REPLACE TEMP VIEW contacts AS SELECT {columns} FROM read_parquet({quote_literal(str(table))})"
         )
         con.execute("SELECT count(*) FROM contacts").fetchall()  # the footer is read and checked
+        con.execute(  # which file the view reads (dmops.contacts.read_in_place)
+            f"CREATE OR REPLACE TEMP TABLE {IN_PLACE} AS SELECT CAST($file AS VARCHAR) AS file", {"file": str(table)}
+        )
     except duckdb.InterruptException:
         os.close(fd)
         raise  # Ctrl-C: the command ends, as anywhere else
     except (duckdb.Error, OSError):
         os.close(fd)
         with contextlib.suppress(duckdb.Error):
-            con.execute("DROP VIEW IF EXISTS contacts")
+            con.execute(f"DROP VIEW IF EXISTS contacts; DROP TABLE IF EXISTS {IN_PLACE}")
         return None  # unreadable: the full read takes over and writes a new one
     _READING.append(fd)
     return Snapshot(info["headers"], info["types"], info["encoding"], info["detected"], file=table)

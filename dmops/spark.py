@@ -96,6 +96,11 @@ class SparkRunner:
         con.execute(f"COPY ({sql}) TO {quote_literal(str(path))} (FORMAT parquet)")
         self.session.read.parquet(str(path)).createOrReplaceTempView(name)
 
+    def share_file(self, name: str, path: Path, columns: list[str]) -> None:
+        """Let Spark read ``columns`` of the Parquet file ``path`` in place, as the temporary view ``name``."""
+        quoted = ["`" + column.replace("`", "``") + "`" for column in columns]
+        self.session.read.parquet(str(path)).select(*quoted).createOrReplaceTempView(name)
+
     def take(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
         """Bring Spark's view ``name`` back into DuckDB as the temporary table ``name``."""
         path = self.folder / f"out-{name}"

@@ -254,10 +254,13 @@ def test_duckdbs_hash_split_and_epochs_carry_over_to_spark(spark) -> None:
     assert on_spark[0][3] == "2026-03-29T01:30:00.250000Z"
 
 
-@pytest.mark.parametrize("campaign", ["promo", "notice"])
-def test_plan_on_spark_writes_the_same_file_as_on_duckdb(tmp_path: Path, spark, cli, campaign: str) -> None:
+@pytest.mark.parametrize(("campaign", "validated"), [("promo", False), ("notice", True)])
+def test_plan_on_spark_writes_the_same_file_as_on_duckdb(
+    tmp_path: Path, spark, cli, campaign: str, validated: bool
+) -> None:
     """`engine: spark` in dmops.yaml: the funnel runs on Spark, and `plan --out` (CSV and Parquet) and the
-    summary are byte for byte DuckDB's; nothing is left in the state folder."""
+    summary are byte for byte DuckDB's; nothing is left in the state folder. After `validate`, Spark reads
+    the checked contacts snapshot where it is (SPEC §13: state as Parquet every executor reads), not a copy."""
     from tests.planning import message, seed
 
     notice = (
@@ -274,11 +277,17 @@ def test_plan_on_spark_writes_the_same_file_as_on_duckdb(tmp_path: Path, spark, 
         files["dmops.yaml"] += f"engine: {engine}\n"
         root = write(tmp_path / engine, files)
         seed(root, message("c0010", "2026-12-01 06:00:00"), message("c0006", "2026-11-20 00:30:00"))
+        if validated:
+            assert cli("-w", root, "validate").exit_code == 0
+        (snapshot,) = (root / ".dmops").rglob("contacts-*.parquet") if validated else (None,)
         for suffix in ("csv", "parquet"):
             out = tmp_path / f"{engine}.{suffix}"
             result = cli("-w", root, "plan", campaign, "--at", "2026-12-01T10:00", "--out", out, "--format", "json")
             assert result.exit_code == 0, result.output
             outputs[engine, suffix] = (out.read_bytes(), result.stdout)
+            if engine == "spark":  # where Spark read the contacts: the snapshot, or the plan's hand-over copy
+                (read,) = spark.table("contacts").inputFiles()
+                assert (Path(read.removeprefix("file:")) == snapshot) if validated else "/.dmops/spark/plan-" in read
         assert not (root / ".dmops" / "spark").exists()
         views = {t.name for t in spark.catalog.listTables() if t.isTemporary}
         assert ({"_dm_base", "_dm_flagged", "plan_rows"} <= views) == (engine == "spark")  # it ran there

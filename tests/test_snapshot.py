@@ -197,6 +197,34 @@ def test_a_snapshot_is_read_in_place_and_never_removed_under_its_reader(root: Pa
     assert old not in names and len(names) == 2 and old.removesuffix(".parquet") + ".json" not in names
 
 
+def test_read_in_place_names_the_snapshot_only_while_contacts_is_its_view(root: Path) -> None:
+    """What Spark is handed (SPEC §13): the snapshot file and the columns the view reads, while ``contacts``
+    is that view; nothing when the contacts were read from the file, or replaced (traits added)."""
+    from dmops import snapshot
+    from dmops.contacts import load_contacts, read_in_place, replace_contacts
+    from dmops.db import connect
+    from dmops.workspace import load_workspace
+
+    ws = load_workspace(root)
+    for validated in (False, True):
+        con = connect()
+        try:
+            info = load_contacts(con, ws, ["first_name"])
+            found = read_in_place(con)
+            if not validated:
+                assert info.snapshot_file is None and found is None  # no snapshot yet: a table of the file
+            else:
+                assert found is not None and found[0] == info.snapshot_file
+                columns = [r[0] for r in con.execute("SELECT column_name FROM (DESCRIBE contacts)").fetchall()]
+                assert found[1] == columns and "first_name" in columns and "tier" not in columns
+                replace_contacts(con, "SELECT *, 1 AS extra FROM contacts")
+                assert read_in_place(con) is None
+        finally:
+            con.close()
+            snapshot.release()
+        assert run(root, "validate")[0] == 0
+
+
 def test_forget_waits_for_a_command_still_reading_the_snapshot(root: Path) -> None:
     """`dmops forget` deletes every snapshot (they copy the contact list); one that another command is
     reading in place is deleted once that command has finished with it, never from under it."""
