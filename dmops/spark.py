@@ -126,11 +126,18 @@ def session(engine: SparkEngine) -> Any:
 
 
 class Collected:
-    """A Spark query's rows, collected to the driver, read as a DuckDB result is: ``description``, ``fetchall``."""
+    """A Spark query's rows, collected to the driver, read as a DuckDB result is: ``description``, ``fetchall``,
+    ``fetchone``, ``fetchmany``; a statement that made a table has none."""
 
     def __init__(self, frame: Any) -> None:
         from pyspark.sql.functions import col
         from pyspark.sql.types import TimestampType
+
+        self._at = 0
+        if frame is None:
+            self.description: list[tuple[str]] = []
+            self._rows: list[tuple[Any, ...]] = []
+            return
 
         # PySpark gives a TIMESTAMP as a datetime in the Python process's local zone; as TIMESTAMP_NTZ it is
         # the time as Spark computed it (the session is in UTC), as DuckDB gives a naive TIMESTAMP.
@@ -146,10 +153,17 @@ class Collected:
         self._rows = [tuple(row) for row in frame.collect()]
 
     def fetchall(self) -> list[tuple[Any, ...]]:
-        return self._rows
+        rows = self._rows[self._at :]
+        self._at = len(self._rows)
+        return rows
 
     def fetchone(self) -> tuple[Any, ...] | None:
         return self._rows[0] if self._rows else None
+
+    def fetchmany(self, size: int) -> list[tuple[Any, ...]]:
+        rows = self._rows[self._at : self._at + size]
+        self._at += len(rows)
+        return rows
 
 
 class SparkQueries:

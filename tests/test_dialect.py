@@ -456,6 +456,7 @@ REPORTS = (
     ("--format", "json"),
     ("--period", "quarter", "--format", "json"),
     ("retention", "--period", "week", "--format", "json"),
+    ("fatigue", "--threshold", "0.0001", "--format", "json"),  # a low threshold: a cap is suggested and replayed
 )
 
 
@@ -492,7 +493,7 @@ def whole_loop(
 def test_the_whole_loop_on_spark_writes_duckdbs_files_and_reports(tmp_path: Path, spark, cli) -> None:
     """SPEC §13 on local[2]: with engine: spark, plan's and send's funnels and the reports run there; the plan
     file, the outbox (messages and manifests, with computed traits and an SMS), the ledger's entries and the
-    campaign, period and retention reports are the same bytes and rows as on DuckDB; after the sends, a
+    campaign, period, retention and fatigue reports are the same bytes and rows as on DuckDB; after the sends, a
     Spark plan compared with DuckDB's (`plan --diff`) finds no contact in another state."""
     for view in spark.catalog.listTables():
         spark.catalog.dropTempView(view.name)
@@ -520,7 +521,51 @@ def test_the_whole_loop_on_spark_writes_duckdbs_files_and_reports(tmp_path: Path
     report = json.loads(str(duckdbs[REPORTS[0]]))
     rows = [r for c in report["campaigns"] for r in c["rows"]]
     assert sum(r["conversions"] for r in rows) > 100 and sum(r["opened"] or 0 for r in rows) > 100
-    assert len(json.loads(str(duckdbs[REPORTS[-1]]))["cohorts"]) > 3
+    assert len(json.loads(str(duckdbs[REPORTS[2]]))["cohorts"]) > 3
+    fatigue = json.loads(str(duckdbs[REPORTS[3]]))
+    assert any(p["prior"] >= 1 for c in fatigue["channels"] for p in c["windows"]["30d"])
+
+
+def test_the_fatigue_report_on_spark_counts_the_windows_and_replays_the_cap_as_duckdb(
+    tmp_path: Path, spark, cli
+) -> None:
+    """A newsletter every 7 days exactly and a sale 2 days after each (tests/test_lifecycle_report.py): the
+    windows (a message exactly 7 days before is not within 7 days), the rates and the suggested cap's replay
+    are the same JSON on Spark as on DuckDB."""
+    from dmops import ledger
+    from dmops.ledger import Entry
+    from dmops.workspace import load_workspace
+    from tests.test_lifecycle_report import add_events
+    from tests.test_lifecycle_report import workspace as history_workspace
+
+    people = [f"p{i:02d}" for i in range(40)]
+    outputs = {}
+    for engine in ("duckdb", "spark"):
+        root = history_workspace(tmp_path / engine, people)
+        with (root / "dmops.yaml").open("a", encoding="utf-8") as config:
+            config.write(f"engine: {engine}\n")
+        entries, unsubscribes = [], []
+        for week in range(4):
+            for i, who in enumerate(people):
+                for campaign, day in (("newsletter", 7 * week), ("flash", 7 * week + 2))[: 1 if week == 3 else 2]:
+                    at = datetime(2026, 11, 1) + timedelta(days=day)
+                    message_id = f"{campaign}-{week}-{who}"
+                    entries.append(
+                        Entry(campaign, f"w{week}", who, "message", "email", "marketing", "a", at, message_id)
+                    )
+                    if campaign == "flash" and i % 4 == week:
+                        unsubscribes.append(("unsubscribe", who, message_id, at + timedelta(days=1)))
+        ledger.record(load_workspace(root), entries)
+        add_events(root, unsubscribes)
+        result = cli("-w", root, "report", "fatigue", "--format", "json", "--threshold", "0.05")
+        assert result.exit_code == 0, result.stderr
+        outputs[engine] = result.stdout
+        assert not (root / ".dmops" / "spark").exists()
+    assert "_dm_fatigue" in {t.name for t in spark.catalog.listTables() if t.isTemporary}  # it ran there
+    assert outputs["spark"] == outputs["duckdb"]
+    email = json.loads(outputs["spark"])["channels"][0]
+    assert {p["prior"]: p["messages"] for p in email["windows"]["7d"]} == {0: 40, 1: 240}
+    assert email["suggestion"]["check"] == {"blamed": 240, "blamed_held": 120, "others_held": 0}
 
 
 def test_the_funnels_property_test_holds_on_spark(spark) -> None:

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import duckdb
-
+from dmops.db import Queries
 from dmops.report.stats import wilson
 from dmops.sql import query
 
@@ -30,7 +29,7 @@ FATIGUE_DEFINITION = (
 )
 
 
-def fatigue_report(con: duckdb.DuckDBPyConnection, threshold: float = 0.005) -> dict[str, Any]:
+def fatigue_report(con: Queries, threshold: float = 0.005) -> dict[str, Any]:
     """Unsubscribe and complaint rates by prior-message count, per channel and window; a suggested cap."""
     con.execute(query("fatigue"))
     rows = con.execute(query("fatigue_buckets"), {"top_7d": WINDOWS["7d"][1], "top_30d": WINDOWS["30d"][1]}).fetchall()
@@ -91,7 +90,7 @@ def _suggest(curve: list[dict[str, Any]], threshold: float) -> dict[str, Any] | 
     return None
 
 
-def replay(con: duckdb.DuckDBPyConnection, channel: str, most: int) -> dict[str, int]:
+def replay(con: Queries, channel: str, most: int) -> dict[str, int]:
     """The channel's marketing history (``_dm_fatigue``) under ``{max: most, per: 7d}``, in planned order per
     contact: a message is held back when ``most`` kept messages lie within 7 days before it (what ``plan`` sees
     when it runs).
@@ -99,7 +98,7 @@ def replay(con: duckdb.DuckDBPyConnection, channel: str, most: int) -> dict[str,
     ``blamed``: messages with at least ``most`` messages before them in the window (the suggestion's evidence);
     ``blamed_held``: those the cap holds back; ``others_held``: messages it holds back that were not blamed.
     The replay is sequential by nature (one held-back message frees room for the next), so it walks the
-    history ordered by DuckDB, one contact at a time.
+    history ordered by the engine, one contact at a time (on Spark, the channel's history comes to the driver).
     """
     window = WINDOWS["7d"][0] * 86_400_000_000
     cursor = con.execute(

@@ -91,11 +91,22 @@ SPARK_INPUTS = {
     "ledger_decisions": "SELECT campaign_id, occurrence, reason, contacts, recorded_at FROM ledger_decisions",
 }
 
+# What the fatigue report reads: the marketing messages, and the unsubscribes and complaints about messages.
+FATIGUE_INPUTS = {
+    "ledger_entries": "SELECT message_id, contact_id, channel, planned_at, kind, purpose FROM ledger_entries"
+    " WHERE kind = 'message' AND purpose = 'marketing'",
+    "ledger_events": "SELECT message_id, event FROM ledger_events"
+    " WHERE message_id IS NOT NULL AND event IN ('unsubscribe', 'complaint')",
+}
+
 
 @contextlib.contextmanager
-def _on_engine(ws: Workspace, con: duckdb.DuckDBPyConnection) -> Iterator[Queries]:
-    """Where the report's queries run: ``con`` (DuckDB), or with ``engine: spark`` on Spark, over the ledger
-    handed over as Parquet in a private folder of the state folder (removed afterwards)."""
+def _on_engine(
+    ws: Workspace, con: duckdb.DuckDBPyConnection, inputs: dict[str, str] = SPARK_INPUTS
+) -> Iterator[Queries]:
+    """Where the report's queries run: ``con`` (DuckDB), or with ``engine: spark`` on Spark, over what
+    ``inputs`` selects of the ledger, handed over as Parquet in a private folder of the state folder (removed
+    afterwards)."""
     with hand_over(ws.state_dir, "report", spark=ws.config.spark is not None) as folder:
         if folder is None:
             yield con
@@ -104,7 +115,7 @@ def _on_engine(ws: Workspace, con: duckdb.DuckDBPyConnection) -> Iterator[Querie
 
         runner = runner_for(ws, folder)
         assert runner is not None, "engine: spark gives a runner"
-        for name, sql in SPARK_INPUTS.items():
+        for name, sql in inputs.items():
             runner.share(con, name, sql)
         yield SparkQueries(runner)
 
@@ -156,7 +167,8 @@ def _lifecycle_or_fatigue(ws: Workspace, request: Request) -> str:
             load_contacts(con, ws)
             view = lifecycle_report(con, ws, request.at, request.months)
         else:
-            view = fatigue_report(con, request.threshold)
+            with _on_engine(ws, con, FATIGUE_INPUTS) as queries:
+                view = fatigue_report(queries, request.threshold)
     finally:
         con.close()
     if request.fmt == "json":
