@@ -43,7 +43,7 @@ from datetime import datetime, timedelta
 
 import duckdb
 
-from dmops.db import quote_ident
+from dmops.db import Queries, quote_ident
 from dmops.sql import query
 from dmops.timeutil import naive_utc
 from dmops.workspace import Workspace
@@ -90,8 +90,9 @@ def _us(delta: timedelta) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def compute(con: duckdb.DuckDBPyConnection, ws: Workspace, at: datetime) -> str:
-    """``_dm_traits``: every trait for each contact id of ``contacts`` as of ``at``; the table name."""
+def compute(con: Queries, ws: Workspace, at: datetime) -> str:
+    """``_dm_traits``: every trait for each contact id of ``contacts`` as of ``at``; the table name. ``con``:
+    a DuckDB connection, or Spark's queries (the lifecycle report)."""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _dm_traits AS " + query("traits"),
         {"at": naive_utc(at), "day_us": DAY_US, **windows(ws)},

@@ -456,7 +456,8 @@ REPORTS = (
     ("--format", "json"),
     ("--period", "quarter", "--format", "json"),
     ("retention", "--period", "week", "--format", "json"),
-    ("fatigue", "--threshold", "0.0001", "--format", "json"),  # a low threshold: a cap is suggested and replayed
+    ("fatigue", "--format", "json"),
+    ("lifecycle", "--at", "2026-12-31T00:00", "--months", "3", "--format", "json"),
 )
 
 
@@ -493,8 +494,8 @@ def whole_loop(
 def test_the_whole_loop_on_spark_writes_duckdbs_files_and_reports(tmp_path: Path, spark, cli) -> None:
     """SPEC §13 on local[2]: with engine: spark, plan's and send's funnels and the reports run there; the plan
     file, the outbox (messages and manifests, with computed traits and an SMS), the ledger's entries and the
-    campaign, period, retention and fatigue reports are the same bytes and rows as on DuckDB; after the sends, a
-    Spark plan compared with DuckDB's (`plan --diff`) finds no contact in another state."""
+    campaign, period, retention, fatigue and lifecycle reports are the same bytes and rows as on DuckDB;
+    after the sends, a Spark plan compared with DuckDB's (`plan --diff`) finds no contact in another state."""
     for view in spark.catalog.listTables():
         spark.catalog.dropTempView(view.name)
     duckdbs = whole_loop(_sample_workspace(tmp_path / "duckdb", cli), cli)
@@ -524,6 +525,40 @@ def test_the_whole_loop_on_spark_writes_duckdbs_files_and_reports(tmp_path: Path
     assert len(json.loads(str(duckdbs[REPORTS[2]]))["cohorts"]) > 3
     fatigue = json.loads(str(duckdbs[REPORTS[3]]))
     assert any(p["prior"] >= 1 for c in fatigue["channels"] for p in c["windows"]["30d"])
+    lifecycle = json.loads(str(duckdbs[REPORTS[4]]))
+    assert sum(1 for m in lifecycle["months"] for stage, n in m["counts"].items() if n and stage != "prospect") > 6
+
+
+def test_the_lifecycle_report_on_spark_gives_duckdbs_stages_flows_and_churn(tmp_path: Path, spark, cli) -> None:
+    """The stages of tests/test_lifecycle_report.py's history (new, active, reactivated, at risk, churned),
+    month by month, with traits computed on Spark: the same JSON as on DuckDB."""
+    from tests.test_lifecycle_report import add_events
+    from tests.test_lifecycle_report import workspace as history_workspace
+
+    outputs = {}
+    for engine in ("duckdb", "spark"):
+        root = history_workspace(tmp_path / engine, ["a", "b", "c", "d"])
+        with (root / "dmops.yaml").open("a", encoding="utf-8") as config:
+            config.write(f"engine: {engine}\n")
+        add_events(
+            root,
+            [
+                ("conversion", "a", None, datetime(2026, 8, 15)),
+                ("conversion", "b", None, datetime(2025, 12, 1)),
+                ("conversion", "b", None, datetime(2026, 10, 20)),
+                ("conversion", "d", None, datetime(2026, 5, 20)),
+                ("open", "c", None, datetime(2026, 11, 2)),
+            ],
+        )
+        result = cli("-w", root, "report", "lifecycle", "--at", "2026-12-10T00:00", "--months", "4", "--format", "json")
+        assert result.exit_code == 0, result.stderr
+        outputs[engine] = result.stdout
+        assert not (root / ".dmops" / "spark").exists()
+    assert "_dm_stages" in {t.name for t in spark.catalog.listTables() if t.isTemporary}  # it ran there
+    assert outputs["spark"] == outputs["duckdb"]
+    view = json.loads(outputs["spark"])
+    assert [m["counts"]["reactivated"] for m in view["months"]] == [0, 1, 1, 1]
+    assert [c["churned"] for c in view["churn"]] == [0, 1, 0]
 
 
 def test_the_fatigue_report_on_spark_counts_the_windows_and_replays_the_cap_as_duckdb(

@@ -12,10 +12,10 @@ import itertools
 from datetime import UTC, datetime
 from typing import Any
 
-import duckdb
 from dateutil.relativedelta import relativedelta
 
 from dmops import traits
+from dmops.db import Queries, quote_literal
 from dmops.timeutil import zone
 from dmops.workspace import Workspace
 
@@ -39,13 +39,20 @@ def month_ends(ws: Workspace, at: datetime, months: int) -> list[tuple[str, date
     return list(reversed(ends))
 
 
-def lifecycle_report(con: duckdb.DuckDBPyConnection, ws: Workspace, at: datetime, months: int = 12) -> dict[str, Any]:
-    """Stage counts, flows and churn per month; ``con`` holds ``contacts`` and the attached ledger."""
+def lifecycle_report(con: Queries, ws: Workspace, at: datetime, months: int = 12) -> dict[str, Any]:
+    """Stage counts, flows and churn per month; ``con`` (DuckDB, or Spark's queries) reads ``contacts``
+    (the contact ids) and the ledger's entries and events."""
     ends = month_ends(ws, at, months)
-    con.execute("CREATE OR REPLACE TEMP TABLE _dm_stages (month VARCHAR, contact_id VARCHAR, stage VARCHAR)")
-    for label, instant in ends:
+    months_sql = []
+    for index, (label, instant) in enumerate(ends):
         table = traits.compute(con, ws, instant)
-        con.execute(f"INSERT INTO _dm_stages SELECT $m, contact_id, lifecycle_stage FROM {table}", {"m": label})
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _dm_stages_{index} AS SELECT contact_id, lifecycle_stage FROM {table}"
+        )
+        months_sql.append(
+            f"SELECT {quote_literal(label)} AS month, contact_id, lifecycle_stage AS stage FROM _dm_stages_{index}"
+        )
+    con.execute("CREATE OR REPLACE TEMP TABLE _dm_stages AS " + " UNION ALL ".join(months_sql))
     counts = {label: dict.fromkeys(traits.STAGES, 0) for label, _ in ends}
     for month, stage, n in con.execute("SELECT month, stage, count(*) FROM _dm_stages GROUP BY ALL").fetchall():
         counts[month][stage] = int(n)
@@ -54,8 +61,10 @@ def lifecycle_report(con: duckdb.DuckDBPyConnection, ws: Workspace, at: datetime
     churn: list[dict[str, Any]] = []
     for before, after in itertools.pairwise(labels):
         rows = con.execute(
-            """SELECT a.stage, b.stage, count(*) FROM _dm_stages a JOIN _dm_stages b USING (contact_id)
-               WHERE a.month = $a AND b.month = $b AND a.stage <> b.stage GROUP BY ALL ORDER BY 3 DESC, 1, 2""",
+            """SELECT a.stage AS from_stage, b.stage AS to_stage, count(*) AS contacts
+               FROM _dm_stages a JOIN _dm_stages b USING (contact_id)
+               WHERE a.month = $a AND b.month = $b AND a.stage <> b.stage
+               GROUP BY a.stage, b.stage ORDER BY contacts DESC, from_stage, to_stage""",
             {"a": before, "b": after},
         ).fetchall()
         moves = {(f, t): int(n) for f, t, n in rows}

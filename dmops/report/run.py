@@ -99,6 +99,15 @@ FATIGUE_INPUTS = {
     " WHERE message_id IS NOT NULL AND event IN ('unsubscribe', 'complaint')",
 }
 
+# What the lifecycle report reads: the contact ids, conversions and opens, marketing messages (dmops/sql/traits.sql).
+LIFECYCLE_INPUTS = {
+    "contacts": "SELECT DISTINCT contact_id FROM contacts",
+    "ledger_events": "SELECT event, ts, contact_id, revenue FROM ledger_events"
+    " WHERE event IN ('conversion', 'open') AND contact_id IS NOT NULL",
+    "ledger_entries": "SELECT contact_id, kind, purpose, planned_at FROM ledger_entries"
+    " WHERE kind = 'message' AND purpose = 'marketing'",
+}
+
 
 @contextlib.contextmanager
 def _on_engine(
@@ -164,8 +173,9 @@ def _lifecycle_or_fatigue(ws: Workspace, request: Request) -> str:
     try:
         if which == "lifecycle":
             assert request.at is not None, "the lifecycle report needs --at (the CLI passes now)"
-            load_contacts(con, ws)
-            view = lifecycle_report(con, ws, request.at, request.months)
+            load_contacts(con, ws, [])  # the contact ids: traits read nothing else of the file
+            with _on_engine(ws, con, LIFECYCLE_INPUTS) as queries:
+                view = lifecycle_report(queries, ws, request.at, request.months)
         else:
             with _on_engine(ws, con, FATIGUE_INPUTS) as queries:
                 view = fatigue_report(queries, request.threshold)
