@@ -532,7 +532,7 @@ def test_the_whole_loop_on_spark_writes_duckdbs_files_and_reports(tmp_path: Path
 def test_the_lifecycle_report_on_spark_gives_duckdbs_stages_flows_and_churn(tmp_path: Path, spark, cli) -> None:
     """The stages of tests/test_lifecycle_report.py's history (new, active, reactivated, at risk, churned),
     month by month, with traits computed on Spark: the same JSON as on DuckDB."""
-    from tests.test_lifecycle_report import add_events
+    from tests.test_lifecycle_report import HISTORY, add_events
     from tests.test_lifecycle_report import workspace as history_workspace
 
     outputs = {}
@@ -540,16 +540,7 @@ def test_the_lifecycle_report_on_spark_gives_duckdbs_stages_flows_and_churn(tmp_
         root = history_workspace(tmp_path / engine, ["a", "b", "c", "d"])
         with (root / "dmops.yaml").open("a", encoding="utf-8") as config:
             config.write(f"engine: {engine}\n")
-        add_events(
-            root,
-            [
-                ("conversion", "a", None, datetime(2026, 8, 15)),
-                ("conversion", "b", None, datetime(2025, 12, 1)),
-                ("conversion", "b", None, datetime(2026, 10, 20)),
-                ("conversion", "d", None, datetime(2026, 5, 20)),
-                ("open", "c", None, datetime(2026, 11, 2)),
-            ],
-        )
+        add_events(root, [*HISTORY, ("open", "c", None, datetime(2026, 11, 2))])
         result = cli("-w", root, "report", "lifecycle", "--at", "2026-12-10T00:00", "--months", "4", "--format", "json")
         assert result.exit_code == 0, result.stderr
         outputs[engine] = result.stdout

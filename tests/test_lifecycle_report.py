@@ -33,17 +33,18 @@ def add_events(root: Path, events: list[tuple[str, str | None, str | None, datet
     con.close()
 
 
+# conversions of a, b (twice, ten months apart) and d; c never converts
+HISTORY: list[tuple[str, str | None, str | None, datetime]] = [
+    ("conversion", "a", None, datetime(2026, 8, 15)),
+    ("conversion", "b", None, datetime(2025, 12, 1)),
+    ("conversion", "b", None, datetime(2026, 10, 20)),
+    ("conversion", "d", None, datetime(2026, 5, 20)),
+]
+
+
 def test_lifecycle_counts_flows_and_churn(cli, tmp_path: Path) -> None:
     root = workspace(tmp_path, ["a", "b", "c", "d"])
-    add_events(
-        root,
-        [
-            ("conversion", "a", None, datetime(2026, 8, 15)),
-            ("conversion", "b", None, datetime(2025, 12, 1)),
-            ("conversion", "b", None, datetime(2026, 10, 20)),
-            ("conversion", "d", None, datetime(2026, 5, 20)),
-        ],
-    )
+    add_events(root, HISTORY)
     result = cli("-w", root, "report", "lifecycle", "--at", "2026-12-10T00:00", "--months", "4", "--format", "json")
     assert result.exit_code == 0, result.output
     view = json.loads(result.stdout)
