@@ -158,7 +158,8 @@ class Collected:
         return rows
 
     def fetchone(self) -> tuple[Any, ...] | None:
-        return self._rows[0] if self._rows else None
+        rows = self.fetchmany(1)
+        return rows[0] if rows else None
 
     def fetchmany(self, size: int) -> list[tuple[Any, ...]]:
         rows = self._rows[self._at : self._at + size]

@@ -114,8 +114,8 @@ def _on_engine(
     ws: Workspace, con: duckdb.DuckDBPyConnection, inputs: dict[str, str] = SPARK_INPUTS
 ) -> Iterator[Queries]:
     """Where the report's queries run: ``con`` (DuckDB), or with ``engine: spark`` on Spark, over what
-    ``inputs`` selects of the ledger, handed over as Parquet in a private folder of the state folder (removed
-    afterwards)."""
+    ``inputs`` selects (of the ledger; of the contacts for the lifecycle), handed over as Parquet in a private
+    folder of the state folder (removed afterwards)."""
     with hand_over(ws.state_dir, "report", spark=ws.config.spark is not None) as folder:
         if folder is None:
             yield con
