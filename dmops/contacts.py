@@ -359,9 +359,9 @@ def replace_contacts(con: duckdb.DuckDBPyConnection, select: str) -> None:
     con.execute("ALTER TABLE _dm_contacts_next RENAME TO contacts")
 
 
-def read_in_place(con: duckdb.DuckDBPyConnection) -> tuple[Path, list[str]] | None:
-    """The checked snapshot ``contacts`` is a view of, and the columns the view reads, in order; None when
-    ``contacts`` is a table (read from the contacts file, or changed since: traits added)."""
+def read_in_place(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """The checked snapshot ``contacts`` is a view of (it reads some of its columns); None when ``contacts``
+    is a table (read from the contacts file, or changed since: traits added)."""
     if _contacts_kind(con) != "VIEW":
         return None
     named = con.execute(
@@ -370,9 +370,7 @@ def read_in_place(con: duckdb.DuckDBPyConnection) -> tuple[Path, list[str]] | No
     ).fetchall()[0][0]
     if not named:
         return None
-    file = str(con.execute(f"SELECT file FROM {snapshot.IN_PLACE}").fetchall()[0][0])
-    columns = [str(row[0]) for row in con.execute("SELECT column_name FROM (DESCRIBE contacts)").fetchall()]
-    return Path(file), columns
+    return Path(str(con.execute(f"SELECT file FROM {snapshot.IN_PLACE}").fetchall()[0][0]))
 
 
 def _read_and_check(con: duckdb.DuckDBPyConnection, ws: Workspace, text_columns: set[str]) -> snapshot.Snapshot:

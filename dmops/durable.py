@@ -80,6 +80,19 @@ def _open_staging(staging: Path) -> int:
         raise _in_the_way(staging) from None
 
 
+def _create_staging(path: Path) -> tuple[Path, int]:
+    """The staging file of ``path``, created by this call, and its descriptor. Refused (73) when something is
+    already there, which is left alone; removed again when a Ctrl-C arrives as it is created."""
+    staging = free_staging_path(path)  # the name is this process's: anything there now was not made here
+    try:
+        return staging, _open_staging(staging)
+    except OutputError:
+        raise  # put there since the check: not this call's to remove
+    except BaseException:  # Ctrl-C delivered as the open returned: the file may exist already
+        staging.unlink(missing_ok=True)
+        raise
+
+
 def publish(staging: Path, final: Path, *, result: bool = True) -> None:
     """Sync the finished ``staging`` file, rename it to ``final`` and sync the folder (OSError on failure).
 
@@ -99,14 +112,7 @@ def write_atomic(path: Path, text: str | bytes, *, result: bool = True) -> None:
     The staging file is created new (never through a link that is already there), and the rename
     replaces a link at ``path`` itself rather than writing where it points.
     """
-    staging = staging_path(path)
-    try:
-        fd = _open_staging(staging)
-    except OutputError:
-        raise  # a file or link someone else left there: not this call's to remove
-    except BaseException:  # Ctrl-C delivered as the open returned: the file may exist already
-        staging.unlink(missing_ok=True)
-        raise
+    staging, fd = _create_staging(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(text.encode("utf-8") if isinstance(text, str) else text)
@@ -123,9 +129,9 @@ def write_new(path: Path, data: bytes, *, sync: bool = True) -> None:
     another process created meanwhile wins (FileExistsError). ``sync``: the file and its folder are
     synced too, so the new file survives a power loss.
     """
-    staging = staging_path(path)
+    staging, fd = _create_staging(path)
     try:
-        with os.fdopen(_open_staging(staging), "wb") as handle:
+        with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             if sync:
                 handle.flush()

@@ -308,7 +308,7 @@ def build(
         in_place = read_in_place(con)
         for name, sql in SPARK_INPUTS.items():
             if name == "contacts" and in_place is not None:
-                spark.share_file(name, *in_place)  # the checked snapshot, read by the executors where it is
+                spark.share_file(con, name, sql, in_place)  # the checked snapshot, read where it is
             else:
                 spark.share(con, name, sql)
 

@@ -96,10 +96,15 @@ class SparkRunner:
         con.execute(f"COPY ({sql}) TO {quote_literal(str(path))} (FORMAT parquet)")
         self.session.read.parquet(str(path)).createOrReplaceTempView(name)
 
-    def share_file(self, name: str, path: Path, columns: list[str]) -> None:
-        """Let Spark read ``columns`` of the Parquet file ``path`` in place, as the temporary view ``name``."""
-        quoted = ["`" + column.replace("`", "``") + "`" for column in columns]
-        self.session.read.parquet(str(path)).select(*quoted).createOrReplaceTempView(name)
+    def share_file(self, con: duckdb.DuckDBPyConnection, name: str, sql: str, path: Path) -> None:
+        """Hand the rows of ``sql`` (DuckDB), which are columns of the Parquet file ``path``, to Spark as the
+        temporary view ``name``, read from ``path`` in place. Spark is told the columns and their types (those
+        of an empty copy of ``sql``): it reads only those, and never works out the types of the file's other
+        columns, some of which it may not read (an INTERVAL)."""
+        probe = self.folder / f"in-{name}-columns.parquet"
+        con.execute(f"COPY ({sql} LIMIT 0) TO {quote_literal(str(probe))} (FORMAT parquet)")
+        schema = self.session.read.parquet(str(probe)).schema
+        self.session.read.schema(schema).parquet(str(path)).createOrReplaceTempView(name)
 
     def take(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
         """Bring Spark's view ``name`` back into DuckDB as the temporary table ``name``."""

@@ -72,21 +72,40 @@ class Cluster:
             return dict(json.loads(response.read()))
 
 
-@contextmanager
-def standalone(folder: Path, workers: int = 2, cores: int = 1, memory: str = "1G") -> Iterator[Cluster]:
-    """A Spark standalone master and ``workers`` workers on loopback, started with PySpark's ``spark-class``
-    and stopped (with everything they started) on exit; their logs in ``folder``."""
+class PortTaken(Exception):
+    """A port chosen for the cluster was taken by another process before Spark bound it."""
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in reversed(processes):
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _launch(folder: Path, workers: int, cores: int, memory: str, processes: list[subprocess.Popen[bytes]]) -> Cluster:
+    """Start the master and the workers (into ``processes``) and wait until every worker has registered.
+
+    Each gets the ports chosen for it and no other (``spark.port.maxRetries=0``): a port another process took
+    in the meantime (another test worker's server) ends it at once, with PortTaken, instead of moving it to
+    the next port, where the tests would not look."""
     home = spark_home()
+    no_retries = "-Dspark.port.maxRetries=0"
     env = {
         **os.environ,
         "SPARK_HOME": str(home),
         "SPARK_LOCAL_IP": LOOPBACK,
-        "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",  # no REST submission port
+        "SPARK_MASTER_OPTS": f"-Dspark.master.rest.enabled=false {no_retries}",  # no REST submission port
+        "SPARK_WORKER_OPTS": no_retries,
         "SPARK_LOG_DIR": str(folder),
     }
     port, ui_port, *worker_ui_ports = free_ports(2 + workers)
     spark_class = str(home / "bin" / "spark-class")
-    processes: list[subprocess.Popen[bytes]] = []
 
     def start(name: str, *args: str) -> None:
         log = (folder / f"{name}.log").open("wb")
@@ -98,44 +117,60 @@ def standalone(folder: Path, workers: int = 2, cores: int = 1, memory: str = "1G
 
     master = f"spark://{LOOPBACK}:{port}"
     cluster = Cluster(master, f"http://{LOOPBACK}:{ui_port}", processes)
-    try:
+    start(
+        "master",
+        "org.apache.spark.deploy.master.Master",
+        *("--host", LOOPBACK, "--port", str(port), "--webui-port", str(ui_port)),
+    )
+    for n in range(workers):
+        work = folder / f"worker-{n}"
+        work.mkdir()
         start(
-            "master",
-            "org.apache.spark.deploy.master.Master",
-            *("--host", LOOPBACK, "--port", str(port), "--webui-port", str(ui_port)),
+            f"worker-{n}",
+            "org.apache.spark.deploy.worker.Worker",
+            master,
+            *("--host", LOOPBACK, "--cores", str(cores), "--memory", memory),
+            *("--webui-port", str(worker_ui_ports[n]), "--work-dir", str(work)),
         )
-        for n in range(workers):
-            work = folder / f"worker-{n}"
-            work.mkdir()
-            start(
-                f"worker-{n}",
-                "org.apache.spark.deploy.worker.Worker",
-                master,
-                *("--host", LOOPBACK, "--cores", str(cores), "--memory", memory),
-                *("--webui-port", str(worker_ui_ports[n]), "--work-dir", str(work)),
-            )
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if cluster.status().get("aliveworkers") == workers:
-                    break
-            except OSError:
-                pass  # the master is not listening yet
-            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-                logs = "\n".join(p.read_text(errors="replace")[-2000:] for p in sorted(folder.glob("*.log")))
-                raise RuntimeError(f"the Spark cluster did not start:\n{logs}")
-            time.sleep(0.5)
-        yield cluster
-    finally:
-        for process in reversed(processes):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if cluster.status().get("aliveworkers") == workers:
+                return cluster
+        except OSError:
+            pass  # the master is not listening yet
+        if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+            logs = [p.read_text(errors="replace") for p in sorted(folder.glob("*.log"))]
+            if any("java.net.BindException" in log for log in logs):
+                raise PortTaken(folder)
+            tails = "\n".join(log[-2000:] for log in logs)
+            raise RuntimeError(f"the Spark cluster did not start:\n{tails}")
+        time.sleep(0.5)
+
+
+@contextmanager
+def standalone(folder: Path, workers: int = 2, cores: int = 1, memory: str = "1G") -> Iterator[Cluster]:
+    """A Spark standalone master and ``workers`` workers on loopback, started with PySpark's ``spark-class``
+    and stopped (with everything they started) on exit; their logs in ``folder``. Started again on other
+    ports, up to three times, when a port chosen for it was taken meanwhile."""
+    for attempt in range(3):
+        processes: list[subprocess.Popen[bytes]] = []
+        tried = folder / f"try-{attempt}"
+        tried.mkdir(parents=True)
+        try:
+            cluster = _launch(tried, workers, cores, memory, processes)
+        except PortTaken:
+            _stop(processes)
+            continue
+        except BaseException:
+            _stop(processes)
+            raise
+        try:
+            yield cluster
+        finally:
+            _stop(processes)
+        return
+    raise RuntimeError("the Spark cluster's ports were taken three times")
 
 
 def descendants(pid: int) -> set[int]:

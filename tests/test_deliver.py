@@ -86,13 +86,14 @@ def test_a_changed_outbox_run_is_refused(root: Path) -> None:
 
 
 def test_an_unreachable_relay_defers_the_first_message_and_leaves_the_rest_queued(root: Path) -> None:
-    from tests.mailserver import free_port
+    import socket
 
-    yaml = (
-        (root / "dmops.yaml").read_text().replace("host: smtp.example.com", f"host: 127.0.0.1\n    port: {free_port()}")
-    )
-    (root / "dmops.yaml").write_text(yaml)
-    code, output = run(root, "deliver", "--at", "2026-12-01T10:00", "--format", "json")
+    with socket.socket() as refusing:  # bound, never listening: connections are refused, and no test can take it
+        refusing.bind(("127.0.0.1", 0))
+        port = refusing.getsockname()[1]
+        yaml = (root / "dmops.yaml").read_text().replace("host: smtp.example.com", f"host: 127.0.0.1\n    port: {port}")
+        (root / "dmops.yaml").write_text(yaml)
+        code, output = run(root, "deliver", "--at", "2026-12-01T10:00", "--format", "json")
     assert code == 75, output
     result = json.loads(output)
     [mail] = result["transports"]

@@ -297,6 +297,32 @@ def test_plan_on_spark_writes_the_same_file_as_on_duckdb(
     assert summary["to_send"] > 0 and sum(summary["excluded"].values()) > 0
 
 
+def test_a_snapshot_column_spark_cannot_read_does_not_stop_a_plan_that_does_not_read_it(
+    tmp_path: Path, spark, cli
+) -> None:
+    """A Parquet contacts file keeps its own column types, so the snapshot may hold one Spark cannot read (an
+    INTERVAL). Spark reads the snapshot in place, told only the columns the campaign reads: the plan is
+    DuckDB's, and the column it does not read stays unread."""
+    outputs = {}
+    for engine in ("duckdb", "spark"):
+        files = dict(FUNNEL_WORKSPACE)
+        files["dmops.yaml"] = files["dmops.yaml"].replace("contacts.csv", "contacts.parquet") + f"engine: {engine}\n"
+        csv_contacts = files.pop("contacts.csv")
+        root = write(tmp_path / engine, {**files, "people.csv": csv_contacts})
+        duckdb.sql(
+            f"""COPY (SELECT *, INTERVAL 3 DAY AS since FROM read_csv('{root / "people.csv"}', all_varchar = true))
+                TO '{root / "contacts.parquet"}' (FORMAT parquet)"""
+        )
+        assert cli("-w", root, "validate").exit_code == 0
+        out = tmp_path / f"{engine}.csv"
+        result = cli("-w", root, "plan", "promo", "--at", "2026-12-01T10:00", "--out", out)
+        assert result.exit_code == 0, result.output
+        outputs[engine] = out.read_bytes()
+    (read,) = spark.table("contacts").inputFiles()
+    assert "/.dmops/snapshots/contacts-" in read and "since" not in spark.table("contacts").columns
+    assert outputs["spark"] == outputs["duckdb"] and outputs["duckdb"].count(b"\n") > 100
+
+
 def test_a_killed_spark_plans_copies_of_the_contacts_are_removed(tmp_path: Path, spark, cli) -> None:
     """A Spark plan killed mid-way leaves its hand-over folder (the contacts as Parquet) in state_dir/spark:
     the next Spark plan, and `dmops forget`, remove the folders whose process is gone, and only those."""
@@ -535,6 +561,8 @@ def test_the_lifecycle_report_on_spark_gives_duckdbs_stages_flows_and_churn(tmp_
     from tests.test_lifecycle_report import HISTORY, add_events
     from tests.test_lifecycle_report import workspace as history_workspace
 
+    for view in spark.catalog.listTables():  # what an earlier test left: this one's must be its own
+        spark.catalog.dropTempView(view.name)
     outputs = {}
     for engine in ("duckdb", "spark"):
         root = history_workspace(tmp_path / engine, ["a", "b", "c", "d"])
@@ -565,6 +593,8 @@ def test_the_fatigue_report_on_spark_counts_the_windows_and_replays_the_cap_as_d
     from tests.test_lifecycle_report import workspace as history_workspace
 
     people = [f"p{i:02d}" for i in range(40)]
+    for view in spark.catalog.listTables():  # what an earlier test left: this one's must be its own
+        spark.catalog.dropTempView(view.name)
     outputs = {}
     for engine in ("duckdb", "spark"):
         root = history_workspace(tmp_path / engine, people)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dmops import durable
-from dmops.durable import staging_path, write_atomic
+from dmops.durable import staging_path, write_atomic, write_new
 from dmops.errors import OutputError
 
 
@@ -71,11 +71,39 @@ def test_ctrl_c_before_the_rename_leaves_the_old_file_and_no_staging_file(
     assert target.read_text(encoding="utf-8") == "old\n"
 
 
-def test_a_file_in_the_way_of_the_staging_file_is_refused_and_left_alone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("write", [write_atomic, write_new], ids=["write_atomic", "write_new"])
+def test_a_file_in_the_way_of_the_staging_file_is_refused_and_left_alone(tmp_path: Path, write) -> None:
     target = tmp_path / "state.json"
     staging = staging_path(target)
     staging.write_text("someone else's\n", encoding="utf-8")
     with pytest.raises(OutputError, match="in the way of the staging file"):
-        write_atomic(target, "new\n")
+        write(target, b"new\n")
     assert staging.read_text(encoding="utf-8") == "someone else's\n"
     assert not target.exists()
+
+
+def test_ctrl_c_while_a_file_is_in_the_way_leaves_that_file_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interrupt lands as the refusal is being built: the file that was there is still not removed."""
+    target = tmp_path / "state.json"
+    staging = staging_path(target)
+    staging.write_text("someone else's\n", encoding="utf-8")
+
+    def interrupted(_: Path) -> OutputError:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(durable, "_in_the_way", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, "new\n")
+    assert staging.read_text(encoding="utf-8") == "someone else's\n"
+
+
+def test_ctrl_c_as_write_new_creates_its_staging_file_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "secret.key"
+    calls = _interrupt_after(monkeypatch, "open", staging_path(target))
+    with pytest.raises(KeyboardInterrupt):
+        write_new(target, b"key")
+    assert calls == ["open"] and os.listdir(tmp_path) == []
