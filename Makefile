@@ -44,7 +44,7 @@ bench-large: $(STAMP)
 	$(BIN)/python benchmarks/run.py --large
 
 # Mutation testing of the modules that decide who gets what: kill rate per module, survivors in
-# mutants/survivors.txt. Slow (about 3 hours on 2 cores for the full set), so not part of `make test`; MUTATE_ARGS=--keep continues an earlier run, MUTATE_ARGS='dmops.sms.*' runs a subset.
+# mutants/survivors.txt. Slow (several hours on 2 cores for the full set), so not part of `make test`; MUTATE_ARGS=--keep continues an earlier run, MUTATE_ARGS='dmops.sms.*' runs a subset.
 mutate: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,mutate]'
 	$(BIN)/python scripts/mutate.py $(MUTATE_ARGS)
